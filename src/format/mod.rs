@@ -1,0 +1,1 @@
+//! Kafka's on-disk formats: parse (with nom, zero-copy) and verify.
