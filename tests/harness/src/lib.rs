@@ -1,0 +1,21 @@
+//! segvault's test bed: real Apache Kafka brokers fetched from Maven Central and started on
+//! loopback, Kafka's own Java client to drive them, record digests to compare what a broker
+//! serves before archiving and after restoring, and a real S3-compatible server.
+//!
+//! - [`dist`]: a Kafka version's jars (Maven) and the compiled client driver.
+//! - [`cluster`]: KRaft clusters (one combined node, or brokers + controller quorum).
+//! - [`client`]: produce plans, consumption, digests, consumer-group offsets.
+//! - [`workload`]: the standard workloads every archive/restore test uses.
+//! - [`s3`]: versitygw on loopback.
+//! - [`fixtures`]: regenerates `fixtures/` from real brokers.
+
+pub mod client;
+pub mod cluster;
+pub mod dist;
+pub mod s3;
+pub mod workload;
+
+pub use client::{Client, Isolation, PartitionDigest, Plan, Record, Send};
+pub use cluster::{Cluster, ClusterSpec, Shape};
+pub use dist::{KafkaDist, KAFKA_VERSIONS};
+pub use s3::S3Server;

@@ -1,0 +1,123 @@
+//! A real S3-compatible server on loopback: versitygw with its posix backend.
+//!
+//! Why versitygw: it builds with a plain `go install` from the Go module proxy (MinIO's module
+//! does not install that way), serves real S3 (SigV4, multipart, ranged GET, conditional
+//! `If-None-Match: *` writes) from a plain directory, and starts in well under a second.
+//! The binary is cached under `target/harness-cache/bin`.
+
+use crate::cluster::{free_port, tail, DEADLINE};
+use crate::dist::cache_dir;
+use anyhow::{bail, Context, Result};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The pinned versitygw release.
+pub const VERSITYGW_VERSION: &str = "v1.8.0";
+pub const ACCESS_KEY: &str = "segvault-test";
+pub const SECRET_KEY: &str = "segvault-test-secret";
+pub const REGION: &str = "us-east-1";
+
+/// Installs versitygw (once) and returns the binary's path.
+pub fn versitygw_binary() -> Result<PathBuf> {
+    let bin_dir = cache_dir().join("bin");
+    let bin = bin_dir.join(format!("versitygw-{VERSITYGW_VERSION}"));
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let gobin = cache_dir().join("gobin");
+    std::fs::create_dir_all(&gobin)?;
+    let out = Command::new("go")
+        .args(["install", &format!("github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}")])
+        .env("GOBIN", &gobin)
+        .env("CGO_ENABLED", "0")
+        .output()
+        .context("running `go install` (Go is a prerequisite)")?;
+    if !out.status.success() {
+        bail!("go install versitygw@{VERSITYGW_VERSION} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::create_dir_all(&bin_dir)?;
+    std::fs::rename(gobin.join("versitygw"), &bin)?;
+    Ok(bin)
+}
+
+/// A running versitygw serving one directory; killed on drop.
+pub struct S3Server {
+    pub endpoint: String,
+    pub root: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+    log_file: PathBuf,
+}
+
+impl S3Server {
+    /// Starts a server on a free loopback port with buckets `buckets` created.
+    pub fn start(buckets: &[&str]) -> Result<S3Server> {
+        let bin = versitygw_binary()?;
+        let dir = tempfile::Builder::new().prefix("segvault-s3-").tempdir()?;
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(&root)?;
+        // With the posix backend a bucket is a top-level directory.
+        for b in buckets {
+            std::fs::create_dir_all(root.join(b))?;
+        }
+        let port = free_port()?;
+        let log_file = dir.path().join("versitygw.out");
+        let log = std::fs::File::create(&log_file)?;
+        let child = Command::new(&bin)
+            .args(["--access", ACCESS_KEY, "--secret", SECRET_KEY, "--region", REGION])
+            .args(["--port", &format!("127.0.0.1:{port}")])
+            .arg("posix")
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut s = S3Server { endpoint: format!("http://127.0.0.1:{port}"), root, child, _dir: dir, log_file };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = s.child.try_wait()? {
+                bail!("versitygw exited with {status}:\n{}", tail(&s.log_file, 30));
+            }
+            if start.elapsed() > DEADLINE {
+                bail!("versitygw did not listen on {port} within {DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(s)
+    }
+
+    /// Environment for an S3 client of this server (the standard AWS variable names).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+
+    /// An object_store client for `bucket` on this server.
+    pub fn store(&self, bucket: &str) -> Result<object_store::aws::AmazonS3> {
+        Ok(object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region(REGION)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .with_virtual_hosted_style_request(false)
+            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+            .build()?)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
