@@ -1,1 +1,41 @@
 //! Kafka's on-disk formats: parse (with nom, zero-copy) and verify.
+//!
+//! Everything here is a pure function over byte slices (callers mmap files, see
+//! [`mapped`]); nothing here decides policy or does I/O beyond opening a mapping. Parsers
+//! never panic on any input: malformed data is reported as a [`FormatError`] carrying what
+//! was expected, the byte position and (when known) the Kafka offset.
+//!
+//! - [`segment`]: walk a `.log` (v2 batches and legacy messages), classify its end.
+//! - [`batch`]: the v2 batch header and its CRC-32C. [`records`]: records, decompressed
+//!   incrementally ([`compression`]). [`control`]: control records.
+//! - [`legacy`]: magic 0/1 messages and compressed wrappers.
+//! - [`index`]: `.index`, `.timeindex`, `.txnindex`. [`snapshot`]: producer `.snapshot`.
+//! - [`text`]: checkpoint files, `partition.metadata`, `meta.properties` (readers and
+//!   byte-exact writers). [`kraft`]: `quorum-state`, metadata records.
+//!   [`names`]: file and directory names. [`internal`]: `__consumer_offsets` and
+//!   `__transaction_state` records.
+//! - [`encode`]: batch and message encoders (for tests and fixtures).
+
+pub mod batch;
+pub mod compression;
+pub mod control;
+pub mod encode;
+pub mod error;
+pub mod index;
+pub mod internal;
+pub mod kraft;
+pub mod legacy;
+pub mod mapped;
+pub mod names;
+pub(crate) mod primitives;
+pub mod records;
+pub mod segment;
+pub mod snapshot;
+pub mod text;
+
+pub use batch::{BatchAttributes, BatchHeader, Compression, RecordBatch, TimestampType};
+pub use error::{ErrorKind, FormatError, Location};
+pub use legacy::LegacyEntry;
+pub use primitives::{encode_unsigned_varint, encode_varint, encode_varlong};
+pub use records::{Header, Limits, Record, Records};
+pub use segment::{log_entries, Batch, LogEntries, SegmentEnd};
