@@ -12,6 +12,7 @@
 pub mod client;
 pub mod cluster;
 pub mod dist;
+pub mod fixtures;
 pub mod s3;
 pub mod workload;
 

@@ -1,1 +1,100 @@
-fn main() {}
+//! `harness`: the test bed from the command line.
+//!
+//!   harness provision                 download every pinned Kafka and build versitygw
+//!   harness kafka [--version V] [--brokers N --controllers M] [--config k=v]...
+//!                                     start a cluster, print where it is, run until Enter/EOF
+//!   harness s3 [--bucket B]...        start versitygw, print its endpoint and AWS variables
+//!   harness fixtures [--out DIR]      regenerate fixtures/ from real brokers
+
+use anyhow::{anyhow, Result};
+use clap::{Parser, Subcommand};
+use segvault_harness::{dist, fixtures, s3, Cluster, ClusterSpec, KAFKA_VERSIONS};
+use std::io::BufRead;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "segvault's test bed: real Kafka brokers and a real S3 server on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Download every pinned Kafka version (Maven) and build the S3 server (go install), so
+    /// later runs need no network.
+    Provision,
+    /// Start a KRaft cluster on loopback and keep it running until Enter or end of input.
+    Kafka {
+        /// Kafka version (any version on Maven Central; the pinned ones are tested).
+        #[arg(long, default_value = KAFKA_VERSIONS[0])]
+        version: String,
+        /// Number of broker-only nodes; 0 starts one combined broker+controller node.
+        #[arg(long, default_value_t = 0)]
+        brokers: u32,
+        /// Number of controller-only nodes (with --brokers).
+        #[arg(long, default_value_t = 1)]
+        controllers: u32,
+        /// Broker config, key=value; repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// Start versitygw on loopback and keep it running until Enter or end of input.
+    S3 {
+        #[arg(long = "bucket", default_value = "segvault")]
+        buckets: Vec<String>,
+    },
+    /// Regenerate the fixtures from real brokers of every pinned version.
+    Fixtures {
+        #[arg(long, default_value = "fixtures")]
+        out: PathBuf,
+        /// Only these versions (default: every pinned version).
+        #[arg(long = "version")]
+        versions: Vec<String>,
+    },
+}
+
+fn wait_for_enter() {
+    let _ = std::io::stdin().lock().lines().next();
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Provision => {
+            for v in KAFKA_VERSIONS {
+                let d = dist::KafkaDist::get(v)?;
+                println!("kafka {v}: {}", d.libs.display());
+            }
+            println!("versitygw: {}", s3::versitygw_binary()?.display());
+        }
+        Cmd::Kafka { version, brokers, controllers, configs } => {
+            let mut spec = if brokers == 0 { ClusterSpec::combined(&version) } else { ClusterSpec::cluster(&version, brokers, controllers) };
+            for c in configs {
+                let (k, v) = c.split_once('=').ok_or_else(|| anyhow!("--config wants KEY=VALUE, got {c:?}"))?;
+                spec = spec.config(k, v);
+            }
+            let c = Cluster::start(spec)?;
+            println!("cluster.id {}\nbootstrap  {}", c.cluster_id, c.bootstrap());
+            for n in &c.nodes {
+                println!("node {} ({:?}) log dirs {:?}, output {}", n.id, n.role, n.log_dirs, n.log_file.display());
+            }
+            println!("running; press Enter to stop");
+            wait_for_enter();
+        }
+        Cmd::S3 { buckets } => {
+            let b: Vec<&str> = buckets.iter().map(String::as_str).collect();
+            let s = s3::S3Server::start(&b)?;
+            for (k, v) in s.env() {
+                println!("export {k}={v}");
+            }
+            println!("# buckets {buckets:?} under {}; press Enter to stop", s.root.display());
+            wait_for_enter();
+        }
+        Cmd::Fixtures { out, versions } => {
+            let vs: Vec<&str> = if versions.is_empty() { KAFKA_VERSIONS.to_vec() } else { versions.iter().map(String::as_str).collect() };
+            fixtures::generate(&out, &vs)?;
+            println!("fixtures written to {}", out.display());
+        }
+    }
+    Ok(())
+}
