@@ -98,7 +98,7 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
                 _ => vec![("dup".to_string(), Some(b"a".to_vec())), ("dup".to_string(), Some(b"b".to_vec()))],
             };
             plan.send(Send { producer: prod.clone(), topic: topic.clone(), partition: Some(partition), timestamp: ts(i), key, value: val, headers, aborted: false });
-            if i % 50 == 49 {
+            if i % 20 == 19 {
                 plan.flush(&prod);
             }
         }
