@@ -1,0 +1,114 @@
+//! `segvault archive --once`: one archive pass, for cron and tests.
+
+use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
+use crate::archive::{self, Outcome};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const LONG_HELP: &str = "\
+Copy every closed, committed segment of broker log dirs to object storage, once.
+
+A segment is archived when a later segment exists and that segment's base offset is at or
+below the partition's high watermark (replication-offset-checkpoint), so a follower's
+truncation can never change it. Each segment's CRCs are verified first; a corrupt segment is
+never uploaded: it is reported (exit 1) and recorded under corrupt/ in the archive.
+
+Each offset range is stored once, even when agents on several brokers archive replicas of the
+same partition: manifests are claimed with conditional creates, and a replica whose batches
+differ from the archived copy is recorded under divergence/ (exit 1).
+
+Store URLs: file:///path (or a plain path), s3://bucket/prefix, gs://bucket/prefix,
+az://container/prefix. Credentials come from the standard environment (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for an
+S3-compatible server on http; GOOGLE_*; AZURE_*).
+
+Examples:
+  segvault archive --once --log-dir /var/lib/kafka/data --store file:///backup/kafka
+  segvault archive --once --log-dir /data/k1 --log-dir /data/k2 --store s3://bucket/kafka --zstd 3
+
+Exit codes: 0 archived (or nothing to do), 1 corrupt segments or divergent replicas found,
+2 usage, I/O or store error.";
+
+pub struct Options {
+    pub log_dirs: Vec<PathBuf>,
+    pub store: String,
+    pub zstd: Option<i32>,
+    pub concurrency: usize,
+    pub rate_limit: Option<u64>,
+    pub gap_after_secs: u64,
+    pub format: Format,
+}
+
+pub fn run(o: Options) -> i32 {
+    let store = match archive::open(&o.store) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("segvault archive: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let opts = archive::Options {
+        zstd_level: o.zstd,
+        concurrency: o.concurrency,
+        rate_limit: o.rate_limit,
+        gap_after: Duration::from_secs(o.gap_after_secs),
+        ..Default::default()
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("segvault archive: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let report = match rt.block_on(archive::archive_once(&store, &o.log_dirs, &opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("segvault archive: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match o.format {
+        Format::Json => {
+            for p in &report.partitions {
+                println!("{}", serde_json::json!({"type": "partition", "report": p}));
+            }
+            println!(
+                "{}",
+                serde_json::json!({"type": "total", "uploaded_segments": report.uploaded_segments,
+                    "uploaded_bytes": report.uploaded_bytes, "gaps": report.gaps, "corrupt": report.corrupt,
+                    "divergences": report.divergences, "store": store.url})
+            );
+        }
+        Format::Text => {
+            for p in &report.partitions {
+                for out in &p.outcomes {
+                    let tp = format!("{}-{}", p.topic, p.partition);
+                    match out {
+                        Outcome::Uploaded { start, next, bytes, .. } => println!("archived  {tp} [{start}, {next}) {bytes} bytes"),
+                        Outcome::ClaimedByOther { start, next, divergent } => {
+                            println!("replica   {tp} [{start}, {next}) already archived from another broker{}", if *divergent { ", DIVERGENT" } else { "" })
+                        }
+                        Outcome::Gap { start, next } => println!("GAP       {tp} [{start}, {next}): no replica had these offsets"),
+                        Outcome::Corrupt { base, position, offset, message } => {
+                            println!("CORRUPT   {tp} segment {base} at byte {position} (offset {offset:?}): {message}; not archived")
+                        }
+                        Outcome::Divergent { start, message } => println!("DIVERGENT {tp} at {start}: {message}"),
+                    }
+                }
+                if let Some(reason) = &p.skipped {
+                    println!("skipped   {}-{}: {reason}", p.topic, p.partition);
+                }
+            }
+            println!(
+                "{} segments, {} bytes uploaded to {}; {} gaps, {} corrupt, {} divergences",
+                report.uploaded_segments, report.uploaded_bytes, store.url, report.gaps, report.corrupt, report.divergences
+            );
+        }
+    }
+    if report.corrupt > 0 || report.divergences > 0 {
+        EXIT_PROBLEM
+    } else {
+        EXIT_OK
+    }
+}

@@ -1,0 +1,496 @@
+//! `segvault inspect`: the forensic view of single files.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::output::{payload, payload_text, Out};
+use super::{Format, Payload, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
+use crate::format::names::{parse_file_name, FileName, SegmentFileKind};
+use crate::logdir::check::{
+    check_file, check_segment, file_kind, Decoder, Event, FileKind, Problem, RecordMode,
+    RecordView, SegmentInput, SegmentStats, Severity, WalkOptions,
+};
+
+pub const LONG_HELP: &str = "\
+Print what a Kafka file holds, checking it as it goes.
+
+By default a .log is shown batch by batch (like kafka-dump-log without --deep-iteration);
+--records goes down to every record, decompressing every codec and expanding legacy
+wrapper messages. Records of __consumer_offsets, __transaction_state and
+__cluster_metadata are decoded (group/topic/partition, transactional id and state,
+metadata record type), chosen by the name of the file's directory.
+
+Index files are printed and cross-checked against the .log of the same base name: every
+check kafka-dump-log makes, plus segvault's own judgement. The broker writes one index
+entry per append and an append can hold several batches, so kafka-dump-log's
+\"Index offset: X, log offset: Y\" can fire on valid files: segvault reports those as notes
+(kind index_dump_log_mismatch) and only real mismatches as corrupt. A zero-filled tail
+(preallocation of an active segment's index) is recognised and not read as entries.
+
+A partial batch at the end of the ACTIVE segment (the highest base offset in its
+directory) is a note: a live broker's segment looks like that. Anywhere else it is
+severity partial (exit code 1).
+
+Examples:
+  segvault inspect /var/lib/kafka/orders-0/00000000000000000000.log
+  segvault inspect --records --payload hex orders-0/00000000000000001200.log
+  segvault inspect --format json --records __consumer_offsets-0/*.log | jq 'select(.type==\"record\") | .decoded'
+  segvault inspect orders-0/00000000000000000000.index orders-0/00000000000000000000.timeindex
+  segvault inspect --from-offset 5000 --max-bytes 1048576 orders-0/00000000000000000000.log
+  segvault inspect meta.properties replication-offset-checkpoint orders-0/partition.metadata
+
+JSON lines (--format json), each with \"type\": batch, record, index_entry, problem,
+summary (one per file, last), and for other files producer_state, checkpoint_entry,
+leader_epoch, partition_metadata, meta_properties, quorum_state, clean_shutdown.
+
+Exit codes: 0 clean (notes only), 1 corrupt or partial data found, 2 usage or I/O error.";
+
+pub struct Options {
+    pub records: bool,
+    pub payload: Payload,
+    pub format: Format,
+    pub max_bytes: Option<u64>,
+    pub from_offset: Option<i64>,
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(opts: Options) -> i32 {
+    let mut out = Out::new();
+    let mut code = EXIT_OK;
+    for f in &opts.files {
+        let c = inspect_file(f, &opts, &mut out);
+        code = code.max(c);
+        if out.error.is_some() {
+            break;
+        }
+    }
+    if out.finish() {
+        code = EXIT_ERROR;
+    }
+    code
+}
+
+/// The segment's base offset, from a canonical or plain-digit file name.
+fn base_offset_of(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    match parse_file_name(name) {
+        FileName::Segment(s) => Some(s.offset),
+        _ => None,
+    }
+}
+
+/// Whether `log` is its directory's active segment: no `.log` with a higher base offset
+/// beside it. A file whose name has no offset counts as active (nothing says otherwise).
+fn is_active(log: &Path) -> bool {
+    let Some(base) = base_offset_of(log) else {
+        return true;
+    };
+    let Some(dir) = log.parent() else { return true };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    !rd.flatten().any(|e| {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        matches!(parse_file_name(&n), FileName::Segment(s) if s.kind == SegmentFileKind::Log && s.suffix.is_none() && s.offset > base)
+    })
+}
+
+fn error(path: &Path, message: &str, out: &mut Out, format: Format) -> i32 {
+    eprintln!("segvault: {}: {message}", path.display());
+    if format == Format::Json {
+        out.json("error", &json!({"file": path, "message": message}));
+    }
+    EXIT_ERROR
+}
+
+fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
+    match std::fs::metadata(path) {
+        Err(e) => return error(path, &format!("cannot read: {e}"), out, opts.format),
+        Ok(m) if m.is_dir() => {
+            return error(
+                path,
+                "expected a file, found a directory (use `segvault verify` for a log directory)",
+                out,
+                opts.format,
+            )
+        }
+        Ok(m) if !m.is_file() => return error(path, "expected a regular file", out, opts.format),
+        Ok(_) => {}
+    }
+    let kind = file_kind(path);
+    let mut worst: Option<Severity> = None;
+    let filter_file: Option<PathBuf>;
+    let result = {
+        let format = opts.format;
+        let pmode = if opts.records {
+            opts.payload
+        } else {
+            Payload::None
+        };
+        let mut only: Option<PathBuf> = None;
+        let res = match kind {
+            FileKind::Log | FileKind::BatchCheckpoint => {
+                let is_log = kind == FileKind::Log;
+                let input = SegmentInput {
+                    log: path.to_path_buf(),
+                    base_offset: if is_log { base_offset_of(path) } else { None },
+                    index: None,
+                    timeindex: None,
+                    txnindex: None,
+                    active: is_log && is_active(path),
+                };
+                let wo = WalkOptions {
+                    records: if opts.records {
+                        RecordMode::Emit
+                    } else {
+                        RecordMode::Shallow
+                    },
+                    emit_batches: true,
+                    max_bytes: opts.max_bytes,
+                    from_offset: opts.from_offset,
+                    decoder: if is_log {
+                        Decoder::for_file(path)
+                    } else {
+                        Decoder::ClusterMetadata
+                    },
+                    seek_index: if is_log {
+                        Some(path.with_extension("index"))
+                    } else {
+                        None
+                    },
+                    ..WalkOptions::default()
+                };
+                let mut sink = |e: Event<'_>| render(e, format, pmode, &mut worst, out, None);
+                check_segment(&input, &wo, &mut sink)
+            }
+            FileKind::Index | FileKind::TimeIndex | FileKind::TxnIndex => {
+                let log = path.with_extension("log");
+                let has_log = log.is_file();
+                let mut input = SegmentInput {
+                    log: log.clone(),
+                    base_offset: base_offset_of(path),
+                    index: None,
+                    timeindex: None,
+                    txnindex: None,
+                    active: has_log && is_active(&log),
+                };
+                match kind {
+                    FileKind::Index => input.index = Some(path.to_path_buf()),
+                    FileKind::TimeIndex => input.timeindex = Some(path.to_path_buf()),
+                    _ => input.txnindex = Some(path.to_path_buf()),
+                }
+                let wo = WalkOptions {
+                    emit_index_entries: true,
+                    index_only: !has_log,
+                    ..WalkOptions::default()
+                };
+                only = Some(path.to_path_buf());
+                let only_ref = only.clone();
+                let mut sink =
+                    |e: Event<'_>| render(e, format, pmode, &mut worst, out, only_ref.as_deref());
+                let r = check_segment(&input, &wo, &mut sink);
+                if !has_log {
+                    let p = Problem {
+                        file: path.to_path_buf(),
+                        position: None,
+                        offset: None,
+                        severity: Severity::Note,
+                        kind: "no_log",
+                        message: format!(
+                            "no {} beside this index: entries printed but not cross-checked",
+                            log.display()
+                        ),
+                    };
+                    render(Event::Problem(&p), format, pmode, &mut worst, out, None);
+                }
+                r
+            }
+            FileKind::Unknown => {
+                return error(
+                    path,
+                    "not a file kind segvault knows: expected a name like 00000000000000000000.log/.index/.timeindex/.txnindex/.snapshot, <offset>-<epoch>.checkpoint, or a broker metadata file name",
+                    out,
+                    opts.format,
+                );
+            }
+            other => {
+                let mut sink = |e: Event<'_>| render(e, format, pmode, &mut worst, out, None);
+                check_file(path, other, true, &mut sink)
+            }
+        };
+        filter_file = only;
+        res
+    };
+    let stats = match result {
+        Ok(s) => s,
+        Err(e) => return error(&e.path, &e.message, out, opts.format),
+    };
+    summary(path, kind, &stats, filter_file.is_some(), opts.format, out);
+    match worst {
+        Some(s) if s.is_failure() => EXIT_PROBLEM,
+        _ => EXIT_OK,
+    }
+}
+
+fn summary(
+    path: &Path,
+    kind: FileKind,
+    s: &SegmentStats,
+    index: bool,
+    format: Format,
+    out: &mut Out,
+) {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let (batches, records, bytes, crc) = if index {
+        (0, 0, size, 0)
+    } else {
+        (s.batches, s.records, s.bytes, s.crc_failures)
+    };
+    match format {
+        Format::Json => {
+            let v = json!({
+                "file": path, "batches": batches, "records": records, "bytes": bytes,
+                "crc_failures": crc, "index_mismatches": s.index_mismatches,
+                "partial_tail_bytes": s.partial_tail_bytes, "problems": s.problems(),
+                "corrupt": s.corrupt, "partial": s.partial, "notes": s.notes,
+                "dump_log_index_mismatches": s.dump_log_index_mismatches,
+                "index_entries": s.index_entries, "index_tail_entries": s.index_tail_entries,
+                "first_offset": if index { None } else { s.first_offset },
+                "last_offset": if index { None } else { s.last_offset },
+                "offset_gaps": if index { 0 } else { s.offset_gaps },
+            });
+            out.json("summary", &v);
+        }
+        Format::Text => {
+            let verdict = if s.corrupt > 0 {
+                "CORRUPT"
+            } else if s.partial > 0 {
+                "PARTIAL"
+            } else {
+                "ok"
+            };
+            let body = match kind {
+                FileKind::Index | FileKind::TimeIndex | FileKind::TxnIndex => format!(
+                    "{} entries, {} preallocated zero entries, {} index mismatches ({} as kafka-dump-log counts)",
+                    s.index_entries, s.index_tail_entries, s.index_mismatches, s.dump_log_index_mismatches
+                ),
+                FileKind::Log | FileKind::BatchCheckpoint => format!(
+                    "{} batches, {} records, {} bytes, offsets {}, {} CRC failures, {} partial-tail bytes",
+                    s.batches,
+                    s.records,
+                    s.bytes,
+                    match (s.first_offset, s.last_offset) {
+                        (Some(a), Some(b)) => format!("{a}..={b}"),
+                        _ => "none".into(),
+                    },
+                    s.crc_failures,
+                    s.partial_tail_bytes
+                ),
+                _ => format!("{} entries", s.records),
+            };
+            out.line(&format!(
+                "== {}: {verdict}: {body}; {} problems ({} corrupt, {} partial, {} notes)",
+                path.display(),
+                s.problems(),
+                s.corrupt,
+                s.partial,
+                s.notes
+            ));
+        }
+    }
+}
+
+fn render(
+    e: Event<'_>,
+    format: Format,
+    mode: Payload,
+    worst: &mut Option<Severity>,
+    out: &mut Out,
+    only: Option<&Path>,
+) {
+    if let Event::Problem(p) = &e {
+        if only.is_some_and(|o| o != p.file) {
+            return;
+        }
+        *worst = (*worst).max(Some(p.severity));
+    }
+    match format {
+        Format::Json => render_json(e, mode, out),
+        Format::Text => render_text(e, mode, out),
+    }
+}
+
+fn record_json(r: &RecordView<'_>, mode: Payload) -> Value {
+    let mut v = json!({
+        "file": r.file,
+        "batch_position": r.batch_position,
+        "offset": r.offset,
+        "timestamp": r.timestamp,
+        "key_size": r.key.map_or(-1, |k| k.len() as i64),
+        "value_size": r.value.map_or(-1, |k| k.len() as i64),
+        "headers": r.headers.iter().map(|(k, val)| {
+            let mut h = json!({"key": String::from_utf8_lossy(k)});
+            if mode != Payload::None {
+                h["value"] = json!(val.and_then(|b| payload(b, mode)));
+            }
+            h
+        }).collect::<Vec<_>>(),
+        "control": r.control,
+        "decoded": r.decoded,
+    });
+    if mode != Payload::None {
+        v["key"] = json!(r.key.and_then(|b| payload(b, mode)));
+        v["value"] = json!(r.value.and_then(|b| payload(b, mode)));
+    }
+    v
+}
+
+fn render_json(e: Event<'_>, mode: Payload, out: &mut Out) {
+    match e {
+        Event::Batch(b) => out.json("batch", b),
+        Event::Record(r) => out.json("record", &record_json(r, mode)),
+        Event::IndexEntry(i) => out.json("index_entry", i),
+        Event::Problem(p) => out.json("problem", p),
+        Event::Info(v) => {
+            if let Ok(s) = serde_json::to_string(v) {
+                out.line(&s)
+            }
+        }
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("none".into(), |v| v.to_string())
+}
+
+/// One line for a problem, marked so it stands out.
+pub fn problem_text(p: &Problem) -> String {
+    let marker = match p.severity {
+        Severity::Corrupt => "!! CORRUPT",
+        Severity::Partial => "!! PARTIAL",
+        Severity::Note => "-- note",
+    };
+    let mut where_ = p.file.display().to_string();
+    if let Some(pos) = p.position {
+        where_.push_str(&format!(" byte {pos}"));
+    }
+    if let Some(o) = p.offset {
+        where_.push_str(&format!(" offset {o}"));
+    }
+    format!("{marker} [{}] {where_}: {}", p.kind, p.message)
+}
+
+fn render_text(e: Event<'_>, mode: Payload, out: &mut Out) {
+    match e {
+        Event::Batch(b) => {
+            let mut s = format!(
+                "baseOffset: {} lastOffset: {} count: {} position: {} size: {} magic: {} codec: {} crc: {:#010x} ({}) ",
+                b.base_offset,
+                opt(b.last_offset),
+                b.records,
+                b.position,
+                b.size,
+                b.magic,
+                b.codec,
+                b.crc,
+                if b.crc_valid { "valid" } else { "INVALID" },
+            );
+            if b.magic >= 2 {
+                s.push_str(&format!(
+                    "epoch: {} producer: {}/{} baseSequence: {} transactional: {} control: {} ",
+                    opt(b.partition_leader_epoch),
+                    b.producer_id,
+                    b.producer_epoch,
+                    b.base_sequence,
+                    b.transactional,
+                    b.control
+                ));
+            }
+            s.push_str(&format!("{}: {}", b.timestamp_type, opt(b.max_timestamp)));
+            out.line(&s);
+        }
+        Event::Record(r) => {
+            let mut s = format!(
+                "  | offset: {} timestamp: {} keySize: {} valueSize: {}",
+                r.offset,
+                opt(r.timestamp),
+                r.key.map_or(-1, |k| k.len() as i64),
+                r.value.map_or(-1, |v| v.len() as i64),
+            );
+            if !r.headers.is_empty() {
+                let hs: Vec<String> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        let k = String::from_utf8_lossy(k).escape_debug().to_string();
+                        if mode == Payload::None {
+                            k
+                        } else {
+                            format!("{k}={}", payload_text(*v, mode))
+                        }
+                    })
+                    .collect();
+                s.push_str(&format!(" headers: [{}]", hs.join(", ")));
+            }
+            if let Some(c) = &r.control {
+                s.push_str(&format!(" control: {c}"));
+            } else if let Some(d) = &r.decoded {
+                s.push_str(&format!(" decoded: {d}"));
+            }
+            if mode != Payload::None && r.control.is_none() {
+                s.push_str(&format!(
+                    " key: {} value: {}",
+                    payload_text(r.key, mode),
+                    payload_text(r.value, mode)
+                ));
+            }
+            out.line(&s);
+        }
+        Event::IndexEntry(i) => {
+            let s = match i.index {
+                "offset" => format!(
+                    "offset index entry {}: offset: {} position: {}",
+                    i.entry,
+                    opt(i.offset),
+                    opt(i.position)
+                ),
+                "time" => format!(
+                    "time index entry {}: timestamp: {} offset: {}",
+                    i.entry,
+                    opt(i.timestamp),
+                    opt(i.offset)
+                ),
+                _ => format!(
+                    "txn index entry {}: producerId: {} firstOffset: {} lastOffset: {} lastStableOffset: {}",
+                    i.entry,
+                    opt(i.producer_id),
+                    opt(i.first_offset),
+                    opt(i.last_offset),
+                    opt(i.last_stable_offset)
+                ),
+            };
+            out.line(&s);
+        }
+        Event::Problem(p) => out.line(&problem_text(p)),
+        Event::Info(v) => {
+            let mut v = v.clone();
+            let ty = v
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("info")
+                .to_string();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("type");
+                o.remove("file");
+            }
+            out.line(&format!("{ty}: {v}"));
+        }
+    }
+}
