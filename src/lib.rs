@@ -5,4 +5,12 @@
 //!
 //! - [`format`]: parse and verify Kafka's on-disk formats (record batches, indexes, snapshots,
 //!   checkpoints). Pure functions over byte slices; no I/O policy.
+//! - [`logdir`]: what is on disk in a broker log directory (partitions, segments, closed vs
+//!   active, transient files) and the checks over files and whole directories.
+//! - [`archive`]: ship closed, committed segments to object storage, exactly once: store
+//!   URLs, the key layout, manifests, the claim chain.
+//! - [`cli`]: the `segvault` command line (argument parsing and rendering only).
 pub mod format;
+pub mod logdir;
+pub mod archive;
+pub mod cli;

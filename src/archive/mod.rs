@@ -1,0 +1,18 @@
+//! Archive: ship closed, committed segments to object storage, exactly once, verified.
+//!
+//! - [`store`]: object stores from URLs (file, s3, gs, az).
+//! - [`layout`]: the versioned key layout, and name validation.
+//! - [`manifest`]: the per-range manifest, the commit point.
+//! - [`summary`]: verify a segment and summarise what is archived.
+//! - [`upload`]: stream bytes into the store with bounded memory.
+//! - [`pass`]: one pass over log dirs: the claim chain, gaps, corruption, divergence.
+
+pub mod layout;
+pub mod manifest;
+pub mod pass;
+pub mod store;
+pub mod summary;
+pub mod upload;
+
+pub use pass::{archive_once, Options, Outcome, Report};
+pub use store::{open, Store};

@@ -1,0 +1,603 @@
+//! One archive pass over broker log dirs: every closed, committed segment not yet in the
+//! archive is verified, uploaded, and claimed with a conditional create of its manifest.
+//!
+//! **The chain.** A partition's archive is a chain of ranges `[start, next)` with no hole and
+//! no overlap. `start.json` fixes where it begins (created once, by whichever agent comes
+//! first). A range can only be claimed at the chain's current end, by creating
+//! `chain/<end>.json` if absent; the store lets exactly one writer create a key, so replicas
+//! racing for the same offsets store them once, with no coordinator. The loser removes its
+//! data objects, compares its batches with the winner's, and records a divergence if they
+//! differ. A replica whose segment started earlier than the chain's end archives only the part
+//! after it (a batch-aligned slice; its indexes are then left to be rebuilt on restore).
+//!
+//! **Closed and committed.** A segment is closed when a later segment exists, and committed
+//! when that later segment's base offset is at or below the partition's high watermark in
+//! `replication-offset-checkpoint`: a follower's truncation can then never change it.
+//!
+//! **State** lives in the store only: a restarted agent lists `chain/`, reads the last
+//! manifest, and continues. Nothing is uploaded twice and nothing is missed.
+
+use super::layout::{self, PartitionKey};
+use super::manifest::{Manifest, ObjectRef, Objects, RangeKind, Source, FORMAT};
+use super::store::Store;
+use super::summary::{summarize, Refusal, Summary};
+use super::upload::{put_bytes, Encoding, RateLimit};
+use crate::format::mapped::MappedFile;
+use crate::format::text::Uuid;
+use crate::logdir::{self, LogDirListing, PartitionDir};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// zstd level for `.log` data, or none.
+    pub zstd_level: Option<i32>,
+    /// Target uncompressed size of one zstd frame.
+    pub frame_bytes: u64,
+    /// Partitions archived at once.
+    pub concurrency: usize,
+    /// Upload rate limit in bytes per second.
+    pub rate_limit: Option<u64>,
+    /// How long the chain must have stood still at offsets this broker no longer has before
+    /// they are recorded as a gap (other replicas get that long to archive them).
+    pub gap_after: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { zstd_level: None, frame_bytes: 4 << 20, concurrency: 4, rate_limit: None, gap_after: Duration::from_secs(600) }
+    }
+}
+
+/// What happened to one segment or range, for the report and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Uploaded { start: i64, next: i64, bytes: u64, slice_position: u64 },
+    /// Another agent claimed this range first; our copy matched (or could not be compared).
+    ClaimedByOther { start: i64, next: i64, divergent: bool },
+    Gap { start: i64, next: i64 },
+    Corrupt { base: i64, position: u64, offset: Option<i64>, message: String },
+    Divergent { start: i64, message: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub log_dir: String,
+    pub topic: String,
+    pub partition: i32,
+    pub outcomes: Vec<Outcome>,
+    /// Closed segments not archived yet because their end is above the high watermark.
+    pub uncommitted_segments: usize,
+    /// Where the archive's chain ends after this pass.
+    pub archived_until: Option<i64>,
+    /// Why the partition was skipped, if it was.
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub partitions: Vec<PartitionReport>,
+    pub uploaded_segments: u64,
+    pub uploaded_bytes: u64,
+    pub gaps: u64,
+    pub corrupt: u64,
+    pub divergences: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{0}")]
+    LogDir(#[from] logdir::Error),
+    #[error("{path}: {message}")]
+    NotABrokerDir { path: PathBuf, message: String },
+    #[error("store {url}, key {key}: {source}")]
+    Store {
+        url: String,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// The identity of the broker whose log dir this is.
+#[derive(Debug, Clone)]
+struct Broker {
+    cluster_id: String,
+    node_id: i32,
+    log_dir: PathBuf,
+    log_dir_id: String,
+}
+
+fn broker_of(listing: &LogDirListing) -> Result<Broker, ArchiveError> {
+    let not = |message: String| ArchiveError::NotABrokerDir { path: listing.path.clone(), message };
+    let meta = match &listing.meta_properties {
+        None => return Err(not("expected meta.properties (a broker log dir); found none".into())),
+        Some(Err(e)) => return Err(not(format!("meta.properties: {e}"))),
+        Some(Ok(m)) => m,
+    };
+    let cluster_id = meta.cluster_id.clone().ok_or_else(|| not("meta.properties has no cluster.id".into()))?;
+    let node_id = meta.node_id.ok_or_else(|| not("meta.properties has no node.id or broker.id".into()))?;
+    layout::validate_name("cluster.id", &cluster_id).map_err(not)?;
+    let log_dir_id = match &meta.directory_id {
+        Some(u) => u.to_string(),
+        // No directory.id (older brokers): name the dir by a hash of its path.
+        None => hex::encode(&Sha256::digest(listing.path.to_string_lossy().as_bytes())[..8]),
+    };
+    Ok(Broker { cluster_id, node_id, log_dir: listing.path.clone(), log_dir_id })
+}
+
+
+/// Archives every log dir once.
+pub async fn archive_once(store: &Store, log_dirs: &[PathBuf], opts: &Options) -> Result<Report, ArchiveError> {
+    let rate = opts.rate_limit.map(RateLimit::new).map(Arc::new);
+    let mut report = Report::default();
+    for dir in log_dirs {
+        let listing = logdir::scan(dir)?;
+        let broker = broker_of(&listing)?;
+        upload_broker_files(store, &broker, &listing).await?;
+        let jobs = listing.partitions.iter().map(|p| {
+            // The metadata log has no high watermark in the checkpoint: its closed segments
+            // are committed by the Raft quorum before they roll.
+            let high_watermark = if p.is_metadata_log() { Some(i64::MAX) } else { hw_lookup(&p.topic_partition(), &listing) };
+            archive_partition(store, &broker, p, high_watermark, opts, rate.clone())
+        });
+        let results: Vec<Result<PartitionReport, ArchiveError>> =
+            futures::stream::iter(jobs).buffered(opts.concurrency.max(1)).collect().await;
+        for r in results {
+            let r = r?;
+            for o in &r.outcomes {
+                match o {
+                    Outcome::Uploaded { bytes, .. } => {
+                        report.uploaded_segments += 1;
+                        report.uploaded_bytes += bytes;
+                    }
+                    Outcome::Gap { .. } => report.gaps += 1,
+                    Outcome::Corrupt { .. } => report.corrupt += 1,
+                    Outcome::Divergent { .. } | Outcome::ClaimedByOther { divergent: true, .. } => report.divergences += 1,
+                    Outcome::ClaimedByOther { .. } => {}
+                }
+            }
+            report.partitions.push(r);
+        }
+    }
+    Ok(report)
+}
+
+fn hw_lookup(tp: &(String, i32), listing: &LogDirListing) -> Option<i64> {
+    match &listing.checkpoints.replication_offset {
+        Some(Ok(m)) => m.get(tp).copied(),
+        _ => None,
+    }
+}
+
+fn store_err(store: &Store, key: &Path) -> impl FnOnce(object_store::Error) -> ArchiveError {
+    let url = store.url.clone();
+    let key = key.to_string();
+    move |source| ArchiveError::Store { url, key, source }
+}
+
+async fn upload_broker_files(store: &Store, b: &Broker, listing: &LogDirListing) -> Result<(), ArchiveError> {
+    let mut files: Vec<String> = vec!["meta.properties".into()];
+    files.extend(listing.checkpoints.named().iter().filter(|(_, c)| c.is_some()).map(|(n, _)| n.to_string()));
+    for name in files {
+        let path = listing.path.join(&name);
+        // A checkpoint may be replaced (tmp + rename) while we read it: read it whole, once.
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let key = layout::broker_file(&b.cluster_id, b.node_id, &b.log_dir_id, &name);
+        store.inner.put(&key, PutPayload::from(bytes)).await.map_err(store_err(store, &key))?;
+    }
+    Ok(())
+}
+
+/// The chain's state for one partition, as the store says.
+struct Chain {
+    /// Offset the next range must start at; `None` if the chain has not started.
+    next: Option<i64>,
+    /// Start offsets of every range.
+    starts: std::collections::BTreeSet<i64>,
+    /// When the last range (or the start) was written, ms since the epoch.
+    last_written_ms: i64,
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(store: &Store, key: &Path) -> Result<Option<T>, ArchiveError> {
+    match store.inner.get(key).await {
+        Ok(r) => {
+            let bytes = r.bytes().await.map_err(store_err(store, key))?;
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| ArchiveError::Store {
+                url: store.url.clone(),
+                key: key.to_string(),
+                source: object_store::Error::Generic { store: "manifest", source: format!("expected a segvault manifest: {e}").into() },
+            })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store_err(store, key)(e)),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StartRecord {
+    format: String,
+    start_offset: i64,
+    created_at_ms: i64,
+    node_id: i32,
+}
+
+async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chain, ArchiveError> {
+    let dir = key.chain_dir();
+    let metas: Vec<_> = store.inner.list(Some(&dir)).try_collect().await.map_err(store_err(store, &dir))?;
+    let starts: std::collections::BTreeSet<i64> = metas.iter().filter_map(|m| layout::manifest_start(&m.location)).collect();
+    if let Some(&last) = starts.last() {
+        let loc = key.manifest(last);
+        let m: Manifest = read_json(store, &loc).await?.ok_or_else(|| ArchiveError::Store {
+            url: store.url.clone(),
+            key: loc.to_string(),
+            source: object_store::Error::NotFound { path: loc.to_string(), source: "listed but gone".into() },
+        })?;
+        return Ok(Chain { next: Some(m.next_offset), starts, last_written_ms: m.source.archived_at_ms });
+    }
+    let start: Option<StartRecord> = read_json(store, &key.start()).await?;
+    Ok(match start {
+        Some(s) => Chain { next: Some(s.start_offset), starts, last_written_ms: s.created_at_ms },
+        None => Chain { next: None, starts, last_written_ms: now_ms() },
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+async fn create(store: &Store, key: &Path, bytes: Vec<u8>) -> Result<bool, ArchiveError> {
+    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    match store.inner.put_opts(key, PutPayload::from(bytes), opts).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+        Err(e) => Err(store_err(store, key)(e)),
+    }
+}
+
+async fn archive_partition(
+    store: &Store,
+    b: &Broker,
+    p: &PartitionDir,
+    high_watermark: Option<i64>,
+    opts: &Options,
+    rate: Option<Arc<RateLimit>>,
+) -> Result<PartitionReport, ArchiveError> {
+    let mut report = PartitionReport {
+        log_dir: b.log_dir.display().to_string(),
+        topic: p.topic.clone(),
+        partition: p.partition,
+        outcomes: vec![],
+        uncommitted_segments: 0,
+        archived_until: None,
+        skipped: None,
+    };
+    let topic_id = match (p.topic_id, p.is_metadata_log()) {
+        (Some(id), _) => id.to_string(),
+        (None, true) => Uuid::METADATA_TOPIC_ID.to_string(),
+        (None, false) => {
+            report.skipped = Some("no valid partition.metadata: the topic id is unknown".into());
+            return Ok(report);
+        }
+    };
+    if let Err(e) = layout::validate_name("topic", &p.topic) {
+        report.skipped = Some(e);
+        return Ok(report);
+    }
+    let key = PartitionKey { cluster_id: b.cluster_id.clone(), topic: p.topic.clone(), topic_id, partition: p.partition };
+    let closed = p.closed_segments();
+    // Segments whose successor starts at or below the high watermark.
+    let committed: Vec<(usize, i64)> = closed
+        .iter()
+        .enumerate()
+        .map(|(i, _)| (i, p.segments[i + 1].base_offset))
+        .take_while(|&(_, next)| high_watermark.is_some_and(|hw| next <= hw))
+        .collect();
+    report.uncommitted_segments = closed.len() - committed.len();
+    if committed.is_empty() {
+        return Ok(report);
+    }
+    let mut chain = load_chain(store, &key).await?;
+    if chain.next.is_none() {
+        let first = p.segments[0].base_offset;
+        let start = StartRecord { format: "segvault.start.v1".into(), start_offset: first, created_at_ms: now_ms(), node_id: b.node_id };
+        create(store, &key.start(), serde_json::to_vec(&start).unwrap_or_default()).await?;
+        chain = load_chain(store, &key).await?;
+    }
+    let mut compared = compared_ranges(store, &key, b.node_id).await?;
+    let mut idx = 0;
+    while idx < committed.len() {
+        let (i, next_base) = committed[idx];
+        let seg = &p.segments[i];
+        let chain_next = chain.next.unwrap_or(seg.base_offset);
+        if next_base <= chain_next {
+            // Already archived, by us or from a replica. A replica compares its own batches
+            // with the archived copy once per range (the marker keeps that state in the store).
+            if chain.starts.contains(&seg.base_offset) && !compared.contains(&seg.base_offset) {
+                if let Some(o) = compare_with_archive(store, &key, b, seg, next_base).await? {
+                    report.outcomes.push(o);
+                }
+                compared.insert(seg.base_offset);
+            }
+            idx += 1;
+            continue;
+        }
+        if seg.base_offset > chain_next {
+            // Offsets [chain_next, base) are not on this broker any more.
+            if now_ms() - chain.last_written_ms < opts.gap_after.as_millis() as i64 {
+                break; // give the other replicas time to archive them
+            }
+            let m = range_manifest(&key, b, RangeKind::Gap, chain_next, seg.base_offset, seg.base_offset, None, Objects::default(), p);
+            if create(store, &key.manifest(chain_next), serde_json::to_vec_pretty(&m).unwrap_or_default()).await? {
+                report.outcomes.push(Outcome::Gap { start: chain_next, next: seg.base_offset });
+            }
+            chain = load_chain(store, &key).await?;
+            continue;
+        }
+        // seg.base <= chain_next < next_base: archive [chain_next, next_base) from this segment.
+        let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File { path: seg.log.clone(), message: e.to_string() })?;
+        let frame_bytes = opts.frame_bytes;
+        // Verification is CPU work over the whole segment: keep it off the async workers.
+        let data: &[u8] = &log;
+        let summary = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| summarize(data, chain_next, frame_bytes)),
+            _ => summarize(data, chain_next, frame_bytes),
+        };
+        let summary = match summary {
+            Ok(s) => s,
+            Err(Refusal::Corrupt { position, offset, message }) => {
+                let evidence = serde_json::json!({
+                    "format": "segvault.corrupt.v1", "file": seg.log.display().to_string(), "node_id": b.node_id,
+                    "segment_base_offset": seg.base_offset, "position": position, "offset": offset, "message": message,
+                    "detected_at_ms": now_ms(),
+                });
+                let ek = key.corrupt(seg.base_offset, b.node_id);
+                store.inner.put(&ek, PutPayload::from(serde_json::to_vec_pretty(&evidence).unwrap_or_default())).await.map_err(store_err(store, &ek))?;
+                tracing::error!(file = %seg.log.display(), position, ?offset, %message, "corrupt segment: not archived");
+                report.outcomes.push(Outcome::Corrupt { base: seg.base_offset, position, offset, message });
+                break;
+            }
+            Err(r @ Refusal::Misaligned { .. }) => {
+                record_divergence(store, &key, b, chain_next, &r.to_string(), None).await?;
+                report.outcomes.push(Outcome::Divergent { start: chain_next, message: r.to_string() });
+                break;
+            }
+        };
+        let objects = upload_objects(store, &key, b, p, i, chain_next, next_base, &log, &summary, opts, rate.as_deref()).await?;
+        let bytes: u64 = [&objects.log, &objects.index, &objects.timeindex, &objects.txnindex, &objects.producer_snapshot]
+            .iter()
+            .filter_map(|o| o.as_ref().map(|o| o.stored_size))
+            .sum();
+        let m = range_manifest(&key, b, RangeKind::Segment, chain_next, next_base, seg.base_offset, Some(&summary), objects.clone(), p);
+        if create(store, &key.manifest(chain_next), serde_json::to_vec_pretty(&m).unwrap_or_default()).await? {
+            tracing::info!(topic = %p.topic, partition = p.partition, start = chain_next, next = next_base, bytes, "archived");
+            report.outcomes.push(Outcome::Uploaded { start: chain_next, next: next_base, bytes, slice_position: summary.slice_position });
+            chain.next = Some(next_base);
+            chain.starts.insert(chain_next);
+            chain.last_written_ms = m.source.archived_at_ms;
+            idx += 1;
+        } else {
+            // Another replica's agent claimed this range first: drop our copy, compare.
+            delete_objects(store, &objects).await;
+            let winner: Option<Manifest> = read_json(store, &key.manifest(chain_next)).await?;
+            let mut divergent = false;
+            if let Some(w) = &winner {
+                if w.next_offset == next_base && w.kind == RangeKind::Segment && w.batch_digest != summary.batch_digest {
+                    divergent = true;
+                    let msg = format!(
+                        "replica on node {} holds other batches than the archived copy from node {} for offsets [{chain_next}, {next_base})",
+                        b.node_id, w.source.node_id
+                    );
+                    record_divergence(store, &key, b, chain_next, &msg, Some(&summary)).await?;
+                }
+            }
+            if !divergent {
+                create(store, &key.verified(chain_next, b.node_id), b"match".to_vec()).await?;
+            }
+            compared.insert(chain_next);
+            report.outcomes.push(Outcome::ClaimedByOther { start: chain_next, next: next_base, divergent });
+            chain = load_chain(store, &key).await?;
+        }
+    }
+    report.archived_until = chain.next;
+    Ok(report)
+}
+
+async fn compared_ranges(store: &Store, key: &PartitionKey, node: i32) -> Result<std::collections::BTreeSet<i64>, ArchiveError> {
+    let mut out = std::collections::BTreeSet::new();
+    for prefix in key.compared_prefixes() {
+        let metas: Vec<_> = store.inner.list(Some(&prefix)).try_collect().await.map_err(store_err(store, &prefix))?;
+        out.extend(metas.iter().filter_map(|m| layout::compared_range(&m.location)).filter(|&(_, n)| n == node).map(|(s, _)| s));
+    }
+    Ok(out)
+}
+
+/// Compares this broker's segment with the archived range that starts at the same offset,
+/// when another broker archived it with the same end. Records a divergence or a match.
+async fn compare_with_archive(
+    store: &Store,
+    key: &PartitionKey,
+    b: &Broker,
+    seg: &logdir::SegmentFiles,
+    next_base: i64,
+) -> Result<Option<Outcome>, ArchiveError> {
+    let start = seg.base_offset;
+    let Some(m) = read_json::<Manifest>(store, &key.manifest(start)).await? else { return Ok(None) };
+    if m.source.node_id == b.node_id || m.kind != RangeKind::Segment {
+        return Ok(None);
+    }
+    if m.next_offset != next_base {
+        // Different segment boundaries: the digests cover different batches. Not comparable
+        // range by range; say so once instead of guessing.
+        create(store, &key.verified(start, b.node_id), b"boundaries differ; not compared".to_vec()).await?;
+        return Ok(None);
+    }
+    let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File { path: seg.log.clone(), message: e.to_string() })?;
+    let data: &[u8] = &log;
+    let ours = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| summarize(data, start, u64::MAX)),
+        _ => summarize(data, start, u64::MAX),
+    };
+    let outcome = match ours {
+        Ok(s) if s.batch_digest == m.batch_digest => {
+            create(store, &key.verified(start, b.node_id), b"match".to_vec()).await?;
+            return Ok(None);
+        }
+        Ok(s) => {
+            let msg = format!(
+                "replica on node {} holds other batches than the archived copy from node {} for offsets [{start}, {next_base})",
+                b.node_id, m.source.node_id
+            );
+            record_divergence(store, key, b, start, &msg, Some(&s)).await?;
+            Outcome::Divergent { start, message: msg }
+        }
+        Err(r) => {
+            let msg = format!("this replica's copy of an archived range cannot be read: {r}");
+            record_divergence(store, key, b, start, &msg, None).await?;
+            Outcome::Divergent { start, message: msg }
+        }
+    };
+    Ok(Some(outcome))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn range_manifest(
+    key: &PartitionKey,
+    b: &Broker,
+    kind: RangeKind,
+    start: i64,
+    next: i64,
+    segment_base: i64,
+    s: Option<&Summary>,
+    objects: Objects,
+    p: &PartitionDir,
+) -> Manifest {
+    let epochs = p
+        .leader_epochs
+        .as_ref()
+        .map(|es| {
+            // The entry in force at `start`, and every later one that begins before `next`.
+            let first = es.iter().rposition(|&(_, o)| o <= start).unwrap_or(0);
+            es[first..].iter().filter(|&&(_, o)| o < next).copied().collect()
+        })
+        .unwrap_or_default();
+    Manifest {
+        format: FORMAT.into(),
+        kind,
+        cluster_id: key.cluster_id.clone(),
+        topic: key.topic.clone(),
+        topic_id: key.topic_id.clone(),
+        partition: key.partition,
+        start_offset: start,
+        next_offset: next,
+        segment_base_offset: segment_base,
+        slice_position: s.map_or(0, |s| s.slice_position),
+        first_batch_offset: s.and_then(|s| s.first_batch_offset),
+        last_batch_offset: s.and_then(|s| s.last_batch_offset),
+        min_timestamp: s.and_then(|s| s.min_timestamp),
+        max_timestamp: s.and_then(|s| s.max_timestamp),
+        batches: s.map_or(0, |s| s.batches),
+        records: s.map_or(0, |s| s.records),
+        transactional_batches: s.map_or(0, |s| s.transactional_batches),
+        control_batches: s.map_or(0, |s| s.control_batches),
+        magic: s.map_or(vec![], |s| s.magic.iter().copied().collect()),
+        codecs: s.map_or(vec![], |s| s.codecs.iter().cloned().collect()),
+        batch_digest: s.map_or(String::new(), |s| s.batch_digest.clone()),
+        leader_epochs: epochs,
+        objects,
+        source: Source {
+            node_id: b.node_id,
+            log_dir: b.log_dir.display().to_string(),
+            host: hostname(),
+            segvault_version: env!("CARGO_PKG_VERSION").into(),
+            archived_at_ms: now_ms(),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_objects(
+    store: &Store,
+    key: &PartitionKey,
+    b: &Broker,
+    p: &PartitionDir,
+    i: usize,
+    start: i64,
+    next: i64,
+    log: &[u8],
+    s: &Summary,
+    opts: &Options,
+    rate: Option<&RateLimit>,
+) -> Result<Objects, ArchiveError> {
+    let seg = &p.segments[i];
+    let slice = &log[s.slice_position as usize..];
+    let frames: Vec<(u64, i64)> = s.frame_starts.iter().map(|&(pos, off)| (pos - s.slice_position, off)).collect();
+    let (encoding, name) = match opts.zstd_level {
+        Some(l) => (Encoding::Zstd(l), "log.zst"),
+        None => (Encoding::Identity, "log"),
+    };
+    let mut objects = Objects::default();
+    let lk = key.data(start, next, b.node_id, name);
+    objects.log = Some(put_bytes(&store.inner, &lk, slice, encoding, &frames, rate).await.map_err(store_err(store, &lk))?);
+    // Indexes describe the whole segment: only meaningful for a whole-segment range.
+    if s.slice_position == 0 {
+        for (file, path) in [("index", &seg.index), ("timeindex", &seg.timeindex), ("txnindex", &seg.txnindex)] {
+            if let Some(path) = path {
+                let r = put_file(store, &key.data(start, next, b.node_id, file), path, rate).await?;
+                match file {
+                    "index" => objects.index = r,
+                    "timeindex" => objects.timeindex = r,
+                    _ => objects.txnindex = r,
+                }
+            }
+        }
+    }
+    if let Some((_, snap)) = p.snapshots.iter().find(|(o, _)| *o == next) {
+        objects.producer_snapshot = put_file(store, &key.data(start, next, b.node_id, "snapshot"), snap, rate).await?;
+    }
+    Ok(objects)
+}
+
+/// Uploads a whole small file, or nothing if it vanished meanwhile (the broker may delete a
+/// snapshot or rename an index while we work).
+async fn put_file(store: &Store, key: &Path, path: &std::path::Path, rate: Option<&RateLimit>) -> Result<Option<ObjectRef>, ArchiveError> {
+    let f = match MappedFile::open(path) {
+        Ok(f) => f,
+        Err(_) if !path.exists() => return Ok(None),
+        Err(e) => return Err(ArchiveError::File { path: path.to_path_buf(), message: e.to_string() }),
+    };
+    let r = put_bytes(&store.inner, key, &f, Encoding::Identity, &[], rate).await.map_err(store_err(store, key))?;
+    Ok(Some(r))
+}
+
+async fn delete_objects(store: &Store, o: &Objects) {
+    for r in [&o.log, &o.index, &o.timeindex, &o.txnindex, &o.producer_snapshot].into_iter().flatten() {
+        let _ = store.inner.delete(&Path::from(r.key.as_str())).await;
+    }
+}
+
+async fn record_divergence(store: &Store, key: &PartitionKey, b: &Broker, start: i64, message: &str, s: Option<&Summary>) -> Result<(), ArchiveError> {
+    tracing::warn!(topic = %key.topic, partition = key.partition, start, %message, "divergence");
+    let evidence = serde_json::json!({
+        "format": "segvault.divergence.v1", "node_id": b.node_id, "log_dir": b.log_dir.display().to_string(),
+        "start_offset": start, "message": message, "batch_digest": s.map(|s| s.batch_digest.clone()),
+        "first_batch_offset": s.and_then(|s| s.first_batch_offset), "last_batch_offset": s.and_then(|s| s.last_batch_offset),
+        "detected_at_ms": now_ms(),
+    });
+    let k = key.divergence(start, b.node_id);
+    store.inner.put(&k, PutPayload::from(serde_json::to_vec_pretty(&evidence).unwrap_or_default())).await.map_err(store_err(store, &k))?;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Object stores from URLs: `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+//! `az://container/prefix`, all through object_store.
+//!
+//! Credentials and endpoints come from the standard environment of each cloud
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL` for an
+//! S3-compatible server, `AWS_ALLOW_HTTP=true` for plain http; `GOOGLE_*`; `AZURE_*`), as
+//! object_store's `from_env` builders read them. Conditional creates, on which the archive's
+//! exactly-once rests, use `If-None-Match: *` on S3.
+
+use object_store::path::Path as StorePath;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+use std::sync::Arc;
+use url::Url;
+
+/// A store and a human-readable description of where it is.
+#[derive(Clone)]
+pub struct Store {
+    pub inner: Arc<dyn ObjectStore>,
+    pub url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.url)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URL {url:?}: {message}")]
+    Url { url: String, message: String },
+    #[error("store {url}: {source}")]
+    Backend {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Opens the store a URL names. A bare path is taken as a local directory. A local
+/// directory is created if missing. The URL's path (after the bucket) becomes a key prefix.
+pub fn open(url: &str) -> Result<Store, StoreError> {
+    let bad = |message: String| StoreError::Url { url: url.to_string(), message };
+    let parsed = match Url::parse(url) {
+        Ok(u) => u,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            let abs = std::path::absolute(url).map_err(|e| bad(e.to_string()))?;
+            Url::from_file_path(&abs).map_err(|_| bad("not an absolute path".into()))?
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let backend = |source| StoreError::Backend { url: url.to_string(), source };
+    let (store, prefix): (Arc<dyn ObjectStore>, String) = match parsed.scheme() {
+        "file" => {
+            let path = parsed.to_file_path().map_err(|_| bad("expected file:///absolute/path".into()))?;
+            std::fs::create_dir_all(&path).map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(backend)?;
+            (Arc::new(fs), String::new())
+        }
+        "s3" | "s3a" => {
+            let b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            (Arc::new(b.build().map_err(backend)?), parsed.path().trim_start_matches('/').to_string())
+        }
+        "gs" => {
+            let b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+            (Arc::new(b.build().map_err(backend)?), parsed.path().trim_start_matches('/').to_string())
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            let b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+            (Arc::new(b.build().map_err(backend)?), parsed.path().trim_start_matches('/').to_string())
+        }
+        other => return Err(bad(format!("unsupported scheme {other:?}; expected file, s3, gs or az"))),
+    };
+    let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, StorePath::from(prefix.trim_end_matches('/'))))
+    };
+    Ok(Store { inner, url: url.to_string() })
+}
