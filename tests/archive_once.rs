@@ -120,6 +120,15 @@ fn archives_every_closed_committed_segment_once_and_byte_identical() {
         // The broker's meta.properties and checkpoints are kept too.
         let found = walk(&store).into_iter().filter(|p| p.ends_with("meta.properties") || p.ends_with("replication-offset-checkpoint")).count();
         assert_eq!(found, 2, "{v}");
+        // Every KRaft snapshot of the metadata log, byte-identical.
+        let snaps: Vec<PathBuf> = fs::read_dir(dir.join("__cluster_metadata-0")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".checkpoint")).collect();
+        assert!(!snaps.is_empty());
+        for s in &snaps {
+            let name = s.file_name().unwrap().to_string_lossy().into_owned();
+            let stored: Vec<PathBuf> = walk(&store).into_iter().filter(|p| p.ends_with(&name) && p.to_string_lossy().contains("/metadata/")).collect();
+            assert_eq!(stored.len(), 1, "{v}: {name}");
+            assert!(fs::read(&stored[0]).unwrap() == fs::read(s).unwrap(), "{v}: {name} differs");
+        }
 
         // A second pass finds everything archived: nothing uploaded, the same manifests.
         let before = manifests(&store);

@@ -132,7 +132,8 @@ fn broker_of(listing: &LogDirListing) -> Result<Broker, ArchiveError> {
         // No directory.id (older brokers): name the dir by a hash of its path.
         None => hex::encode(&Sha256::digest(listing.path.to_string_lossy().as_bytes())[..8]),
     };
-    Ok(Broker { cluster_id, node_id, log_dir: listing.path.clone(), log_dir_id })
+    let log_dir = std::fs::canonicalize(&listing.path).unwrap_or_else(|_| listing.path.clone());
+    Ok(Broker { cluster_id, node_id, log_dir, log_dir_id })
 }
 
 
@@ -144,6 +145,7 @@ pub async fn archive_once(store: &Store, log_dirs: &[PathBuf], opts: &Options) -
         let listing = logdir::scan(dir)?;
         let broker = broker_of(&listing)?;
         upload_broker_files(store, &broker, &listing).await?;
+        upload_kraft_snapshots(store, &broker, &listing).await?;
         let jobs = listing.partitions.iter().map(|p| {
             // The metadata log has no high watermark in the checkpoint: its closed segments
             // are committed by the Raft quorum before they roll.
@@ -194,6 +196,23 @@ async fn upload_broker_files(store: &Store, b: &Broker, listing: &LogDirListing)
         let Ok(bytes) = std::fs::read(&path) else { continue };
         let key = layout::broker_file(&b.cluster_id, b.node_id, &b.log_dir_id, &name);
         store.inner.put(&key, PutPayload::from(bytes)).await.map_err(store_err(store, &key))?;
+    }
+    Ok(())
+}
+
+/// KRaft snapshots (`__cluster_metadata-0/<offset>-<epoch>.checkpoint`) are immutable once
+/// written: each is stored once per node, with a conditional create.
+async fn upload_kraft_snapshots(store: &Store, b: &Broker, listing: &LogDirListing) -> Result<(), ArchiveError> {
+    let Some(meta) = listing.partitions.iter().find(|p| p.is_metadata_log()) else { return Ok(()) };
+    for (_, _, path) in &meta.kraft_snapshots {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let key = layout::metadata_snapshot(&b.cluster_id, b.node_id, name);
+        if store.inner.head(&key).await.is_ok() {
+            continue;
+        }
+        // The controller deletes old snapshots: one that vanished meanwhile is skipped.
+        let Ok(bytes) = std::fs::read(path) else { continue };
+        create(store, &key, bytes).await?;
     }
     Ok(())
 }
