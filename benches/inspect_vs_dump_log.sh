@@ -7,7 +7,8 @@
 # Env: CARGO_TARGET_DIR (where the release segvault is built; default target),
 #      SEGVAULT_HARNESS_CACHE (Kafka jars; default target/harness-cache),
 #      RUNS (segvault runs, default 3), DUMP_RUNS (kafka-dump-log runs, default 2),
-#      SEGVAULT_INSPECT_ARGS (default "inspect --records --payload utf8").
+#      SEGVAULT_INSPECT_ARGS (default "inspect --records --payload utf8"),
+#      SEGVAULT_BIN (use this binary instead of building target/release/segvault).
 # The segment defaults to the one `cargo bench --bench make_segment` writes (it is made
 # first if missing). kafka-dump-log runs with the JVM options kafka-run-class.sh uses by
 # default (-Xmx256M -server G1), as an operator would run it. Uses hyperfine if present
@@ -28,8 +29,10 @@ fi
 SIZE=$(stat -c %s "$SEG")
 [ "$SIZE" -ge $((512 << 20)) ] || { echo "segment $SEG is only $SIZE bytes (< 512 MiB)" >&2; exit 2; }
 
-cargo build --release --bin segvault >&2
-SEGVAULT=$TARGET/release/segvault
+if [ -z "${SEGVAULT_BIN:-}" ]; then
+  cargo build --release --bin segvault >&2
+fi
+SEGVAULT=${SEGVAULT_BIN:-$TARGET/release/segvault}
 LIBS=$CACHE/kafka-$VERSION/libs
 [ -d "$LIBS" ] || { echo "no Kafka $VERSION jars in $LIBS (run cargo bench --bench make_segment)" >&2; exit 2; }
 read -r -a INSPECT <<< "${SEGVAULT_INSPECT_ARGS:-inspect --records --payload utf8}"

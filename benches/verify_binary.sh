@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 export SEGVAULT_HARNESS_CACHE=${SEGVAULT_HARNESS_CACHE:-$PWD/target/harness-cache}
 cargo bench --bench make_segment > /dev/null
-cargo build --release --bin segvault >&2
-SEGVAULT_VERIFY_BIN=$TARGET/release/segvault SEGVAULT_VERIFY_ARGS="${*:-verify --shallow;verify}" \
+# SEGVAULT_BIN: use this binary instead of building target/release/segvault.
+[ -n "${SEGVAULT_BIN:-}" ] || cargo build --release --bin segvault >&2
+SEGVAULT_VERIFY_BIN=${SEGVAULT_BIN:-$TARGET/release/segvault} SEGVAULT_VERIFY_ARGS="${*:-verify --shallow;verify}" \
   cargo bench --bench verify 2>&1 | grep -E '^summary:|time:|thrpt:|^verify_segment'
