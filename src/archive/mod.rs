@@ -6,9 +6,13 @@
 //! - [`summary`]: verify a segment and summarise what is archived.
 //! - [`upload`]: stream bytes into the store with bounded memory.
 //! - [`pass`]: one pass over log dirs: the claim chain, gaps, corruption, divergence.
+//! - [`agent`]: the long-running agent: passes on file events and a rescan timer.
+//! - [`metrics`]: the agent's Prometheus metrics and health endpoint.
 
+pub mod agent;
 pub mod layout;
 pub mod manifest;
+pub mod metrics;
 pub mod pass;
 pub mod store;
 pub mod summary;

@@ -77,6 +77,12 @@ pub struct PartitionReport {
     pub uncommitted_segments: usize,
     /// Where the archive's chain ends after this pass.
     pub archived_until: Option<i64>,
+    /// Closed segments (committed or not) whose range the archive does not cover after this
+    /// pass, and how many of them are committed.
+    pub unarchived_segments: usize,
+    pub unarchived_committed_segments: usize,
+    /// The oldest `.log` modification time among those, ms since the epoch.
+    pub oldest_unarchived_mtime_ms: Option<i64>,
     /// Why the partition was skipped, if it was.
     pub skipped: Option<String>,
 }
@@ -89,6 +95,10 @@ pub struct Report {
     pub gaps: u64,
     pub corrupt: u64,
     pub divergences: u64,
+    /// Sums over the partitions (see [`PartitionReport`]); the oldest is the minimum.
+    pub unarchived_segments: u64,
+    pub unarchived_committed_segments: u64,
+    pub oldest_unarchived_mtime_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +146,12 @@ fn broker_of(listing: &LogDirListing) -> Result<Broker, ArchiveError> {
     Ok(Broker { cluster_id, node_id, log_dir, log_dir_id })
 }
 
+/// Checks that `dir` is a readable broker log dir (a directory with a valid
+/// `meta.properties` naming the cluster and node), as a pass needs it.
+pub fn check_log_dir(dir: &std::path::Path) -> Result<(), ArchiveError> {
+    broker_of(&logdir::scan(dir)?).map(|_| ())
+}
+
 
 /// Archives every log dir once.
 pub async fn archive_once(store: &Store, log_dirs: &[PathBuf], opts: &Options) -> Result<Report, ArchiveError> {
@@ -168,6 +184,12 @@ pub async fn archive_once(store: &Store, log_dirs: &[PathBuf], opts: &Options) -
                     Outcome::ClaimedByOther { .. } => {}
                 }
             }
+            report.unarchived_segments += r.unarchived_segments as u64;
+            report.unarchived_committed_segments += r.unarchived_committed_segments as u64;
+            report.oldest_unarchived_mtime_ms = match (report.oldest_unarchived_mtime_ms, r.oldest_unarchived_mtime_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             report.partitions.push(r);
         }
     }
@@ -302,6 +324,9 @@ async fn archive_partition(
         outcomes: vec![],
         uncommitted_segments: 0,
         archived_until: None,
+        unarchived_segments: 0,
+        unarchived_committed_segments: 0,
+        oldest_unarchived_mtime_ms: None,
         skipped: None,
     };
     let topic_id = match (p.topic_id, p.is_metadata_log()) {
@@ -327,6 +352,7 @@ async fn archive_partition(
         .collect();
     report.uncommitted_segments = closed.len() - committed.len();
     if committed.is_empty() {
+        count_unarchived(&mut report, p, None, high_watermark);
         return Ok(report);
     }
     let mut chain = load_chain(store, &key).await?;
@@ -432,7 +458,26 @@ async fn archive_partition(
         }
     }
     report.archived_until = chain.next;
+    count_unarchived(&mut report, p, chain.next, high_watermark);
     Ok(report)
+}
+
+/// Closed segments whose end is beyond where the archive's chain ends, for the lag metrics.
+fn count_unarchived(report: &mut PartitionReport, p: &PartitionDir, archived_until: Option<i64>, high_watermark: Option<i64>) {
+    for (i, seg) in p.closed_segments().iter().enumerate() {
+        let next = p.segments[i + 1].base_offset;
+        if archived_until.is_some_and(|until| next <= until) {
+            continue;
+        }
+        report.unarchived_segments += 1;
+        if high_watermark.is_some_and(|hw| next <= hw) {
+            report.unarchived_committed_segments += 1;
+        }
+        let mtime = std::fs::metadata(&seg.log).and_then(|m| m.modified()).ok();
+        if let Some(ms) = mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as i64) {
+            report.oldest_unarchived_mtime_ms = Some(report.oldest_unarchived_mtime_ms.map_or(ms, |o| o.min(ms)));
+        }
+    }
 }
 
 async fn compared_ranges(store: &Store, key: &PartitionKey, node: i32) -> Result<std::collections::BTreeSet<i64>, ArchiveError> {

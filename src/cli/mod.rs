@@ -7,6 +7,7 @@
 //! where a file was expected, unreadable). When both happen, 2 wins. A panic would be 101;
 //! the tests assert it never happens.
 
+mod agent;
 mod archive;
 mod inspect;
 mod output;
@@ -50,6 +51,9 @@ enum Command {
     /// Archive closed, committed segments to object storage (one pass with --once).
     #[command(long_about = archive::LONG_HELP)]
     Archive(ArchiveArgs),
+    /// Run continuously: archive on file events and a periodic rescan, serve metrics.
+    #[command(long_about = agent::LONG_HELP, after_long_help = agent::AFTER_HELP)]
+    Agent(agent::AgentArgs),
 }
 
 /// Output format.
@@ -183,5 +187,6 @@ where
             gap_after_secs: a.gap_after,
             format: a.format,
         }),
+        Command::Agent(a) => agent::run(a),
     }
 }
