@@ -1,0 +1,373 @@
+//! The long-running agent (`segvault agent`): archive passes triggered by file system events
+//! and by a periodic rescan, metrics over HTTP, graceful shutdown.
+//!
+//! - **Triggers.** Every log dir is watched recursively (inotify through `notify`). An event
+//!   that can change what is archivable (a file created, renamed or removed: a segment roll, a
+//!   checkpoint replaced, retention) schedules a pass after a short debounce; further events
+//!   within that window, or during a pass, are coalesced into one more pass. Appends to
+//!   existing files and reads (including the agent's own) are ignored: they cannot close or
+//!   commit a segment. A full rescan also runs every `rescan_interval`, as a safety net
+//!   against dropped events (inotify queue overflow, watch limits, network file systems).
+//! - **One pass at a time.** Passes never overlap. A failed pass (store unreachable, a log
+//!   dir gone) is logged and counted, and the next trigger retries; the agent never exits on
+//!   a pass error. All archive state is in the store, so nothing is lost between passes.
+//! - **Shutdown.** On SIGTERM or SIGINT no new pass starts; a pass in flight may finish for up
+//!   to `grace_period`, then it is dropped. Dropping is safe: data objects are written before
+//!   their manifest, so an unfinished range is never visible as complete, and the next pass
+//!   overwrites its data under the same deterministic keys.
+
+use super::metrics::{self, Metrics};
+use super::pass::{self, Options, Outcome, Report};
+use super::store::{self, Store};
+use notify::{EventKind, RecursiveMode, Watcher};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Everything the agent needs, already merged from flags, environment and config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub log_dirs: Vec<PathBuf>,
+    pub store: String,
+    pub options: Options,
+    /// Full rescan period (a pass even without events).
+    pub rescan_interval: Duration,
+    /// Delay between the first event and the pass it triggers.
+    pub debounce: Duration,
+    /// Where to serve /metrics and /healthz; `None` disables the server.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long an in-flight pass may run on after SIGTERM/SIGINT.
+    pub grace_period: Duration,
+    /// How long the startup check of the store may take.
+    pub store_check_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The agent cannot start: bad log dir, unreachable store, metrics address in use.
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Checks the configuration against the world: every log dir is a readable broker log dir,
+/// and the store answers a LIST of its root with these credentials.
+pub async fn startup_checks(cfg: &Config) -> Result<Store, AgentError> {
+    if cfg.log_dirs.is_empty() {
+        return Err(AgentError::Startup(
+            "no log dir given: expected at least one --log-dir (or log_dirs in the config file)"
+                .into(),
+        ));
+    }
+    for dir in &cfg.log_dirs {
+        // The error names the path and what was expected there.
+        pass::check_log_dir(dir).map_err(|e| AgentError::Startup(format!("log dir {e}")))?;
+    }
+    let store = store::open(&cfg.store).map_err(|e| AgentError::Startup(e.to_string()))?;
+    let list = store.inner.list_with_delimiter(None);
+    match tokio::time::timeout(cfg.store_check_timeout, list).await {
+        Ok(Ok(_)) => Ok(store),
+        Ok(Err(e)) => Err(AgentError::Startup(format!(
+            "store {}: cannot list its root (unreachable, or bad credentials?): {e}",
+            cfg.store
+        ))),
+        Err(_) => Err(AgentError::Startup(format!(
+            "store {}: no answer to a LIST of its root within {} s (unreachable endpoint?)",
+            cfg.store,
+            cfg.store_check_timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT. Returns an error only for startup problems.
+pub async fn run(cfg: Config) -> Result<(), AgentError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| AgentError::Startup(format!("cannot handle SIGTERM: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| AgentError::Startup(format!("cannot handle SIGINT: {e}")))?;
+
+    let store = startup_checks(&cfg).await?;
+    let metrics = Arc::new(Metrics::default());
+    let server = match cfg.metrics_addr {
+        Some(addr) => {
+            let (local, serve) = metrics::bind(addr, metrics.clone()).await.map_err(|e| {
+                AgentError::Startup(format!("metrics address {addr}: cannot listen: {e}"))
+            })?;
+            tracing::info!(addr = %local, "serving /metrics and /healthz");
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
+
+    // File system events: a capacity-1 channel is a coalescing "something changed" flag.
+    let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher =
+        notify::recommended_watcher(move |ev: notify::Result<notify::Event>| match ev {
+            Ok(ev) if relevant(&ev) => {
+                let _ = tx.try_send(());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // E.g. the inotify queue overflowed: events were lost, so rescan.
+                tracing::warn!(error = %e, "file watch error; scheduling a full pass");
+                let _ = tx.try_send(());
+            }
+        })
+        .map_err(|e| AgentError::Startup(format!("cannot start the file watcher: {e}")))?;
+    for dir in &cfg.log_dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
+            // Watch limits (fs.inotify.max_user_watches) and the like: the periodic rescan
+            // still archives everything, only later.
+            tracing::warn!(log_dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
+        }
+    }
+    tracing::info!(
+        store = %store.url,
+        log_dirs = ?cfg.log_dirs,
+        rescan_interval_s = cfg.rescan_interval.as_secs_f64(),
+        "agent started"
+    );
+
+    let store = Arc::new(store);
+    let log_dirs = Arc::new(cfg.log_dirs.clone());
+    let opts = Arc::new(cfg.options.clone());
+    let mut seen = Seen::default();
+    // The pass in flight. It runs inside this task (not spawned: the pass future is not
+    // `Send`), polled by the select below alongside signals, events and timers.
+    type PassFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, pass::ArchiveError>>>>;
+    let mut running: Option<(PassFuture, Instant)> = None;
+    // The first pass runs at once.
+    let mut due: Option<Instant> = Some(Instant::now());
+    let mut next_rescan = Instant::now() + cfg.rescan_interval;
+    let far = Duration::from_secs(86400 * 365);
+
+    let shutdown_signal = loop {
+        let wake = due.map_or(next_rescan, |d| d.min(next_rescan));
+        tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            Some(()) = events.recv() => {
+                if due.is_none() {
+                    due = Some(Instant::now() + cfg.debounce);
+                }
+            }
+            res = async { (&mut running.as_mut().unwrap().0).await }, if running.is_some() => {
+                let (_, started) = running.take().unwrap();
+                finish_pass(res, started, &metrics, &mut seen);
+            }
+            _ = tokio::time::sleep_until(wake), if running.is_none() => {
+                let now = Instant::now();
+                if now >= next_rescan {
+                    due = Some(now);
+                }
+                if due.is_some_and(|d| d <= now) {
+                    due = None;
+                    next_rescan = now + cfg.rescan_interval.min(far);
+                    let (store, log_dirs, opts) = (store.clone(), log_dirs.clone(), opts.clone());
+                    let task: PassFuture = Box::pin(async move { pass::archive_once(&store, &log_dirs, &opts).await });
+                    running = Some((task, now));
+                }
+            }
+        }
+    };
+
+    tracing::info!(
+        signal = shutdown_signal,
+        "shutting down: no new pass will start"
+    );
+    drop(watcher);
+    if let Some((mut task, started)) = running.take() {
+        tracing::info!(
+            grace_period_s = cfg.grace_period.as_secs_f64(),
+            "waiting for the pass in flight"
+        );
+        tokio::select! {
+            res = &mut task => finish_pass(res, started, &metrics, &mut seen),
+            _ = tokio::time::sleep(cfg.grace_period) => {
+                drop(task);
+                tracing::warn!(
+                    "pass abandoned after the grace period; ranges without a manifest are not archived and the next run redoes them"
+                );
+            }
+            _ = sigterm.recv() => {
+                drop(task);
+                tracing::warn!("second signal: pass abandoned; the next run redoes unfinished ranges");
+            }
+            _ = sigint.recv() => {
+                drop(task);
+                tracing::warn!("second signal: pass abandoned; the next run redoes unfinished ranges");
+            }
+        }
+    }
+    if let Some(s) = server {
+        s.abort();
+    }
+    tracing::info!(
+        passes = metrics.passes.load(Relaxed),
+        uploaded_segments = metrics.uploaded_segments.load(Relaxed),
+        uploaded_bytes = metrics.uploaded_bytes.load(Relaxed),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Whether a file system event can change what is archivable.
+fn relevant(ev: &notify::Event) -> bool {
+    use notify::event::ModifyKind;
+    match &ev.kind {
+        // Opens and closes, ours included: reading never changes anything.
+        EventKind::Access(_) => false,
+        // Appends and attribute changes: a segment is closed by a new segment being created,
+        // and committed by a checkpoint being replaced (write a temp file, rename).
+        EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Metadata(_)) => {
+            false
+        }
+        _ => true,
+    }
+}
+
+/// What was already reported, so that a corrupt segment or a divergence that every pass sees
+/// again is logged and counted once per agent run.
+#[derive(Default)]
+struct Seen {
+    keys: HashSet<(String, String, i32, i64, &'static str)>,
+}
+
+impl Seen {
+    fn first(
+        &mut self,
+        log_dir: &str,
+        topic: &str,
+        partition: i32,
+        at: i64,
+        what: &'static str,
+    ) -> bool {
+        self.keys
+            .insert((log_dir.to_string(), topic.to_string(), partition, at, what))
+    }
+}
+
+fn finish_pass(
+    res: Result<Report, pass::ArchiveError>,
+    started: Instant,
+    metrics: &Metrics,
+    seen: &mut Seen,
+) {
+    let ms = started.elapsed().as_millis() as u64;
+    let report = match res {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.pass_failed();
+            tracing::error!(error = %e, duration_ms = ms, "pass failed; retrying at the next trigger");
+            return;
+        }
+    };
+    for p in &report.partitions {
+        let (dir, topic, part) = (p.log_dir.as_str(), p.topic.as_str(), p.partition);
+        for o in &p.outcomes {
+            match o {
+                Outcome::Uploaded {
+                    start,
+                    next,
+                    bytes,
+                    slice_position,
+                } => {
+                    tracing::info!(
+                        log_dir = dir,
+                        topic,
+                        partition = part,
+                        start,
+                        next,
+                        bytes,
+                        slice_position,
+                        "archived segment"
+                    );
+                }
+                Outcome::ClaimedByOther {
+                    start,
+                    next,
+                    divergent,
+                } => {
+                    if *divergent {
+                        if seen.first(dir, topic, part, *start, "divergence") {
+                            metrics.divergences.fetch_add(1, Relaxed);
+                            tracing::warn!(
+                                log_dir = dir,
+                                topic,
+                                partition = part,
+                                start,
+                                next,
+                                "divergence: archived by another broker with other batches"
+                            );
+                        }
+                    } else {
+                        tracing::info!(
+                            log_dir = dir,
+                            topic,
+                            partition = part,
+                            start,
+                            next,
+                            "already archived from another broker; copies match"
+                        );
+                    }
+                }
+                Outcome::Gap { start, next } => {
+                    tracing::warn!(
+                        log_dir = dir,
+                        topic,
+                        partition = part,
+                        start,
+                        next,
+                        "gap recorded: no replica had these offsets"
+                    );
+                }
+                Outcome::Corrupt {
+                    base,
+                    position,
+                    offset,
+                    message,
+                } => {
+                    if seen.first(dir, topic, part, *base, "corrupt") {
+                        metrics.corrupt_segments.fetch_add(1, Relaxed);
+                        tracing::error!(log_dir = dir, topic, partition = part, segment = base, position, offset, message = %message, "corrupt segment: not archived");
+                    }
+                }
+                Outcome::Divergent { start, message } => {
+                    if seen.first(dir, topic, part, *start, "divergence") {
+                        metrics.divergences.fetch_add(1, Relaxed);
+                        tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "divergence");
+                    }
+                }
+            }
+        }
+        if let Some(reason) = &p.skipped {
+            if seen.first(dir, topic, part, -1, "skipped") {
+                tracing::warn!(log_dir = dir, topic, partition = part, reason = %reason, "partition skipped");
+            }
+        }
+    }
+    metrics.pass_succeeded(&report);
+    let level_info = report.uploaded_segments > 0 || report.gaps > 0;
+    macro_rules! summary {
+        ($lvl:ident) => {
+            tracing::$lvl!(
+                duration_ms = ms,
+                uploaded_segments = report.uploaded_segments,
+                uploaded_bytes = report.uploaded_bytes,
+                unarchived_segments = report.unarchived_segments,
+                unarchived_committed_segments = report.unarchived_committed_segments,
+                "pass finished"
+            )
+        };
+    }
+    if level_info {
+        summary!(info);
+    } else {
+        summary!(debug);
+    }
+}

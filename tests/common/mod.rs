@@ -1,0 +1,166 @@
+//! Helpers shared by the archive tests that run against a real broker: what the broker's log
+//! dir says should be archived, and a check of the store against it.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+/// Base offsets of the segments in a partition directory, sorted.
+pub fn segments(dir: &Path) -> Vec<i64> {
+    let mut v: Vec<i64> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The partition's high watermark in `replication-offset-checkpoint`.
+pub fn high_watermark(log_dir: &Path, topic: &str, partition: i32) -> Option<i64> {
+    let text = fs::read_to_string(log_dir.join("replication-offset-checkpoint")).ok()?;
+    text.lines().skip(2).find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() == 3 && f[0] == topic && f[1] == partition.to_string())
+            .then(|| f[2].parse().ok())?
+    })
+}
+
+/// `[base, next)` of every closed segment of `topic-0` whose end is at or below the high
+/// watermark: what the archive must hold.
+pub fn closed_committed(log_dir: &Path, topic: &str) -> Vec<(i64, i64)> {
+    let bases = segments(&log_dir.join(format!("{topic}-0")));
+    let hw = high_watermark(log_dir, topic, 0).unwrap_or(-1);
+    bases
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .filter(|&(_, n)| n <= hw)
+        .collect()
+}
+
+/// Every file under `root/prefix`, as keys relative to `root` (empty if absent).
+pub fn list_files(root: &Path, prefix: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![root.join(prefix)];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            }
+        }
+    }
+    out
+}
+
+/// object_store's local file system writes `<key>#<digits>` and renames it into place; such a
+/// file is not an object (the store never lists it) but the leftover of an interrupted write.
+pub fn is_staging(key: &str) -> bool {
+    key.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `(start, next)` of every manifest of `topic` among `keys`, read through `get`.
+pub fn manifests(
+    topic: &str,
+    keys: &[String],
+    get: &dyn Fn(&str) -> Vec<u8>,
+) -> BTreeMap<i64, Value> {
+    keys.iter()
+        .filter(|k| {
+            k.contains(&format!("/topics/{topic}/")) && k.contains("/chain/") && !is_staging(k)
+        })
+        .map(|k| {
+            let m: Value = serde_json::from_slice(&get(k)).unwrap();
+            (m["start_offset"].as_i64().unwrap(), m)
+        })
+        .collect()
+}
+
+/// Checks the store (read through `list(prefix) -> keys` and `get(key) -> bytes`) against
+/// `topic-0` in `log_dir`: every closed committed segment archived exactly once, as one range
+/// each, byte-identical with its indexes; the active segment never; every object a manifest
+/// names present with the size it records; no data object that no manifest names. Returns
+/// the number of manifests.
+pub fn check_store(
+    log_dir: &Path,
+    topic: &str,
+    list: &dyn Fn(&str) -> Vec<String>,
+    get: &dyn Fn(&str) -> Vec<u8>,
+) -> usize {
+    let pdir = log_dir.join(format!("{topic}-0"));
+    let bases = segments(&pdir);
+    let hw = high_watermark(log_dir, topic, 0).unwrap();
+    let want = closed_committed(log_dir, topic);
+    assert!(
+        want.len() >= 10,
+        "only {} closed committed segments",
+        want.len()
+    );
+    let keys = list("segvault/v1");
+    let manifests = manifests(topic, &keys, get);
+    let got: Vec<(i64, i64)> = manifests
+        .iter()
+        .map(|(s, m)| (*s, m["next_offset"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        got, want,
+        "archived ranges vs closed committed segments (hw {hw})"
+    );
+    let active = *bases.last().unwrap();
+    assert!(
+        !manifests.contains_key(&active),
+        "the active segment {active} was archived"
+    );
+    let mut referenced = Vec::new();
+    for (start, m) in &manifests {
+        for (obj, suffix) in [
+            ("log", "log"),
+            ("index", "index"),
+            ("timeindex", "timeindex"),
+        ] {
+            let key = m["objects"][obj]["key"].as_str().unwrap();
+            let src = fs::read(pdir.join(format!("{start:020}.{suffix}"))).unwrap();
+            assert!(
+                get(key) == src,
+                "{key} is not byte-identical with segment {start}'s .{suffix}"
+            );
+        }
+        // No manifest names a missing object or one of another size than it records.
+        for obj in ["log", "index", "timeindex", "txnindex", "producer_snapshot"] {
+            let o = &m["objects"][obj];
+            if let Some(key) = o["key"].as_str() {
+                assert!(
+                    keys.iter().any(|k| k == key),
+                    "manifest {start} names {key}, which is not in the store"
+                );
+                let size = get(key).len() as u64;
+                assert_eq!(
+                    Some(size),
+                    o["stored_size"].as_u64(),
+                    "{key}: stored size differs from the manifest's"
+                );
+                referenced.push(key.to_string());
+            }
+        }
+    }
+    // Exactly once: no data object is stored that no manifest names. (`<key>#<n>` files are
+    // the local store's staging files of an interrupted write: not objects, and never listed.)
+    for k in keys.iter().filter(|k| {
+        k.contains(&format!("/topics/{topic}/")) && k.contains("/data/") && !is_staging(k)
+    }) {
+        assert!(referenced.contains(k), "unreferenced object {k}");
+    }
+    manifests.len()
+}
