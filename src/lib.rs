@@ -10,7 +10,7 @@
 //! - [`archive`]: ship closed, committed segments to object storage, exactly once: store
 //!   URLs, the key layout, manifests, the claim chain.
 //! - [`cli`]: the `segvault` command line (argument parsing and rendering only).
-pub mod format;
-pub mod logdir;
 pub mod archive;
 pub mod cli;
+pub mod format;
+pub mod logdir;

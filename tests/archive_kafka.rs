@@ -16,14 +16,31 @@ const TOPIC: &str = "load";
 
 fn archive_pass(log_dir: &Path, store: &str, env: &[(&'static str, String)]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .args(["archive", "--once", "--format", "json", "--store", store, "--log-dir"])
+        .args([
+            "archive",
+            "--once",
+            "--format",
+            "json",
+            "--store",
+            store,
+            "--log-dir",
+        ])
         .arg(log_dir)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "archive pass failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|l| l["type"] == "total").unwrap()
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "archive pass failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["type"] == "total")
+        .unwrap()
 }
 
 /// Produces ~2 MB/s for ~25 s into a topic with 1 MiB segments (about two rolls a second)
@@ -31,14 +48,33 @@ fn archive_pass(log_dir: &Path, store: &str, env: &[(&'static str, String)]) -> 
 /// checkpoint has caught up.
 fn archive_under_load(store: &str, env: &[(&'static str, String)]) -> (Cluster, PathBuf) {
     let version = KAFKA_VERSIONS[1];
-    let c = Cluster::start(ClusterSpec::combined(version).config("replica.high.watermark.checkpoint.interval.ms", 500)).unwrap();
-    c.client().create_topic(TOPIC, 1, 1, &[("segment.bytes", "1048576")]).unwrap();
+    let c = Cluster::start(
+        ClusterSpec::combined(version).config("replica.high.watermark.checkpoint.interval.ms", 500),
+    )
+    .unwrap();
+    c.client()
+        .create_topic(TOPIC, 1, 1, &[("segment.bytes", "1048576")])
+        .unwrap();
     let log_dir = c.log_dirs(1).unwrap()[0].clone();
     let mut producer = c
         .dist
         .java("org.apache.kafka.tools.ProducerPerformance", 512)
-        .args(["--topic", TOPIC, "--num-records", "50000", "--record-size", "1000", "--throughput", "2000"])
-        .args(["--producer-props", &format!("bootstrap.servers={}", c.bootstrap()), "acks=all", "linger.ms=5"])
+        .args([
+            "--topic",
+            TOPIC,
+            "--num-records",
+            "50000",
+            "--record-size",
+            "1000",
+            "--throughput",
+            "2000",
+        ])
+        .args([
+            "--producer-props",
+            &format!("bootstrap.servers={}", c.bootstrap()),
+            "acks=all",
+            "linger.ms=5",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -46,7 +82,10 @@ fn archive_under_load(store: &str, env: &[(&'static str, String)]) -> (Cluster, 
     let mut passes = 0;
     let start = Instant::now();
     while producer.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(300), "producer did not finish");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "producer did not finish"
+        );
         archive_pass(&log_dir, store, env);
         passes += 1;
     }
@@ -56,7 +95,10 @@ fn archive_under_load(store: &str, env: &[(&'static str, String)]) -> (Cluster, 
     let pdir = log_dir.join(format!("{TOPIC}-0"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while high_watermark(&log_dir, TOPIC, 0) < segments(&pdir).last().copied() {
-        assert!(Instant::now() < deadline, "high watermark checkpoint never caught up");
+        assert!(
+            Instant::now() < deadline,
+            "high watermark checkpoint never caught up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     archive_pass(&log_dir, store, env);
@@ -70,7 +112,12 @@ fn archives_a_rolling_broker_exactly_once_to_the_filesystem() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let (_c, log_dir) = archive_under_load(&format!("file://{}", store.display()), &[]);
-    check_store(&log_dir, TOPIC, &|prefix| list_files(&store, prefix), &|k| fs::read(store.join(k)).unwrap());
+    check_store(
+        &log_dir,
+        TOPIC,
+        &|prefix| list_files(&store, prefix),
+        &|k| fs::read(store.join(k)).unwrap(),
+    );
 }
 
 #[test]
@@ -81,5 +128,7 @@ fn archives_a_rolling_broker_exactly_once_to_s3() {
     // Read back through the server's own directory: versitygw's posix backend stores each
     // object as a file named by its key.
     let root = s3.root.join("archive/kafka");
-    check_store(&log_dir, TOPIC, &|prefix| list_files(&root, prefix), &|k| fs::read(root.join(k)).unwrap());
+    check_store(&log_dir, TOPIC, &|prefix| list_files(&root, prefix), &|k| {
+        fs::read(root.join(k)).unwrap()
+    });
 }

@@ -11,24 +11,39 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("kafka-{version}")).join("clean")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("kafka-{version}"))
+        .join("clean")
 }
 
 fn archive(log_dirs: &[&Path], store: &Path) -> (i32, Vec<Value>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_segvault"));
-    cmd.args(["archive", "--once", "--format", "json", "--store"]).arg(store);
+    cmd.args(["archive", "--once", "--format", "json", "--store"])
+        .arg(store);
     for d in log_dirs {
         cmd.arg("--log-dir").arg(d);
     }
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines = stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
-    assert_ne!(out.status.code(), Some(101), "panic: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "panic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), lines)
 }
 
 fn total(lines: &[Value]) -> &Value {
-    lines.iter().find(|l| l["type"] == "total").expect("a total line")
+    lines
+        .iter()
+        .find(|l| l["type"] == "total")
+        .expect("a total line")
 }
 
 /// `(topic, partition) -> [(start, manifest)]` from the store's chain/ directories.
@@ -42,8 +57,13 @@ fn manifests(store: &Path) -> BTreeMap<(String, i64), Vec<(i64, Value)>> {
                 stack.push(p);
             } else if p.parent().unwrap().file_name().unwrap() == "chain" {
                 let m: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
-                let key = (m["topic"].as_str().unwrap().to_string(), m["partition"].as_i64().unwrap());
-                out.entry(key).or_default().push((m["start_offset"].as_i64().unwrap(), m));
+                let key = (
+                    m["topic"].as_str().unwrap().to_string(),
+                    m["partition"].as_i64().unwrap(),
+                );
+                out.entry(key)
+                    .or_default()
+                    .push((m["start_offset"].as_i64().unwrap(), m));
             }
         }
     }
@@ -59,7 +79,10 @@ fn high_watermarks(log_dir: &Path) -> BTreeMap<(String, i64), i64> {
         .skip(2)
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            ((f[0].to_string(), f[1].parse().unwrap()), f[2].parse().unwrap())
+            (
+                (f[0].to_string(), f[1].parse().unwrap()),
+                f[2].parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -67,7 +90,13 @@ fn high_watermarks(log_dir: &Path) -> BTreeMap<(String, i64), i64> {
 fn segment_bases(partition_dir: &Path) -> Vec<i64> {
     let mut v: Vec<i64> = fs::read_dir(partition_dir)
         .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.strip_suffix(".log")).map(|b| b.parse().unwrap()))
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".log"))
+                .map(|b| b.parse().unwrap())
+        })
         .collect();
     v.sort();
     v
@@ -79,31 +108,67 @@ fn assert_archive_matches(log_dir: &Path, store: &Path) {
     assert_archive_matches_replicas(log_dir, &|_| log_dir.to_path_buf(), store)
 }
 
-fn assert_archive_matches_replicas(log_dir: &Path, source_of: &dyn Fn(i64) -> PathBuf, store: &Path) {
+fn assert_archive_matches_replicas(
+    log_dir: &Path,
+    source_of: &dyn Fn(i64) -> PathBuf,
+    store: &Path,
+) {
     let chains = manifests(store);
     let hws = high_watermarks(log_dir);
     let mut expected_ranges = 0;
     for ((topic, partition), hw) in &hws {
         let pdir = log_dir.join(format!("{topic}-{partition}"));
         let bases = segment_bases(&pdir);
-        let want: Vec<(i64, i64)> = bases.windows(2).map(|w| (w[0], w[1])).filter(|&(_, next)| next <= *hw).collect();
+        let want: Vec<(i64, i64)> = bases
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .filter(|&(_, next)| next <= *hw)
+            .collect();
         let got: Vec<(i64, i64)> = chains
             .get(&(topic.clone(), *partition))
-            .map(|v| v.iter().map(|(s, m)| (*s, m["next_offset"].as_i64().unwrap())).collect())
+            .map(|v| {
+                v.iter()
+                    .map(|(s, m)| (*s, m["next_offset"].as_i64().unwrap()))
+                    .collect()
+            })
             .unwrap_or_default();
-        assert_eq!(got, want, "{topic}-{partition}: archived ranges vs closed committed segments (hw {hw})");
+        assert_eq!(
+            got, want,
+            "{topic}-{partition}: archived ranges vs closed committed segments (hw {hw})"
+        );
         expected_ranges += want.len();
-        for (start, m) in chains.get(&(topic.clone(), *partition)).into_iter().flatten() {
+        for (start, m) in chains
+            .get(&(topic.clone(), *partition))
+            .into_iter()
+            .flatten()
+        {
             assert_eq!(m["kind"], "segment");
-            let src_dir = source_of(m["source"]["node_id"].as_i64().unwrap()).join(format!("{topic}-{partition}"));
-            for (obj, suffix) in [("log", "log"), ("index", "index"), ("timeindex", "timeindex")] {
+            let src_dir = source_of(m["source"]["node_id"].as_i64().unwrap())
+                .join(format!("{topic}-{partition}"));
+            for (obj, suffix) in [
+                ("log", "log"),
+                ("index", "index"),
+                ("timeindex", "timeindex"),
+            ] {
                 let src = src_dir.join(format!("{start:020}.{suffix}"));
-                let stored = store.join(m["objects"][obj]["key"].as_str().unwrap_or_else(|| panic!("{topic}-{partition} {start}: no {obj}")));
-                assert!(fs::read(&stored).unwrap() == fs::read(&src).unwrap(), "{} differs from {}", stored.display(), src.display());
+                let stored = store.join(
+                    m["objects"][obj]["key"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{topic}-{partition} {start}: no {obj}")),
+                );
+                assert!(
+                    fs::read(&stored).unwrap() == fs::read(&src).unwrap(),
+                    "{} differs from {}",
+                    stored.display(),
+                    src.display()
+                );
             }
         }
     }
-    assert!(expected_ranges >= 20, "only {expected_ranges} closed committed segments: the fixture changed?");
+    assert!(
+        expected_ranges >= 20,
+        "only {expected_ranges} closed committed segments: the fixture changed?"
+    );
 }
 
 #[test]
@@ -118,23 +183,42 @@ fn archives_every_closed_committed_segment_once_and_byte_identical() {
         assert!(total(&lines)["uploaded_segments"].as_u64().unwrap() >= 20);
         assert_archive_matches(&dir, &store);
         // The broker's meta.properties and checkpoints are kept too.
-        let found = walk(&store).into_iter().filter(|p| p.ends_with("meta.properties") || p.ends_with("replication-offset-checkpoint")).count();
+        let found = walk(&store)
+            .into_iter()
+            .filter(|p| {
+                p.ends_with("meta.properties") || p.ends_with("replication-offset-checkpoint")
+            })
+            .count();
         assert_eq!(found, 2, "{v}");
         // Every KRaft snapshot of the metadata log, byte-identical.
-        let snaps: Vec<PathBuf> = fs::read_dir(dir.join("__cluster_metadata-0")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".checkpoint")).collect();
+        let snaps: Vec<PathBuf> = fs::read_dir(dir.join("__cluster_metadata-0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".checkpoint"))
+            .collect();
         assert!(!snaps.is_empty());
         for s in &snaps {
             let name = s.file_name().unwrap().to_string_lossy().into_owned();
-            let stored: Vec<PathBuf> = walk(&store).into_iter().filter(|p| p.ends_with(&name) && p.to_string_lossy().contains("/metadata/")).collect();
+            let stored: Vec<PathBuf> = walk(&store)
+                .into_iter()
+                .filter(|p| p.ends_with(&name) && p.to_string_lossy().contains("/metadata/"))
+                .collect();
             assert_eq!(stored.len(), 1, "{v}: {name}");
-            assert!(fs::read(&stored[0]).unwrap() == fs::read(s).unwrap(), "{v}: {name} differs");
+            assert!(
+                fs::read(&stored[0]).unwrap() == fs::read(s).unwrap(),
+                "{v}: {name} differs"
+            );
         }
 
         // A second pass finds everything archived: nothing uploaded, the same manifests.
         let before = manifests(&store);
         let (code, lines) = archive(&[&dir], &store);
         assert_eq!(code, 0);
-        assert_eq!(total(&lines)["uploaded_segments"], 0, "{v}: second pass uploaded again");
+        assert_eq!(
+            total(&lines)["uploaded_segments"],
+            0,
+            "{v}: second pass uploaded again"
+        );
         assert_eq!(manifests(&store), before);
     }
 }
@@ -169,12 +253,25 @@ fn a_corrupt_segment_is_refused_and_recorded_with_its_position() {
     assert_eq!(total(&lines)["corrupt"], 1);
     // Nothing of codec-none-0 is archived past the corrupt segment (the chain cannot skip it).
     let chains = manifests(&store);
-    assert!(!chains.contains_key(&("codec-none".to_string(), 0)), "{:?}", chains.get(&("codec-none".to_string(), 0)));
-    let evidence: Vec<PathBuf> = walk(&store).into_iter().filter(|p| p.to_string_lossy().contains("/codec-none/") && p.to_string_lossy().contains("/corrupt/")).collect();
+    assert!(
+        !chains.contains_key(&("codec-none".to_string(), 0)),
+        "{:?}",
+        chains.get(&("codec-none".to_string(), 0))
+    );
+    let evidence: Vec<PathBuf> = walk(&store)
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains("/codec-none/")
+                && p.to_string_lossy().contains("/corrupt/")
+        })
+        .collect();
     assert_eq!(evidence.len(), 1);
     let e: Value = serde_json::from_slice(&fs::read(&evidence[0]).unwrap()).unwrap();
     assert!(e["position"].as_u64().unwrap() < bytes.len() as u64);
-    assert!(e["file"].as_str().unwrap().ends_with("00000000000000000000.log"));
+    assert!(e["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("00000000000000000000.log"));
     // Other partitions are archived as usual.
     assert!(chains.contains_key(&("codec-none".to_string(), 1)));
 }
@@ -185,7 +282,15 @@ fn as_replica(src: &Path, dst: &Path, node: u32) {
     let text = fs::read_to_string(&meta).unwrap();
     let text: String = text
         .lines()
-        .map(|l| if l.starts_with("node.id=") { format!("node.id={node}") } else if l.starts_with("directory.id=") { String::new() } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with("node.id=") {
+                format!("node.id={node}")
+            } else if l.starts_with("directory.id=") {
+                String::new()
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     fs::write(&meta, text).unwrap();
@@ -224,24 +329,49 @@ fn two_replicas_store_each_range_once_and_a_divergent_one_is_recorded() {
     let store = tmp.path().join("store");
     // Each range once, byte-identical with the replica that won it.
     let (a2, b2) = (a.clone(), b.clone());
-    assert_archive_matches_replicas(&a, &move |node| if node == 1 { a2.clone() } else { b2.clone() }, &store);
-    let uploaded = total(&r1.1)["uploaded_segments"].as_u64().unwrap() + total(&r2.1)["uploaded_segments"].as_u64().unwrap();
+    assert_archive_matches_replicas(
+        &a,
+        &move |node| if node == 1 { a2.clone() } else { b2.clone() },
+        &store,
+    );
+    let uploaded = total(&r1.1)["uploaded_segments"].as_u64().unwrap()
+        + total(&r2.1)["uploaded_segments"].as_u64().unwrap();
     let ranges: usize = manifests(&store).values().map(Vec::len).sum();
-    assert_eq!(uploaded as usize, ranges, "uploads that won a claim == ranges stored");
+    assert_eq!(
+        uploaded as usize, ranges,
+        "uploads that won a claim == ranges stored"
+    );
     // No orphan data objects: every data/ file is referenced by a manifest.
     let referenced: Vec<String> = manifests(&store)
         .values()
         .flatten()
-        .flat_map(|(_, m)| m["objects"].as_object().unwrap().values().map(|o| o["key"].as_str().unwrap().to_string()).collect::<Vec<_>>())
+        .flat_map(|(_, m)| {
+            m["objects"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|o| o["key"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
         .collect();
-    for f in walk(&store).iter().filter(|p| p.to_string_lossy().contains("/data/")) {
-        let rel = f.strip_prefix(&store).unwrap().to_string_lossy().into_owned();
+    for f in walk(&store)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/data/"))
+    {
+        let rel = f
+            .strip_prefix(&store)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(referenced.contains(&rel), "orphan {rel}");
     }
     // The divergent range: whichever broker lost the race for it recorded the divergence,
     // unless broker 2 won it, in which case broker 1 did. Either way exactly one record, and
     // that agent exits 1.
-    let div: Vec<PathBuf> = walk(&store).into_iter().filter(|p| p.to_string_lossy().contains("/divergence/")).collect();
+    let div: Vec<PathBuf> = walk(&store)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/divergence/"))
+        .collect();
     assert_eq!(div.len(), 1, "{div:?}");
     assert!(div[0].to_string_lossy().contains("/codec-lz4/"), "{div:?}");
     assert!(r1.0 == 1 || r2.0 == 1, "{} {}", r1.0, r2.0);

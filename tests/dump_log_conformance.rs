@@ -55,7 +55,9 @@ struct Group {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
@@ -70,7 +72,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 fn group(name: &str, version: &str, root: &Path) -> Group {
     let mut files = Vec::new();
     walk(root, &mut files);
-    let mut g = Group { name: name.into(), version: version.into(), ..Group::default() };
+    let mut g = Group {
+        name: name.into(),
+        version: version.into(),
+        ..Group::default()
+    };
     for f in files {
         let f = std::path::absolute(&f).unwrap_or(f);
         let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -133,7 +139,8 @@ fn fields(line: &str) -> HashMap<String, String> {
     let mut m = HashMap::new();
     for w in toks.windows(2) {
         if let Some(k) = w[0].strip_suffix(':') {
-            m.entry(k.to_string()).or_insert_with(|| w[1].trim_end_matches(',').to_string());
+            m.entry(k.to_string())
+                .or_insert_with(|| w[1].trim_end_matches(',').to_string());
         }
     }
     m
@@ -146,7 +153,11 @@ fn num<T: std::str::FromStr>(m: &HashMap<String, String>, k: &str, line: &str) -
 }
 
 fn run_dump_log(dist: &KafkaDist, args: &[&str], files: &[PathBuf]) -> Output {
-    let list = files.iter().map(|f| f.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",");
+    let list = files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut cmd = dist.java(dump_log_class(&dist.version), 512);
     cmd.args(args).arg("--files").arg(list);
     cmd.output().expect("running kafka-dump-log (java)")
@@ -158,7 +169,10 @@ fn parse_dump(out: &str, err: &str, dump: &mut Dump) -> Vec<Vec<i64>> {
     for line in out.lines() {
         if let Some(p) = line.strip_prefix("Dumping ") {
             let p = PathBuf::from(p.trim());
-            let is_log = matches!(p.extension().and_then(|e| e.to_str()), Some("log" | "checkpoint"));
+            let is_log = matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("log" | "checkpoint")
+            );
             // A file dumped again (a rerun) starts over.
             if is_log {
                 dump.logs.insert(p.clone(), DumpLog::default());
@@ -168,12 +182,20 @@ fn parse_dump(out: &str, err: &str, dump: &mut Dump) -> Vec<Vec<i64>> {
             current = Some(p);
             continue;
         }
-        let Some(file) = current.clone() else { continue };
-        let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_string();
+        let Some(file) = current.clone() else {
+            continue;
+        };
+        let ext = file
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_string();
         match ext.as_str() {
             "log" | "checkpoint" => {
                 let log = dump.logs.get_mut(&file).unwrap();
-                if line.starts_with("baseOffset: ") || (line.starts_with("offset: ") && line.contains(" isvalid: ")) {
+                if line.starts_with("baseOffset: ")
+                    || (line.starts_with("offset: ") && line.contains(" isvalid: "))
+                {
                     let f = fields(line);
                     let v2 = line.starts_with("baseOffset: ");
                     let last: i64 = num(&f, if v2 { "lastOffset" } else { "offset" }, line);
@@ -195,7 +217,9 @@ fn parse_dump(out: &str, err: &str, dump: &mut Dump) -> Vec<Vec<i64>> {
                         .unwrap_or_else(|| panic!("record line: {line}"));
                     log.batches
                         .last_mut()
-                        .unwrap_or_else(|| panic!("record before any batch in {}: {line}", file.display()))
+                        .unwrap_or_else(|| {
+                            panic!("record before any batch in {}: {line}", file.display())
+                        })
                         .records
                         .push(off);
                 } else if let Some(rest) = line.strip_prefix("Found ") {
@@ -212,10 +236,12 @@ fn parse_dump(out: &str, err: &str, dump: &mut Dump) -> Vec<Vec<i64>> {
                     idx.empty = true;
                 } else if ext == "index" && line.starts_with("offset: ") {
                     let f = fields(line);
-                    idx.entries.push((num(&f, "offset", line), num(&f, "position", line)));
+                    idx.entries
+                        .push((num(&f, "offset", line), num(&f, "position", line)));
                 } else if ext == "timeindex" && line.starts_with("timestamp: ") {
                     let f = fields(line);
-                    idx.entries.push((num(&f, "timestamp", line), num(&f, "offset", line)));
+                    idx.entries
+                        .push((num(&f, "timestamp", line), num(&f, "offset", line)));
                 }
             }
             _ => {}
@@ -282,7 +308,11 @@ fn attribute_time_complaints(dump: &mut Dump) {
             continue;
         }
         for c in &idx.complaints {
-            if let Some(ts) = c.strip_prefix("timestamp ").and_then(|r| r.split(':').next()).and_then(|t| t.parse::<i64>().ok()) {
+            if let Some(ts) = c
+                .strip_prefix("timestamp ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|t| t.parse::<i64>().ok())
+            {
                 for &(t, off) in &idx.entries {
                     if t == ts {
                         idx.flagged.insert(off);
@@ -300,15 +330,28 @@ fn is_timeindex(p: &Path) -> bool {
 /// Runs kafka-dump-log over `files` in one JVM and parses its output into `dump`. If the JVM
 /// fails (kafka-dump-log throws on some inputs and then skips every later file), the list is
 /// halved until the files it fails on are isolated; those go to `failed`.
-fn dump_files(dist: &KafkaDist, args: &[&str], files: &[PathBuf], dump: &mut Dump, failed: &mut Vec<(PathBuf, String)>) {
+fn dump_files(
+    dist: &KafkaDist,
+    args: &[&str],
+    files: &[PathBuf],
+    dump: &mut Dump,
+    failed: &mut Vec<(PathBuf, String)>,
+) {
     if files.is_empty() {
         return;
     }
     let o = run_dump_log(dist, args, files);
-    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
     if !o.status.success() {
         if files.len() == 1 {
-            let why = err.lines().find(|l| l.contains("Exception") || l.contains("Error")).unwrap_or("").to_string();
+            let why = err
+                .lines()
+                .find(|l| l.contains("Exception") || l.contains("Error"))
+                .unwrap_or("")
+                .to_string();
             failed.push((files[0].clone(), why));
             return;
         }
@@ -359,17 +402,22 @@ fn dump_files(dist: &KafkaDist, args: &[&str], files: &[PathBuf], dump: &mut Dum
         let idx = dump.indexes.entry(t).or_default();
         for off in offs {
             idx.flagged.insert(off);
-            idx.complaints.push(format!("Indexed offset: {off} not found"));
+            idx.complaints
+                .push(format!("Indexed offset: {off} not found"));
         }
     }
     for t in rerun {
         let o = run_dump_log(dist, args, std::slice::from_ref(&t));
-        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
         let groups = parse_dump(&out, &err, dump);
         let idx = dump.indexes.entry(t).or_default();
         for off in groups.into_iter().flatten() {
             idx.flagged.insert(off);
-            idx.complaints.push(format!("Indexed offset: {off} not found"));
+            idx.complaints
+                .push(format!("Indexed offset: {off} not found"));
         }
     }
 }
@@ -380,7 +428,12 @@ fn dump_files(dist: &KafkaDist, args: &[&str], files: &[PathBuf], dump: &mut Dum
 fn dump_group(g: &Group) -> (Dump, Vec<(PathBuf, String)>, Vec<String>) {
     let dist = KafkaDist::get(&g.version).expect("Kafka distribution");
     let mut problems = Vec::new();
-    let (mut shallow, mut deep, mut plain, mut verify) = (Dump::default(), Dump::default(), Dump::default(), Dump::default());
+    let (mut shallow, mut deep, mut plain, mut verify) = (
+        Dump::default(),
+        Dump::default(),
+        Dump::default(),
+        Dump::default(),
+    );
     let (mut f1, mut f2, mut f3, mut f4) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -388,7 +441,13 @@ fn dump_group(g: &Group) -> (Dump, Vec<(PathBuf, String)>, Vec<String>) {
             dump_files(&dist, &["--deep-iteration"], &g.logs, &mut deep, &mut f2);
         });
         dump_files(&dist, &[], &g.indexes, &mut plain, &mut f3);
-        dump_files(&dist, &["--verify-index-only"], &g.indexes, &mut verify, &mut f4);
+        dump_files(
+            &dist,
+            &["--verify-index-only"],
+            &g.indexes,
+            &mut verify,
+            &mut f4,
+        );
     });
     attribute_time_complaints(&mut plain);
     let failed_logs: BTreeSet<PathBuf> = f1.iter().chain(&f2).map(|(p, _)| p.clone()).collect();
@@ -399,27 +458,62 @@ fn dump_group(g: &Group) -> (Dump, Vec<(PathBuf, String)>, Vec<String>) {
             continue;
         }
         let (Some(a), Some(b)) = (shallow.logs.get(f), deep.logs.get(f)) else {
-            problems.push(format!("[{}] kafka-dump-log did not dump {}", g.name, f.display()));
+            problems.push(format!(
+                "[{}] kafka-dump-log did not dump {}",
+                g.name,
+                f.display()
+            ));
             continue;
         };
-        let pa: Vec<_> = a.batches.iter().map(|b| (b.position, b.last_offset, b.valid)).collect();
-        let pb: Vec<_> = b.batches.iter().map(|b| (b.position, b.last_offset, b.valid)).collect();
+        let pa: Vec<_> = a
+            .batches
+            .iter()
+            .map(|b| (b.position, b.last_offset, b.valid))
+            .collect();
+        let pb: Vec<_> = b
+            .batches
+            .iter()
+            .map(|b| (b.position, b.last_offset, b.valid))
+            .collect();
         if pa != pb || a.trailing != b.trailing {
-            problems.push(format!("[{}] kafka-dump-log shallow and deep batch lines differ for {}", g.name, f.display()));
+            problems.push(format!(
+                "[{}] kafka-dump-log shallow and deep batch lines differ for {}",
+                g.name,
+                f.display()
+            ));
         }
     }
     // --verify-index-only must complain about the same index entries as the plain run.
     for f in g.indexes.iter().filter(|p| !is_timeindex(p)) {
-        let a = plain.indexes.get(f).map(|i| i.flagged.clone()).unwrap_or_default();
-        let b = verify.indexes.get(f).map(|i| i.flagged.clone()).unwrap_or_default();
+        let a = plain
+            .indexes
+            .get(f)
+            .map(|i| i.flagged.clone())
+            .unwrap_or_default();
+        let b = verify
+            .indexes
+            .get(f)
+            .map(|i| i.flagged.clone())
+            .unwrap_or_default();
         if a != b {
-            problems.push(format!("[{}] kafka-dump-log plain and --verify-index-only disagree on {}: {a:?} vs {b:?}", g.name, f.display()));
+            problems.push(format!(
+                "[{}] kafka-dump-log plain and --verify-index-only disagree on {}: {a:?} vs {b:?}",
+                g.name,
+                f.display()
+            ));
         }
     }
     let mut failed: Vec<(PathBuf, String)> = f2.into_iter().chain(f3).collect();
     failed.sort();
     failed.dedup_by(|a, b| a.0 == b.0);
-    (Dump { logs: deep.logs, indexes: plain.indexes }, failed, problems)
+    (
+        Dump {
+            logs: deep.logs,
+            indexes: plain.indexes,
+        },
+        failed,
+        problems,
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -447,7 +541,11 @@ fn canon(p: &Path) -> PathBuf {
 }
 
 /// Runs `segvault inspect --format json [extra] FILES` and buckets its lines by file.
-fn inspect(files: &[PathBuf], extra: &[&str], problems: &mut Vec<String>) -> HashMap<PathBuf, Inspected> {
+fn inspect(
+    files: &[PathBuf],
+    extra: &[&str],
+    problems: &mut Vec<String>,
+) -> HashMap<PathBuf, Inspected> {
     let mut out = HashMap::new();
     if files.is_empty() {
         return out;
@@ -463,15 +561,24 @@ fn inspect(files: &[PathBuf], extra: &[&str], problems: &mut Vec<String>) -> Has
         problems.push(format!(
             "segvault inspect {extra:?} exited {:?}: {}",
             code,
-            String::from_utf8_lossy(&o.stderr).lines().take(5).collect::<Vec<_>>().join(" | ")
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
         ));
     }
     let mut any_integrity_problem = false;
-    for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.trim().is_empty()) {
+    for line in String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         let v: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
-                problems.push(format!("segvault inspect printed a line that is not JSON ({e}): {line}"));
+                problems.push(format!(
+                    "segvault inspect printed a line that is not JSON ({e}): {line}"
+                ));
                 continue;
             }
         };
@@ -488,7 +595,8 @@ fn inspect(files: &[PathBuf], extra: &[&str], problems: &mut Vec<String>) -> Has
             Some("record") => e.records.push(v),
             Some("index_entry") => e.index_entries.push(v),
             Some("problem") => {
-                any_integrity_problem |= matches!(v["severity"].as_str(), Some("corrupt" | "partial"));
+                any_integrity_problem |=
+                    matches!(v["severity"].as_str(), Some("corrupt" | "partial"));
                 e.problems.push(v)
             }
             Some("summary") => e.summary = Some(v),
@@ -511,14 +619,24 @@ fn i64_of(v: &Value, k: &str) -> Option<i64> {
 // ---------------------------------------------------------------------------------------
 // comparison
 
-fn compare_log(file: &Path, d: &DumpLog, shallow: Option<&Inspected>, deep: Option<&Inspected>, errs: &mut Vec<String>) {
+fn compare_log(
+    file: &Path,
+    d: &DumpLog,
+    shallow: Option<&Inspected>,
+    deep: Option<&Inspected>,
+    errs: &mut Vec<String>,
+) {
     let f = file.display();
     let Some(s) = shallow else {
         errs.push(format!("{f}: segvault inspect printed nothing for it"));
         return;
     };
     if s.batches.len() != d.batches.len() {
-        errs.push(format!("{f}: {} batches by kafka-dump-log, {} by segvault", d.batches.len(), s.batches.len()));
+        errs.push(format!(
+            "{f}: {} batches by kafka-dump-log, {} by segvault",
+            d.batches.len(),
+            s.batches.len()
+        ));
     }
     for (k, (db, sb)) in d.batches.iter().zip(&s.batches).enumerate() {
         let mut diff = Vec::new();
@@ -532,7 +650,10 @@ fn compare_log(file: &Path, d: &DumpLog, shallow: Option<&Inspected>, deep: Opti
             }
         }
         if i64_of(sb, "last_offset") != Some(db.last_offset) {
-            diff.push(format!("last_offset {} vs {}", db.last_offset, sb["last_offset"]));
+            diff.push(format!(
+                "last_offset {} vs {}",
+                db.last_offset, sb["last_offset"]
+            ));
         }
         if i64_of(sb, "records") != Some(db.count) {
             diff.push(format!("records {} vs {}", db.count, sb["records"]));
@@ -551,15 +672,27 @@ fn compare_log(file: &Path, d: &DumpLog, shallow: Option<&Inspected>, deep: Opti
             diff.push(format!("crc valid {} vs {}", db.valid, sb["crc_valid"]));
         }
         if !diff.is_empty() {
-            errs.push(format!("{f}: batch #{k} at position {} (last offset {}): kafka-dump-log vs segvault: {}", db.position, db.last_offset, diff.join(", ")));
+            errs.push(format!(
+                "{f}: batch #{k} at position {} (last offset {}): kafka-dump-log vs segvault: {}",
+                db.position,
+                db.last_offset,
+                diff.join(", ")
+            ));
         }
     }
     // Trailing bytes: kafka-dump-log's "Found N invalid bytes at the end".
     if d.trailing > 0 {
         let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
         let start = size - d.trailing;
-        let tail = s.summary.as_ref().and_then(|v| v["partial_tail_bytes"].as_u64()).unwrap_or(0);
-        let flagged = s.problems.iter().any(|p| p["position"].as_u64() == Some(start) && matches!(p["severity"].as_str(), Some("partial" | "corrupt")));
+        let tail = s
+            .summary
+            .as_ref()
+            .and_then(|v| v["partial_tail_bytes"].as_u64())
+            .unwrap_or(0);
+        let flagged = s.problems.iter().any(|p| {
+            p["position"].as_u64() == Some(start)
+                && matches!(p["severity"].as_str(), Some("partial" | "corrupt"))
+        });
         if tail != d.trailing && !flagged {
             errs.push(format!("{f}: kafka-dump-log found {} invalid bytes at the end (from position {start}); segvault reports partial_tail_bytes {tail} and no partial/corrupt problem there", d.trailing));
         }
@@ -567,11 +700,17 @@ fn compare_log(file: &Path, d: &DumpLog, shallow: Option<&Inspected>, deep: Opti
     if let Some(sum) = &s.summary {
         let n = d.batches.len() as u64;
         if sum["batches"].as_u64() != Some(n) {
-            errs.push(format!("{f}: summary batches {} vs kafka-dump-log {n}", sum["batches"]));
+            errs.push(format!(
+                "{f}: summary batches {} vs kafka-dump-log {n}",
+                sum["batches"]
+            ));
         }
         let bad = d.batches.iter().filter(|b| !b.valid).count() as u64;
         if sum["crc_failures"].as_u64() != Some(bad) {
-            errs.push(format!("{f}: summary crc_failures {} vs kafka-dump-log {bad}", sum["crc_failures"]));
+            errs.push(format!(
+                "{f}: summary crc_failures {} vs kafka-dump-log {bad}",
+                sum["crc_failures"]
+            ));
         }
     } else {
         errs.push(format!("{f}: no summary line from segvault inspect"));
@@ -579,12 +718,17 @@ fn compare_log(file: &Path, d: &DumpLog, shallow: Option<&Inspected>, deep: Opti
 
     // Records: the offsets under each batch.
     let Some(deep) = deep else {
-        errs.push(format!("{f}: segvault inspect --records printed nothing for it"));
+        errs.push(format!(
+            "{f}: segvault inspect --records printed nothing for it"
+        ));
         return;
     };
     let mut by_batch: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
     for r in &deep.records {
-        by_batch.entry(r["batch_position"].as_u64().unwrap_or(u64::MAX)).or_default().push(i64_of(r, "offset").unwrap_or(i64::MIN));
+        by_batch
+            .entry(r["batch_position"].as_u64().unwrap_or(u64::MAX))
+            .or_default()
+            .push(i64_of(r, "offset").unwrap_or(i64::MIN));
     }
     let dump_total: usize = d.batches.iter().map(|b| b.records.len()).sum();
     if dump_total != deep.records.len() {
@@ -595,7 +739,12 @@ fn compare_log(file: &Path, d: &DumpLog, shallow: Option<&Inspected>, deep: Opti
         let ours = by_batch.get(&b.position).cloned().unwrap_or_default();
         if ours != b.records && shown < 5 {
             shown += 1;
-            let first_diff = b.records.iter().zip(&ours).position(|(a, b)| a != b).unwrap_or(b.records.len().min(ours.len()));
+            let first_diff = b
+                .records
+                .iter()
+                .zip(&ours)
+                .position(|(a, b)| a != b)
+                .unwrap_or(b.records.len().min(ours.len()));
             errs.push(format!(
                 "{f}: batch at position {} (last offset {}): kafka-dump-log has {} records, segvault {}; first difference at #{first_diff}: {:?} vs {:?}",
                 b.position,
@@ -611,7 +760,13 @@ fn compare_log(file: &Path, d: &DumpLog, shallow: Option<&Inspected>, deep: Opti
 
 /// Problems about an index file as a whole (length, preallocated or garbage tail), which
 /// kafka-dump-log does not report per entry.
-const STRUCTURAL_KINDS: &[&str] = &["index_length", "index_tail_garbage", "index_preallocated_tail", "zero_tail", "no_log"];
+const STRUCTURAL_KINDS: &[&str] = &[
+    "index_length",
+    "index_tail_garbage",
+    "index_preallocated_tail",
+    "zero_tail",
+    "no_log",
+];
 
 fn compare_index(file: &Path, d: &DumpIndex, s: Option<&Inspected>, errs: &mut Vec<String>) {
     let f = file.display();
@@ -638,14 +793,34 @@ fn compare_index(file: &Path, d: &DumpIndex, s: Option<&Inspected>, errs: &mut V
     // The entries kafka-dump-log prints (up to the first zero entry) must be segvault's first
     // entries, when segvault names their fields as kafka-dump-log does.
     let is_time = file.extension().and_then(|e| e.to_str()) == Some("timeindex");
-    let (ka, kb) = if is_time { ("timestamp", "offset") } else { ("offset", "position") };
-    let ours: Vec<(Option<i64>, Option<i64>)> = s.index_entries.iter().map(|e| (i64_of(e, ka), i64_of(e, kb))).collect();
+    let (ka, kb) = if is_time {
+        ("timestamp", "offset")
+    } else {
+        ("offset", "position")
+    };
+    let ours: Vec<(Option<i64>, Option<i64>)> = s
+        .index_entries
+        .iter()
+        .map(|e| (i64_of(e, ka), i64_of(e, kb)))
+        .collect();
     if ours.iter().all(|(a, b)| a.is_some() && b.is_some()) {
         if ours.len() < d.entries.len() {
-            errs.push(format!("{f}: kafka-dump-log printed {} entries, segvault {}", d.entries.len(), ours.len()));
+            errs.push(format!(
+                "{f}: kafka-dump-log printed {} entries, segvault {}",
+                d.entries.len(),
+                ours.len()
+            ));
         }
-        if let Some(i) = d.entries.iter().zip(&ours).position(|(a, b)| (Some(a.0), Some(a.1)) != *b) {
-            errs.push(format!("{f}: entry #{i}: kafka-dump-log {ka} {} {kb} {}, segvault {:?}", d.entries[i].0, d.entries[i].1, ours[i]));
+        if let Some(i) = d
+            .entries
+            .iter()
+            .zip(&ours)
+            .position(|(a, b)| (Some(a.0), Some(a.1)) != *b)
+        {
+            errs.push(format!(
+                "{f}: entry #{i}: kafka-dump-log {ka} {} {kb} {}, segvault {:?}",
+                d.entries[i].0, d.entries[i].1, ours[i]
+            ));
         }
     }
 }
@@ -655,7 +830,11 @@ fn compare_index(file: &Path, d: &DumpIndex, s: Option<&Inspected>, errs: &mut V
 /// is the base offset, but judges slot 0 even when it is all zeros. An empty preallocated index
 /// therefore yields one phantom complaint at the base offset. segvault reports such a file
 /// as having no entries (a zero tail). Returns a note when the complaint was dropped.
-fn drop_zero_slot_artefact(file: &Path, d: &mut DumpIndex, s: Option<&Inspected>) -> Option<String> {
+fn drop_zero_slot_artefact(
+    file: &Path,
+    d: &mut DumpIndex,
+    s: Option<&Inspected>,
+) -> Option<String> {
     let base: i64 = file.file_stem()?.to_str()?.parse().ok()?;
     let width = if is_timeindex(file) { 12 } else { 8 };
     let bytes = std::fs::read(file).ok()?;
@@ -681,25 +860,54 @@ fn compare_segments_tsv(dump: &Dump, errs: &mut Vec<String>) {
     let tsv = std::fs::read_to_string(root.join("SEGMENTS.tsv")).expect("SEGMENTS.tsv");
     let mut lines = tsv.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| h.trim_end_matches('*') == name).unwrap_or_else(|| panic!("SEGMENTS.tsv has no column {name}"));
-    let (cf, cb, cr, cl, cc, ct) = (col("file"), col("batches"), col("records"), col("last_off"), col("crc_bad"), col("trailing"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim_end_matches('*') == name)
+            .unwrap_or_else(|| panic!("SEGMENTS.tsv has no column {name}"))
+    };
+    let (cf, cb, cr, cl, cc, ct) = (
+        col("file"),
+        col("batches"),
+        col("records"),
+        col("last_off"),
+        col("crc_bad"),
+        col("trailing"),
+    );
     let mut n = 0;
     for line in lines.filter(|l| !l.trim().is_empty()) {
         let c: Vec<&str> = line.split('\t').collect();
         let path = canon(&root.join(c[cf]));
-        let Some(d) = dump.logs.iter().find(|(p, _)| canon(p) == path).map(|(_, d)| d) else {
-            errs.push(format!("SEGMENTS.tsv lists {} but kafka-dump-log did not dump it", c[cf]));
+        let Some(d) = dump
+            .logs
+            .iter()
+            .find(|(p, _)| canon(p) == path)
+            .map(|(_, d)| d)
+        else {
+            errs.push(format!(
+                "SEGMENTS.tsv lists {} but kafka-dump-log did not dump it",
+                c[cf]
+            ));
             continue;
         };
         n += 1;
         let got = (
             d.batches.len().to_string(),
             d.batches.iter().map(|b| b.count).sum::<i64>().to_string(),
-            d.batches.last().map(|b| b.last_offset.to_string()).unwrap_or_default(),
+            d.batches
+                .last()
+                .map(|b| b.last_offset.to_string())
+                .unwrap_or_default(),
             d.batches.iter().filter(|b| !b.valid).count().to_string(),
             d.trailing.to_string(),
         );
-        let want = (c[cb].to_string(), c[cr].to_string(), c[cl].to_string(), c[cc].to_string(), c[ct].to_string());
+        let want = (
+            c[cb].to_string(),
+            c[cr].to_string(),
+            c[cl].to_string(),
+            c[cc].to_string(),
+            c[ct].to_string(),
+        );
         if got != want {
             errs.push(format!("{}: SEGMENTS.tsv (batches, records, last_off, crc_bad, trailing) {want:?}, kafka-dump-log {got:?}", c[cf]));
         }
@@ -715,37 +923,65 @@ fn inspect_agrees_with_kafka_dump_log() {
         for copy in ["clean", "live"] {
             let root = fixtures_root().join(format!("kafka-{v}")).join(copy);
             let g = group(&format!("fixtures/kafka-{v}/{copy}"), v, &root);
-            assert!(!g.logs.is_empty(), "{} has no .log: regenerate fixtures (harness fixtures)", root.display());
+            assert!(
+                !g.logs.is_empty(),
+                "{} has no .log: regenerate fixtures (harness fixtures)",
+                root.display()
+            );
             groups.push(g);
         }
     }
     // One dump per version: fixture copies of a version share a JVM run.
     let mut by_version: BTreeMap<(bool, String), Group> = BTreeMap::new();
     for g in &groups {
-        let e = by_version.entry((g.name == "corpus", g.version.clone())).or_insert_with(|| Group {
-            name: if g.name == "corpus" { "corpus".into() } else { format!("fixtures/kafka-{}", g.version) },
-            version: g.version.clone(),
-            ..Group::default()
-        });
+        let e = by_version
+            .entry((g.name == "corpus", g.version.clone()))
+            .or_insert_with(|| Group {
+                name: if g.name == "corpus" {
+                    "corpus".into()
+                } else {
+                    format!("fixtures/kafka-{}", g.version)
+                },
+                version: g.version.clone(),
+                ..Group::default()
+            });
         e.logs.extend(g.logs.iter().cloned());
         e.indexes.extend(g.indexes.iter().cloned());
     }
     let runs: Vec<Group> = by_version.into_values().collect();
     for g in &runs {
-        eprintln!("{}: Kafka {}, {} logs/snapshots, {} indexes", g.name, g.version, g.logs.len(), g.indexes.len());
+        eprintln!(
+            "{}: Kafka {}, {} logs/snapshots, {} indexes",
+            g.name,
+            g.version,
+            g.logs.len(),
+            g.indexes.len()
+        );
     }
 
     let mut errs: Vec<String> = Vec::new();
     // kafka-dump-log for each group in parallel with segvault over everything.
     let all_logs: Vec<PathBuf> = runs.iter().flat_map(|g| g.logs.iter().cloned()).collect();
-    let all_indexed: Vec<PathBuf> = runs.iter().flat_map(|g| g.indexes.iter().cloned()).collect();
+    let all_indexed: Vec<PathBuf> = runs
+        .iter()
+        .flat_map(|g| g.indexes.iter().cloned())
+        .collect();
     let (dumps, (shallow, deep, idx, inspect_errs)) = std::thread::scope(|s| {
-        let dumps: Vec<_> = runs.iter().map(|g| s.spawn(move || dump_group(g))).collect();
+        let dumps: Vec<_> = runs
+            .iter()
+            .map(|g| s.spawn(move || dump_group(g)))
+            .collect();
         let mut ie = Vec::new();
         let shallow = inspect(&all_logs, &[], &mut ie);
         let deep = inspect(&all_logs, &["--records"], &mut ie);
         let idx = inspect(&all_indexed, &[], &mut ie);
-        (dumps.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>(), (shallow, deep, idx, ie))
+        (
+            dumps
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>(),
+            (shallow, deep, idx, ie),
+        )
     });
     errs.extend(inspect_errs);
     let mut corpus_dump = None;
@@ -755,12 +991,22 @@ fn inspect_agrees_with_kafka_dump_log() {
         errs.extend(problems);
         // Files kafka-dump-log throws on: segvault must call them corrupt or partial.
         for (f, why) in &failed {
-            let flagged = [&shallow, &idx].iter().filter_map(|m| m.get(&canon(f))).any(|i| {
-                i.problems.iter().any(|p| matches!(p["severity"].as_str(), Some("corrupt" | "partial")))
-                    || i.batches.iter().any(|b| b["crc_valid"] == Value::Bool(false))
-            });
+            let flagged = [&shallow, &idx]
+                .iter()
+                .filter_map(|m| m.get(&canon(f)))
+                .any(|i| {
+                    i.problems
+                        .iter()
+                        .any(|p| matches!(p["severity"].as_str(), Some("corrupt" | "partial")))
+                        || i.batches
+                            .iter()
+                            .any(|b| b["crc_valid"] == Value::Bool(false))
+                });
             if flagged {
-                notes.push(format!("{}: kafka-dump-log fails ({why}); segvault reports it corrupt/partial", f.display()));
+                notes.push(format!(
+                    "{}: kafka-dump-log fails ({why}); segvault reports it corrupt/partial",
+                    f.display()
+                ));
             } else {
                 errs.push(format!("{}: kafka-dump-log fails ({why}) but segvault reports no corrupt/partial problem", f.display()));
             }
@@ -798,6 +1044,9 @@ fn inspect_agrees_with_kafka_dump_log() {
     if !errs.is_empty() {
         let n = errs.len();
         errs.truncate(60);
-        panic!("{n} disagreements between segvault inspect and kafka-dump-log:\n  {}", errs.join("\n  "));
+        panic!(
+            "{n} disagreements between segvault inspect and kafka-dump-log:\n  {}",
+            errs.join("\n  ")
+        );
     }
 }

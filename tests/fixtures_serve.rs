@@ -10,7 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 fn fixture(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("kafka-{version}"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("kafka-{version}"))
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -28,7 +30,8 @@ fn count(dir: &Path, suffix: &str) -> usize {
 
 fn serve_clean_fixture(version: &str) {
     let root = fixture(version);
-    let expected: Value = serde_json::from_str(&fs::read_to_string(root.join("expected.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_str(&fs::read_to_string(root.join("expected.json")).unwrap()).unwrap();
     assert_eq!(expected["kafka_version"], version);
 
     let mut c = Cluster::start(ClusterSpec::combined(version)).unwrap();
@@ -39,7 +42,10 @@ fn serve_clean_fixture(version: &str) {
     let client = c.client();
 
     let topics = expected["topics"].as_object().unwrap();
-    let mut want_topics: Vec<String> = workload::CODECS.iter().map(|c| format!("codec-{c}")).collect();
+    let mut want_topics: Vec<String> = workload::CODECS
+        .iter()
+        .map(|c| format!("codec-{c}"))
+        .collect();
     want_topics.extend(["compacted", "idempotent", "log-append-time", "txn"].map(String::from));
     want_topics.sort();
     assert_eq!(topics.keys().cloned().collect::<Vec<_>>(), want_topics);
@@ -50,8 +56,16 @@ fn serve_clean_fixture(version: &str) {
             assert_eq!(got.len(), want.len(), "{topic} {iso:?} partitions");
             for (p, d) in want {
                 let g = &got[&p.parse::<i32>().unwrap()];
-                assert_eq!(g.records as u64, d["records"].as_u64().unwrap(), "{topic}-{p} {iso:?} records");
-                assert_eq!(g.sha256, d["sha256"].as_str().unwrap(), "{topic}-{p} {iso:?} digest");
+                assert_eq!(
+                    g.records as u64,
+                    d["records"].as_u64().unwrap(),
+                    "{topic}-{p} {iso:?} records"
+                );
+                assert_eq!(
+                    g.sha256,
+                    d["sha256"].as_str().unwrap(),
+                    "{topic}-{p} {iso:?} digest"
+                );
             }
         }
     }
@@ -59,8 +73,16 @@ fn serve_clean_fixture(version: &str) {
     let want_groups = expected["groups"].as_array().unwrap();
     assert!(!want_groups.is_empty());
     for g in want_groups {
-        let key = (g["group"].as_str().unwrap().to_string(), g["topic"].as_str().unwrap().to_string(), g["partition"].as_i64().unwrap() as i32);
-        assert_eq!(groups.get(&key), Some(&g["offset"].as_i64().unwrap()), "{key:?}");
+        let key = (
+            g["group"].as_str().unwrap().to_string(),
+            g["topic"].as_str().unwrap().to_string(),
+            g["partition"].as_i64().unwrap() as i32,
+        );
+        assert_eq!(
+            groups.get(&key),
+            Some(&g["offset"].as_i64().unwrap()),
+            "{key:?}"
+        );
     }
 }
 
@@ -83,29 +105,55 @@ fn fixtures_hold_every_promised_case() {
         assert!(clean.join(".kafka_cleanshutdown").exists(), "{v}");
         assert!(!live.join(".kafka_cleanshutdown").exists(), "{v}");
         for codec in workload::CODECS {
-            assert!(count(&clean.join(format!("codec-{codec}-0")), ".log") >= 3, "{v} codec-{codec}-0 segments");
+            assert!(
+                count(&clean.join(format!("codec-{codec}-0")), ".log") >= 3,
+                "{v} codec-{codec}-0 segments"
+            );
         }
         // Aborted transaction: a non-empty .txnindex.
         let mut txn = 0;
         for p in ["txn-0", "txn-1"] {
-            for n in names(&clean.join(p)).iter().filter(|n| n.ends_with(".txnindex")) {
+            for n in names(&clean.join(p))
+                .iter()
+                .filter(|n| n.ends_with(".txnindex"))
+            {
                 txn += fs::metadata(clean.join(p).join(n)).unwrap().len();
             }
         }
         assert!(txn >= 34, "{v}: txnindex bytes {txn}");
         // The cleaner ran on the compacted topic and left its replaced segments as .deleted.
         let cp = fs::read_to_string(clean.join("cleaner-offset-checkpoint")).unwrap();
-        assert!(cp.lines().any(|l| l.starts_with("compacted 0 ")), "{v}: {cp}");
+        assert!(
+            cp.lines().any(|l| l.starts_with("compacted 0 ")),
+            "{v}: {cp}"
+        );
         assert!(count(&clean.join("compacted-0"), ".log.deleted") > 0, "{v}");
         // Internal topics, and a KRaft snapshot in the clean copy.
-        assert!(clean.join("__consumer_offsets-0").is_dir() && clean.join("__transaction_state-0").is_dir(), "{v}");
-        assert!(count(&clean.join("__cluster_metadata-0"), ".checkpoint") > 0, "{v}");
-        assert!(clean.join("__cluster_metadata-0/quorum-state").exists(), "{v}");
+        assert!(
+            clean.join("__consumer_offsets-0").is_dir()
+                && clean.join("__transaction_state-0").is_dir(),
+            "{v}"
+        );
+        assert!(
+            count(&clean.join("__cluster_metadata-0"), ".checkpoint") > 0,
+            "{v}"
+        );
+        assert!(
+            clean.join("__cluster_metadata-0/quorum-state").exists(),
+            "{v}"
+        );
         // The live copy's active segment has a preallocated index with a zero-filled tail.
         let zstd = live.join("codec-zstd-0");
-        let active = names(&zstd).into_iter().filter(|n| n.ends_with(".index")).max().unwrap();
+        let active = names(&zstd)
+            .into_iter()
+            .filter(|n| n.ends_with(".index"))
+            .max()
+            .unwrap();
         let bytes = fs::read(zstd.join(&active)).unwrap();
         assert_eq!(bytes.len(), 8192, "{v}: {active} is not preallocated");
-        assert!(bytes[bytes.len() - 64..].iter().all(|&b| b == 0), "{v}: no zero tail");
+        assert!(
+            bytes[bytes.len() - 64..].iter().all(|&b| b == 0),
+            "{v}: no zero tail"
+        );
     }
 }

@@ -28,10 +28,17 @@ pub const ROOT: &str = "segvault/v1";
 /// Kafka's topic charset (`[a-zA-Z0-9._-]`), not `.` or `..`, at most 255 bytes.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 || name == "." || name == ".." {
-        return Err(format!("{what} {name:?}: expected 1 to 255 characters, not '.' or '..'"));
+        return Err(format!(
+            "{what} {name:?}: expected 1 to 255 characters, not '.' or '..'"
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("{what} {name:?}: character {c:?} is outside [a-zA-Z0-9._-]"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{what} {name:?}: character {c:?} is outside [a-zA-Z0-9._-]"
+        ));
     }
     Ok(())
 }
@@ -66,20 +73,37 @@ impl PartitionKey {
         self.chain_dir().join(format!("{start:020}.json"))
     }
     pub fn data(&self, start: i64, next: i64, node: i32, file: &str) -> Path {
-        self.root().clone().join("data").join(format!("{start:020}-{next:020}")).join(node.to_string()).join(file)
+        self.root()
+            .clone()
+            .join("data")
+            .join(format!("{start:020}-{next:020}"))
+            .join(node.to_string())
+            .join(file)
     }
     pub fn corrupt(&self, base: i64, node: i32) -> Path {
-        self.root().clone().join("corrupt").join(format!("{base:020}-{node}.json"))
+        self.root()
+            .clone()
+            .join("corrupt")
+            .join(format!("{base:020}-{node}.json"))
     }
     pub fn divergence(&self, start: i64, node: i32) -> Path {
-        self.root().clone().join("divergence").join(format!("{start:020}-{node}.json"))
+        self.root()
+            .clone()
+            .join("divergence")
+            .join(format!("{start:020}-{node}.json"))
     }
     pub fn verified(&self, start: i64, node: i32) -> Path {
-        self.root().clone().join("verified").join(format!("{start:020}-{node}"))
+        self.root()
+            .clone()
+            .join("verified")
+            .join(format!("{start:020}-{node}"))
     }
     /// Ranges node `node` has already compared with the archive (verified/ or divergence/).
     pub fn compared_prefixes(&self) -> [Path; 2] {
-        [self.root().clone().join("verified"), self.root().clone().join("divergence")]
+        [
+            self.root().clone().join("verified"),
+            self.root().clone().join("divergence"),
+        ]
     }
 }
 
@@ -102,11 +126,20 @@ pub fn manifest_start(key: &Path) -> Option<i64> {
 }
 
 pub fn broker_file(cluster_id: &str, node: i32, log_dir_id: &str, file: &str) -> Path {
-    cluster(cluster_id).join("brokers").join(node.to_string()).join("log-dirs").join(log_dir_id).join(file)
+    cluster(cluster_id)
+        .join("brokers")
+        .join(node.to_string())
+        .join("log-dirs")
+        .join(log_dir_id)
+        .join(file)
 }
 
 pub fn metadata_snapshot(cluster_id: &str, node: i32, file: &str) -> Path {
-    cluster(cluster_id).join("brokers").join(node.to_string()).join("metadata").join(file)
+    cluster(cluster_id)
+        .join("brokers")
+        .join(node.to_string())
+        .join("metadata")
+        .join(file)
 }
 
 #[cfg(test)]
@@ -123,9 +156,17 @@ mod tests {
 
     #[test]
     fn manifest_keys_round_trip() {
-        let k = PartitionKey { cluster_id: "c".into(), topic: "t".into(), topic_id: "id".into(), partition: 3 };
+        let k = PartitionKey {
+            cluster_id: "c".into(),
+            topic: "t".into(),
+            topic_id: "id".into(),
+            partition: 3,
+        };
         let m = k.manifest(1234);
-        assert_eq!(m.as_ref(), "segvault/v1/clusters/c/topics/t/id/3/chain/00000000000000001234.json");
+        assert_eq!(
+            m.as_ref(),
+            "segvault/v1/clusters/c/topics/t/id/3/chain/00000000000000001234.json"
+        );
         assert_eq!(manifest_start(&m), Some(1234));
         assert_eq!(manifest_start(&Path::from("x/chain/12.json")), None);
     }

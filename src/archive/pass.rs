@@ -51,7 +51,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { zstd_level: None, frame_bytes: 4 << 20, concurrency: 4, rate_limit: None, gap_after: Duration::from_secs(600) }
+        Options {
+            zstd_level: None,
+            frame_bytes: 4 << 20,
+            concurrency: 4,
+            rate_limit: None,
+            gap_after: Duration::from_secs(600),
+        }
     }
 }
 
@@ -59,12 +65,32 @@ impl Default for Options {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Uploaded { start: i64, next: i64, bytes: u64, slice_position: u64 },
+    Uploaded {
+        start: i64,
+        next: i64,
+        bytes: u64,
+        slice_position: u64,
+    },
     /// Another agent claimed this range first; our copy matched (or could not be compared).
-    ClaimedByOther { start: i64, next: i64, divergent: bool },
-    Gap { start: i64, next: i64 },
-    Corrupt { base: i64, position: u64, offset: Option<i64>, message: String },
-    Divergent { start: i64, message: String },
+    ClaimedByOther {
+        start: i64,
+        next: i64,
+        divergent: bool,
+    },
+    Gap {
+        start: i64,
+        next: i64,
+    },
+    Corrupt {
+        base: i64,
+        position: u64,
+        offset: Option<i64>,
+        message: String,
+    },
+    Divergent {
+        start: i64,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,14 +154,26 @@ struct Broker {
 }
 
 fn broker_of(listing: &LogDirListing) -> Result<Broker, ArchiveError> {
-    let not = |message: String| ArchiveError::NotABrokerDir { path: listing.path.clone(), message };
+    let not = |message: String| ArchiveError::NotABrokerDir {
+        path: listing.path.clone(),
+        message,
+    };
     let meta = match &listing.meta_properties {
-        None => return Err(not("expected meta.properties (a broker log dir); found none".into())),
+        None => {
+            return Err(not(
+                "expected meta.properties (a broker log dir); found none".into(),
+            ))
+        }
         Some(Err(e)) => return Err(not(format!("meta.properties: {e}"))),
         Some(Ok(m)) => m,
     };
-    let cluster_id = meta.cluster_id.clone().ok_or_else(|| not("meta.properties has no cluster.id".into()))?;
-    let node_id = meta.node_id.ok_or_else(|| not("meta.properties has no node.id or broker.id".into()))?;
+    let cluster_id = meta
+        .cluster_id
+        .clone()
+        .ok_or_else(|| not("meta.properties has no cluster.id".into()))?;
+    let node_id = meta
+        .node_id
+        .ok_or_else(|| not("meta.properties has no node.id or broker.id".into()))?;
     layout::validate_name("cluster.id", &cluster_id).map_err(not)?;
     let log_dir_id = match &meta.directory_id {
         Some(u) => u.to_string(),
@@ -143,7 +181,12 @@ fn broker_of(listing: &LogDirListing) -> Result<Broker, ArchiveError> {
         None => hex::encode(&Sha256::digest(listing.path.to_string_lossy().as_bytes())[..8]),
     };
     let log_dir = std::fs::canonicalize(&listing.path).unwrap_or_else(|_| listing.path.clone());
-    Ok(Broker { cluster_id, node_id, log_dir, log_dir_id })
+    Ok(Broker {
+        cluster_id,
+        node_id,
+        log_dir,
+        log_dir_id,
+    })
 }
 
 /// Checks that `dir` is a readable broker log dir (a directory with a valid
@@ -152,9 +195,12 @@ pub fn check_log_dir(dir: &std::path::Path) -> Result<(), ArchiveError> {
     broker_of(&logdir::scan(dir)?).map(|_| ())
 }
 
-
 /// Archives every log dir once.
-pub async fn archive_once(store: &Store, log_dirs: &[PathBuf], opts: &Options) -> Result<Report, ArchiveError> {
+pub async fn archive_once(
+    store: &Store,
+    log_dirs: &[PathBuf],
+    opts: &Options,
+) -> Result<Report, ArchiveError> {
     let rate = opts.rate_limit.map(RateLimit::new).map(Arc::new);
     let mut report = Report::default();
     for dir in log_dirs {
@@ -165,11 +211,17 @@ pub async fn archive_once(store: &Store, log_dirs: &[PathBuf], opts: &Options) -
         let jobs = listing.partitions.iter().map(|p| {
             // The metadata log has no high watermark in the checkpoint: its closed segments
             // are committed by the Raft quorum before they roll.
-            let high_watermark = if p.is_metadata_log() { Some(i64::MAX) } else { hw_lookup(&p.topic_partition(), &listing) };
+            let high_watermark = if p.is_metadata_log() {
+                Some(i64::MAX)
+            } else {
+                hw_lookup(&p.topic_partition(), &listing)
+            };
             archive_partition(store, &broker, p, high_watermark, opts, rate.clone())
         });
-        let results: Vec<Result<PartitionReport, ArchiveError>> =
-            futures::stream::iter(jobs).buffered(opts.concurrency.max(1)).collect().await;
+        let results: Vec<Result<PartitionReport, ArchiveError>> = futures::stream::iter(jobs)
+            .buffered(opts.concurrency.max(1))
+            .collect()
+            .await;
         for r in results {
             let r = r?;
             for o in &r.outcomes {
@@ -180,13 +232,19 @@ pub async fn archive_once(store: &Store, log_dirs: &[PathBuf], opts: &Options) -
                     }
                     Outcome::Gap { .. } => report.gaps += 1,
                     Outcome::Corrupt { .. } => report.corrupt += 1,
-                    Outcome::Divergent { .. } | Outcome::ClaimedByOther { divergent: true, .. } => report.divergences += 1,
+                    Outcome::Divergent { .. }
+                    | Outcome::ClaimedByOther {
+                        divergent: true, ..
+                    } => report.divergences += 1,
                     Outcome::ClaimedByOther { .. } => {}
                 }
             }
             report.unarchived_segments += r.unarchived_segments as u64;
             report.unarchived_committed_segments += r.unarchived_committed_segments as u64;
-            report.oldest_unarchived_mtime_ms = match (report.oldest_unarchived_mtime_ms, r.oldest_unarchived_mtime_ms) {
+            report.oldest_unarchived_mtime_ms = match (
+                report.oldest_unarchived_mtime_ms,
+                r.oldest_unarchived_mtime_ms,
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -209,31 +267,58 @@ fn store_err(store: &Store, key: &Path) -> impl FnOnce(object_store::Error) -> A
     move |source| ArchiveError::Store { url, key, source }
 }
 
-async fn upload_broker_files(store: &Store, b: &Broker, listing: &LogDirListing) -> Result<(), ArchiveError> {
+async fn upload_broker_files(
+    store: &Store,
+    b: &Broker,
+    listing: &LogDirListing,
+) -> Result<(), ArchiveError> {
     let mut files: Vec<String> = vec!["meta.properties".into()];
-    files.extend(listing.checkpoints.named().iter().filter(|(_, c)| c.is_some()).map(|(n, _)| n.to_string()));
+    files.extend(
+        listing
+            .checkpoints
+            .named()
+            .iter()
+            .filter(|(_, c)| c.is_some())
+            .map(|(n, _)| n.to_string()),
+    );
     for name in files {
         let path = listing.path.join(&name);
         // A checkpoint may be replaced (tmp + rename) while we read it: read it whole, once.
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         let key = layout::broker_file(&b.cluster_id, b.node_id, &b.log_dir_id, &name);
-        store.inner.put(&key, PutPayload::from(bytes)).await.map_err(store_err(store, &key))?;
+        store
+            .inner
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(store_err(store, &key))?;
     }
     Ok(())
 }
 
 /// KRaft snapshots (`__cluster_metadata-0/<offset>-<epoch>.checkpoint`) are immutable once
 /// written: each is stored once per node, with a conditional create.
-async fn upload_kraft_snapshots(store: &Store, b: &Broker, listing: &LogDirListing) -> Result<(), ArchiveError> {
-    let Some(meta) = listing.partitions.iter().find(|p| p.is_metadata_log()) else { return Ok(()) };
+async fn upload_kraft_snapshots(
+    store: &Store,
+    b: &Broker,
+    listing: &LogDirListing,
+) -> Result<(), ArchiveError> {
+    let Some(meta) = listing.partitions.iter().find(|p| p.is_metadata_log()) else {
+        return Ok(());
+    };
     for (_, _, path) in &meta.kraft_snapshots {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         let key = layout::metadata_snapshot(&b.cluster_id, b.node_id, name);
         if store.inner.head(&key).await.is_ok() {
             continue;
         }
         // The controller deletes old snapshots: one that vanished meanwhile is skipped.
-        let Ok(bytes) = std::fs::read(path) else { continue };
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
         create(store, &key, bytes).await?;
     }
     Ok(())
@@ -249,15 +334,23 @@ struct Chain {
     last_written_ms: i64,
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(store: &Store, key: &Path) -> Result<Option<T>, ArchiveError> {
+async fn read_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    key: &Path,
+) -> Result<Option<T>, ArchiveError> {
     match store.inner.get(key).await {
         Ok(r) => {
             let bytes = r.bytes().await.map_err(store_err(store, key))?;
-            serde_json::from_slice(&bytes).map(Some).map_err(|e| ArchiveError::Store {
-                url: store.url.clone(),
-                key: key.to_string(),
-                source: object_store::Error::Generic { store: "manifest", source: format!("expected a segvault manifest: {e}").into() },
-            })
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ArchiveError::Store {
+                    url: store.url.clone(),
+                    key: key.to_string(),
+                    source: object_store::Error::Generic {
+                        store: "manifest",
+                        source: format!("expected a segvault manifest: {e}").into(),
+                    },
+                })
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(store_err(store, key)(e)),
@@ -274,37 +367,74 @@ struct StartRecord {
 
 async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chain, ArchiveError> {
     let dir = key.chain_dir();
-    let metas: Vec<_> = store.inner.list(Some(&dir)).try_collect().await.map_err(store_err(store, &dir))?;
-    let starts: std::collections::BTreeSet<i64> = metas.iter().filter_map(|m| layout::manifest_start(&m.location)).collect();
+    let metas: Vec<_> = store
+        .inner
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(store_err(store, &dir))?;
+    let starts: std::collections::BTreeSet<i64> = metas
+        .iter()
+        .filter_map(|m| layout::manifest_start(&m.location))
+        .collect();
     if let Some(&last) = starts.last() {
         let loc = key.manifest(last);
-        let m: Manifest = read_json(store, &loc).await?.ok_or_else(|| ArchiveError::Store {
-            url: store.url.clone(),
-            key: loc.to_string(),
-            source: object_store::Error::NotFound { path: loc.to_string(), source: "listed but gone".into() },
-        })?;
-        return Ok(Chain { next: Some(m.next_offset), starts, last_written_ms: m.source.archived_at_ms });
+        let m: Manifest = read_json(store, &loc)
+            .await?
+            .ok_or_else(|| ArchiveError::Store {
+                url: store.url.clone(),
+                key: loc.to_string(),
+                source: object_store::Error::NotFound {
+                    path: loc.to_string(),
+                    source: "listed but gone".into(),
+                },
+            })?;
+        return Ok(Chain {
+            next: Some(m.next_offset),
+            starts,
+            last_written_ms: m.source.archived_at_ms,
+        });
     }
     let start: Option<StartRecord> = read_json(store, &key.start()).await?;
     Ok(match start {
-        Some(s) => Chain { next: Some(s.start_offset), starts, last_written_ms: s.created_at_ms },
-        None => Chain { next: None, starts, last_written_ms: now_ms() },
+        Some(s) => Chain {
+            next: Some(s.start_offset),
+            starts,
+            last_written_ms: s.created_at_ms,
+        },
+        None => Chain {
+            next: None,
+            starts,
+            last_written_ms: now_ms(),
+        },
     })
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 async fn create(store: &Store, key: &Path, bytes: Vec<u8>) -> Result<bool, ArchiveError> {
-    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-    match store.inner.put_opts(key, PutPayload::from(bytes), opts).await {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store
+        .inner
+        .put_opts(key, PutPayload::from(bytes), opts)
+        .await
+    {
         Ok(_) => Ok(true),
-        Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+        Err(object_store::Error::AlreadyExists { .. })
+        | Err(object_store::Error::Precondition { .. }) => Ok(false),
         Err(e) => Err(store_err(store, key)(e)),
     }
 }
@@ -341,7 +471,12 @@ async fn archive_partition(
         report.skipped = Some(e);
         return Ok(report);
     }
-    let key = PartitionKey { cluster_id: b.cluster_id.clone(), topic: p.topic.clone(), topic_id, partition: p.partition };
+    let key = PartitionKey {
+        cluster_id: b.cluster_id.clone(),
+        topic: p.topic.clone(),
+        topic_id,
+        partition: p.partition,
+    };
     let closed = p.closed_segments();
     // Segments whose successor starts at or below the high watermark.
     let committed: Vec<(usize, i64)> = closed
@@ -358,8 +493,18 @@ async fn archive_partition(
     let mut chain = load_chain(store, &key).await?;
     if chain.next.is_none() {
         let first = p.segments[0].base_offset;
-        let start = StartRecord { format: "segvault.start.v1".into(), start_offset: first, created_at_ms: now_ms(), node_id: b.node_id };
-        create(store, &key.start(), serde_json::to_vec(&start).unwrap_or_default()).await?;
+        let start = StartRecord {
+            format: "segvault.start.v1".into(),
+            start_offset: first,
+            created_at_ms: now_ms(),
+            node_id: b.node_id,
+        };
+        create(
+            store,
+            &key.start(),
+            serde_json::to_vec(&start).unwrap_or_default(),
+        )
+        .await?;
         chain = load_chain(store, &key).await?;
     }
     let mut compared = compared_ranges(store, &key, b.node_id).await?;
@@ -385,51 +530,127 @@ async fn archive_partition(
             if now_ms() - chain.last_written_ms < opts.gap_after.as_millis() as i64 {
                 break; // give the other replicas time to archive them
             }
-            let m = range_manifest(&key, b, RangeKind::Gap, chain_next, seg.base_offset, seg.base_offset, None, Objects::default(), p);
-            if create(store, &key.manifest(chain_next), serde_json::to_vec_pretty(&m).unwrap_or_default()).await? {
-                report.outcomes.push(Outcome::Gap { start: chain_next, next: seg.base_offset });
+            let m = range_manifest(
+                &key,
+                b,
+                RangeKind::Gap,
+                chain_next,
+                seg.base_offset,
+                seg.base_offset,
+                None,
+                Objects::default(),
+                p,
+            );
+            if create(
+                store,
+                &key.manifest(chain_next),
+                serde_json::to_vec_pretty(&m).unwrap_or_default(),
+            )
+            .await?
+            {
+                report.outcomes.push(Outcome::Gap {
+                    start: chain_next,
+                    next: seg.base_offset,
+                });
             }
             chain = load_chain(store, &key).await?;
             continue;
         }
         // seg.base <= chain_next < next_base: archive [chain_next, next_base) from this segment.
-        let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File { path: seg.log.clone(), message: e.to_string() })?;
+        let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File {
+            path: seg.log.clone(),
+            message: e.to_string(),
+        })?;
         let frame_bytes = opts.frame_bytes;
-        // Verification is CPU work over the whole segment: keep it off the async workers.
-        let data: &[u8] = &log;
-        let summary = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| summarize(data, chain_next, frame_bytes)),
-            _ => summarize(data, chain_next, frame_bytes),
-        };
+        let summary = summarize_blocking(&log, chain_next, frame_bytes);
         let summary = match summary {
             Ok(s) => s,
-            Err(Refusal::Corrupt { position, offset, message }) => {
+            Err(Refusal::Corrupt {
+                position,
+                offset,
+                message,
+            }) => {
                 let evidence = serde_json::json!({
                     "format": "segvault.corrupt.v1", "file": seg.log.display().to_string(), "node_id": b.node_id,
                     "segment_base_offset": seg.base_offset, "position": position, "offset": offset, "message": message,
                     "detected_at_ms": now_ms(),
                 });
                 let ek = key.corrupt(seg.base_offset, b.node_id);
-                store.inner.put(&ek, PutPayload::from(serde_json::to_vec_pretty(&evidence).unwrap_or_default())).await.map_err(store_err(store, &ek))?;
+                store
+                    .inner
+                    .put(
+                        &ek,
+                        PutPayload::from(serde_json::to_vec_pretty(&evidence).unwrap_or_default()),
+                    )
+                    .await
+                    .map_err(store_err(store, &ek))?;
                 tracing::error!(file = %seg.log.display(), position, ?offset, %message, "corrupt segment: not archived");
-                report.outcomes.push(Outcome::Corrupt { base: seg.base_offset, position, offset, message });
+                report.outcomes.push(Outcome::Corrupt {
+                    base: seg.base_offset,
+                    position,
+                    offset,
+                    message,
+                });
                 break;
             }
             Err(r @ Refusal::Misaligned { .. }) => {
                 record_divergence(store, &key, b, chain_next, &r.to_string(), None).await?;
-                report.outcomes.push(Outcome::Divergent { start: chain_next, message: r.to_string() });
+                report.outcomes.push(Outcome::Divergent {
+                    start: chain_next,
+                    message: r.to_string(),
+                });
                 break;
             }
         };
-        let objects = upload_objects(store, &key, b, p, i, chain_next, next_base, &log, &summary, opts, rate.as_deref()).await?;
-        let bytes: u64 = [&objects.log, &objects.index, &objects.timeindex, &objects.txnindex, &objects.producer_snapshot]
-            .iter()
-            .filter_map(|o| o.as_ref().map(|o| o.stored_size))
-            .sum();
-        let m = range_manifest(&key, b, RangeKind::Segment, chain_next, next_base, seg.base_offset, Some(&summary), objects.clone(), p);
-        if create(store, &key.manifest(chain_next), serde_json::to_vec_pretty(&m).unwrap_or_default()).await? {
+        let objects = upload_objects(
+            store,
+            &key,
+            b,
+            p,
+            i,
+            chain_next,
+            next_base,
+            &log,
+            &summary,
+            opts,
+            rate.as_deref(),
+        )
+        .await?;
+        let bytes: u64 = [
+            &objects.log,
+            &objects.index,
+            &objects.timeindex,
+            &objects.txnindex,
+            &objects.producer_snapshot,
+        ]
+        .iter()
+        .filter_map(|o| o.as_ref().map(|o| o.stored_size))
+        .sum();
+        let m = range_manifest(
+            &key,
+            b,
+            RangeKind::Segment,
+            chain_next,
+            next_base,
+            seg.base_offset,
+            Some(&summary),
+            objects.clone(),
+            p,
+        );
+        if create(
+            store,
+            &key.manifest(chain_next),
+            serde_json::to_vec_pretty(&m).unwrap_or_default(),
+        )
+        .await?
+        {
             tracing::info!(topic = %p.topic, partition = p.partition, start = chain_next, next = next_base, bytes, "archived");
-            report.outcomes.push(Outcome::Uploaded { start: chain_next, next: next_base, bytes, slice_position: summary.slice_position });
+            report.outcomes.push(Outcome::Uploaded {
+                start: chain_next,
+                next: next_base,
+                bytes,
+                slice_position: summary.slice_position,
+            });
             chain.next = Some(next_base);
             chain.starts.insert(chain_next);
             chain.last_written_ms = m.source.archived_at_ms;
@@ -440,7 +661,10 @@ async fn archive_partition(
             let winner: Option<Manifest> = read_json(store, &key.manifest(chain_next)).await?;
             let mut divergent = false;
             if let Some(w) = &winner {
-                if w.next_offset == next_base && w.kind == RangeKind::Segment && w.batch_digest != summary.batch_digest {
+                if w.next_offset == next_base
+                    && w.kind == RangeKind::Segment
+                    && w.batch_digest != summary.batch_digest
+                {
                     divergent = true;
                     let msg = format!(
                         "replica on node {} holds other batches than the archived copy from node {} for offsets [{chain_next}, {next_base})",
@@ -450,10 +674,19 @@ async fn archive_partition(
                 }
             }
             if !divergent {
-                create(store, &key.verified(chain_next, b.node_id), b"match".to_vec()).await?;
+                create(
+                    store,
+                    &key.verified(chain_next, b.node_id),
+                    b"match".to_vec(),
+                )
+                .await?;
             }
             compared.insert(chain_next);
-            report.outcomes.push(Outcome::ClaimedByOther { start: chain_next, next: next_base, divergent });
+            report.outcomes.push(Outcome::ClaimedByOther {
+                start: chain_next,
+                next: next_base,
+                divergent,
+            });
             chain = load_chain(store, &key).await?;
         }
     }
@@ -463,7 +696,12 @@ async fn archive_partition(
 }
 
 /// Closed segments whose end is beyond where the archive's chain ends, for the lag metrics.
-fn count_unarchived(report: &mut PartitionReport, p: &PartitionDir, archived_until: Option<i64>, high_watermark: Option<i64>) {
+fn count_unarchived(
+    report: &mut PartitionReport,
+    p: &PartitionDir,
+    archived_until: Option<i64>,
+    high_watermark: Option<i64>,
+) {
     for (i, seg) in p.closed_segments().iter().enumerate() {
         let next = p.segments[i + 1].base_offset;
         if archived_until.is_some_and(|until| next <= until) {
@@ -474,17 +712,47 @@ fn count_unarchived(report: &mut PartitionReport, p: &PartitionDir, archived_unt
             report.unarchived_committed_segments += 1;
         }
         let mtime = std::fs::metadata(&seg.log).and_then(|m| m.modified()).ok();
-        if let Some(ms) = mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as i64) {
-            report.oldest_unarchived_mtime_ms = Some(report.oldest_unarchived_mtime_ms.map_or(ms, |o| o.min(ms)));
+        if let Some(ms) = mtime
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+        {
+            report.oldest_unarchived_mtime_ms =
+                Some(report.oldest_unarchived_mtime_ms.map_or(ms, |o| o.min(ms)));
         }
     }
 }
 
-async fn compared_ranges(store: &Store, key: &PartitionKey, node: i32) -> Result<std::collections::BTreeSet<i64>, ArchiveError> {
+/// [`summarize`] is CPU work over a whole segment: on a multi-threaded runtime it runs with
+/// `block_in_place`, so the other partitions' uploads keep their worker threads.
+fn summarize_blocking(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, Refusal> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| summarize(data, start, frame_bytes))
+        }
+        _ => summarize(data, start, frame_bytes),
+    }
+}
+
+async fn compared_ranges(
+    store: &Store,
+    key: &PartitionKey,
+    node: i32,
+) -> Result<std::collections::BTreeSet<i64>, ArchiveError> {
     let mut out = std::collections::BTreeSet::new();
     for prefix in key.compared_prefixes() {
-        let metas: Vec<_> = store.inner.list(Some(&prefix)).try_collect().await.map_err(store_err(store, &prefix))?;
-        out.extend(metas.iter().filter_map(|m| layout::compared_range(&m.location)).filter(|&(_, n)| n == node).map(|(s, _)| s));
+        let metas: Vec<_> = store
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(store_err(store, &prefix))?;
+        out.extend(
+            metas
+                .iter()
+                .filter_map(|m| layout::compared_range(&m.location))
+                .filter(|&(_, n)| n == node)
+                .map(|(s, _)| s),
+        );
     }
     Ok(out)
 }
@@ -499,22 +767,28 @@ async fn compare_with_archive(
     next_base: i64,
 ) -> Result<Option<Outcome>, ArchiveError> {
     let start = seg.base_offset;
-    let Some(m) = read_json::<Manifest>(store, &key.manifest(start)).await? else { return Ok(None) };
+    let Some(m) = read_json::<Manifest>(store, &key.manifest(start)).await? else {
+        return Ok(None);
+    };
     if m.source.node_id == b.node_id || m.kind != RangeKind::Segment {
         return Ok(None);
     }
     if m.next_offset != next_base {
         // Different segment boundaries: the digests cover different batches. Not comparable
         // range by range; say so once instead of guessing.
-        create(store, &key.verified(start, b.node_id), b"boundaries differ; not compared".to_vec()).await?;
+        create(
+            store,
+            &key.verified(start, b.node_id),
+            b"boundaries differ; not compared".to_vec(),
+        )
+        .await?;
         return Ok(None);
     }
-    let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File { path: seg.log.clone(), message: e.to_string() })?;
-    let data: &[u8] = &log;
-    let ours = match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| summarize(data, start, u64::MAX)),
-        _ => summarize(data, start, u64::MAX),
-    };
+    let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File {
+        path: seg.log.clone(),
+        message: e.to_string(),
+    })?;
+    let ours = summarize_blocking(&log, start, u64::MAX);
     let outcome = match ours {
         Ok(s) if s.batch_digest == m.batch_digest => {
             create(store, &key.verified(start, b.node_id), b"match".to_vec()).await?;
@@ -526,12 +800,18 @@ async fn compare_with_archive(
                 b.node_id, m.source.node_id
             );
             record_divergence(store, key, b, start, &msg, Some(&s)).await?;
-            Outcome::Divergent { start, message: msg }
+            Outcome::Divergent {
+                start,
+                message: msg,
+            }
         }
         Err(r) => {
             let msg = format!("this replica's copy of an archived range cannot be read: {r}");
             record_divergence(store, key, b, start, &msg, None).await?;
-            Outcome::Divergent { start, message: msg }
+            Outcome::Divergent {
+                start,
+                message: msg,
+            }
         }
     };
     Ok(Some(outcome))
@@ -555,7 +835,11 @@ fn range_manifest(
         .map(|es| {
             // The entry in force at `start`, and every later one that begins before `next`.
             let first = es.iter().rposition(|&(_, o)| o <= start).unwrap_or(0);
-            es[first..].iter().filter(|&&(_, o)| o < next).copied().collect()
+            es[first..]
+                .iter()
+                .filter(|&&(_, o)| o < next)
+                .copied()
+                .collect()
         })
         .unwrap_or_default();
     Manifest {
@@ -608,19 +892,32 @@ async fn upload_objects(
 ) -> Result<Objects, ArchiveError> {
     let seg = &p.segments[i];
     let slice = &log[s.slice_position as usize..];
-    let frames: Vec<(u64, i64)> = s.frame_starts.iter().map(|&(pos, off)| (pos - s.slice_position, off)).collect();
+    let frames: Vec<(u64, i64)> = s
+        .frame_starts
+        .iter()
+        .map(|&(pos, off)| (pos - s.slice_position, off))
+        .collect();
     let (encoding, name) = match opts.zstd_level {
         Some(l) => (Encoding::Zstd(l), "log.zst"),
         None => (Encoding::Identity, "log"),
     };
     let mut objects = Objects::default();
     let lk = key.data(start, next, b.node_id, name);
-    objects.log = Some(put_bytes(&store.inner, &lk, slice, encoding, &frames, rate).await.map_err(store_err(store, &lk))?);
+    objects.log = Some(
+        put_bytes(&store.inner, &lk, slice, encoding, &frames, rate)
+            .await
+            .map_err(store_err(store, &lk))?,
+    );
     // Indexes describe the whole segment: only meaningful for a whole-segment range.
     if s.slice_position == 0 {
-        for (file, path) in [("index", &seg.index), ("timeindex", &seg.timeindex), ("txnindex", &seg.txnindex)] {
+        for (file, path) in [
+            ("index", &seg.index),
+            ("timeindex", &seg.timeindex),
+            ("txnindex", &seg.txnindex),
+        ] {
             if let Some(path) = path {
-                let r = put_file(store, &key.data(start, next, b.node_id, file), path, rate).await?;
+                let r =
+                    put_file(store, &key.data(start, next, b.node_id, file), path, rate).await?;
                 match file {
                     "index" => objects.index = r,
                     "timeindex" => objects.timeindex = r,
@@ -630,30 +927,64 @@ async fn upload_objects(
         }
     }
     if let Some((_, snap)) = p.snapshots.iter().find(|(o, _)| *o == next) {
-        objects.producer_snapshot = put_file(store, &key.data(start, next, b.node_id, "snapshot"), snap, rate).await?;
+        objects.producer_snapshot = put_file(
+            store,
+            &key.data(start, next, b.node_id, "snapshot"),
+            snap,
+            rate,
+        )
+        .await?;
     }
     Ok(objects)
 }
 
 /// Uploads a whole small file, or nothing if it vanished meanwhile (the broker may delete a
 /// snapshot or rename an index while we work).
-async fn put_file(store: &Store, key: &Path, path: &std::path::Path, rate: Option<&RateLimit>) -> Result<Option<ObjectRef>, ArchiveError> {
+async fn put_file(
+    store: &Store,
+    key: &Path,
+    path: &std::path::Path,
+    rate: Option<&RateLimit>,
+) -> Result<Option<ObjectRef>, ArchiveError> {
     let f = match MappedFile::open(path) {
         Ok(f) => f,
         Err(_) if !path.exists() => return Ok(None),
-        Err(e) => return Err(ArchiveError::File { path: path.to_path_buf(), message: e.to_string() }),
+        Err(e) => {
+            return Err(ArchiveError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        }
     };
-    let r = put_bytes(&store.inner, key, &f, Encoding::Identity, &[], rate).await.map_err(store_err(store, key))?;
+    let r = put_bytes(&store.inner, key, &f, Encoding::Identity, &[], rate)
+        .await
+        .map_err(store_err(store, key))?;
     Ok(Some(r))
 }
 
 async fn delete_objects(store: &Store, o: &Objects) {
-    for r in [&o.log, &o.index, &o.timeindex, &o.txnindex, &o.producer_snapshot].into_iter().flatten() {
+    for r in [
+        &o.log,
+        &o.index,
+        &o.timeindex,
+        &o.txnindex,
+        &o.producer_snapshot,
+    ]
+    .into_iter()
+    .flatten()
+    {
         let _ = store.inner.delete(&Path::from(r.key.as_str())).await;
     }
 }
 
-async fn record_divergence(store: &Store, key: &PartitionKey, b: &Broker, start: i64, message: &str, s: Option<&Summary>) -> Result<(), ArchiveError> {
+async fn record_divergence(
+    store: &Store,
+    key: &PartitionKey,
+    b: &Broker,
+    start: i64,
+    message: &str,
+    s: Option<&Summary>,
+) -> Result<(), ArchiveError> {
     tracing::warn!(topic = %key.topic, partition = key.partition, start, %message, "divergence");
     let evidence = serde_json::json!({
         "format": "segvault.divergence.v1", "node_id": b.node_id, "log_dir": b.log_dir.display().to_string(),
@@ -662,6 +993,13 @@ async fn record_divergence(store: &Store, key: &PartitionKey, b: &Broker, start:
         "detected_at_ms": now_ms(),
     });
     let k = key.divergence(start, b.node_id);
-    store.inner.put(&k, PutPayload::from(serde_json::to_vec_pretty(&evidence).unwrap_or_default())).await.map_err(store_err(store, &k))?;
+    store
+        .inner
+        .put(
+            &k,
+            PutPayload::from(serde_json::to_vec_pretty(&evidence).unwrap_or_default()),
+        )
+        .await
+        .map_err(store_err(store, &k))?;
     Ok(())
 }

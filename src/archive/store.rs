@@ -41,7 +41,10 @@ pub enum StoreError {
 /// Opens the store a URL names. A bare path is taken as a local directory. A local
 /// directory is created if missing. The URL's path (after the bucket) becomes a key prefix.
 pub fn open(url: &str) -> Result<Store, StoreError> {
-    let bad = |message: String| StoreError::Url { url: url.to_string(), message };
+    let bad = |message: String| StoreError::Url {
+        url: url.to_string(),
+        message,
+    };
     let parsed = match Url::parse(url) {
         Ok(u) => u,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
@@ -50,32 +53,58 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
         }
         Err(e) => return Err(bad(e.to_string())),
     };
-    let backend = |source| StoreError::Backend { url: url.to_string(), source };
+    let backend = |source| StoreError::Backend {
+        url: url.to_string(),
+        source,
+    };
     let (store, prefix): (Arc<dyn ObjectStore>, String) = match parsed.scheme() {
         "file" => {
-            let path = parsed.to_file_path().map_err(|_| bad("expected file:///absolute/path".into()))?;
-            std::fs::create_dir_all(&path).map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
-            let fs = object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(backend)?;
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| bad("expected file:///absolute/path".into()))?;
+            std::fs::create_dir_all(&path)
+                .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
+            let fs =
+                object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(backend)?;
             (Arc::new(fs), String::new())
         }
         "s3" | "s3a" => {
             let b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-            (Arc::new(b.build().map_err(backend)?), parsed.path().trim_start_matches('/').to_string())
+            (
+                Arc::new(b.build().map_err(backend)?),
+                parsed.path().trim_start_matches('/').to_string(),
+            )
         }
         "gs" => {
             let b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
-            (Arc::new(b.build().map_err(backend)?), parsed.path().trim_start_matches('/').to_string())
+            (
+                Arc::new(b.build().map_err(backend)?),
+                parsed.path().trim_start_matches('/').to_string(),
+            )
         }
         "az" | "azure" | "abfs" | "abfss" => {
             let b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
-            (Arc::new(b.build().map_err(backend)?), parsed.path().trim_start_matches('/').to_string())
+            (
+                Arc::new(b.build().map_err(backend)?),
+                parsed.path().trim_start_matches('/').to_string(),
+            )
         }
-        other => return Err(bad(format!("unsupported scheme {other:?}; expected file, s3, gs or az"))),
+        other => {
+            return Err(bad(format!(
+                "unsupported scheme {other:?}; expected file, s3, gs or az"
+            )))
+        }
     };
     let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
         store
     } else {
-        Arc::new(PrefixStore::new(store, StorePath::from(prefix.trim_end_matches('/'))))
+        Arc::new(PrefixStore::new(
+            store,
+            StorePath::from(prefix.trim_end_matches('/')),
+        ))
     };
-    Ok(Store { inner, url: url.to_string() })
+    Ok(Store {
+        inner,
+        url: url.to_string(),
+    })
 }

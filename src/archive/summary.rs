@@ -31,9 +31,18 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Bad CRC, bad framing, partial trailing batch, offsets going backwards: never upload.
-    Corrupt { position: u64, offset: Option<i64>, message: String },
+    Corrupt {
+        position: u64,
+        offset: Option<i64>,
+        message: String,
+    },
     /// `start` falls inside a batch: this replica's batches differ from the archived ones.
-    Misaligned { position: u64, batch_base: i64, batch_last: i64, start: i64 },
+    Misaligned {
+        position: u64,
+        batch_base: i64,
+        batch_last: i64,
+        start: i64,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -96,12 +105,20 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
                 continue;
             }
             if base < start {
-                return Err(Refusal::Misaligned { position, batch_base: base, batch_last: last, start });
+                return Err(Refusal::Misaligned {
+                    position,
+                    batch_base: base,
+                    batch_last: last,
+                    start,
+                });
             }
             in_slice = true;
             s.slice_position = position;
         }
-        let since_frame = s.frame_starts.last().map_or(u64::MAX, |&(p, _)| position - p);
+        let since_frame = s
+            .frame_starts
+            .last()
+            .map_or(u64::MAX, |&(p, _)| position - p);
         if since_frame >= frame_bytes {
             s.frame_starts.push((position, base));
         }
@@ -112,7 +129,12 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
         s.transactional_batches += batch.is_transactional() as u64;
         s.control_batches += batch.is_control() as u64;
         s.magic.insert(batch.magic());
-        s.codecs.insert(batch.compression().map_or("unknown", |c| c.name()).to_string());
+        s.codecs.insert(
+            batch
+                .compression()
+                .map_or("unknown", |c| c.name())
+                .to_string(),
+        );
         if let Some(ts) = batch.max_timestamp().filter(|&t| t >= 0) {
             s.min_timestamp = Some(s.min_timestamp.map_or(ts, |m: i64| m.min(ts)));
             s.max_timestamp = Some(s.max_timestamp.map_or(ts, |m: i64| m.max(ts)));
@@ -131,7 +153,11 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
             })
         }
         SegmentEnd::Corrupt(e) => {
-            return Err(Refusal::Corrupt { position: e.position(), offset: e.offset, message: e.to_string() })
+            return Err(Refusal::Corrupt {
+                position: e.position(),
+                offset: e.offset,
+                message: e.to_string(),
+            })
         }
     }
     s.batch_digest = hex::encode(digest.finalize());
@@ -142,7 +168,9 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
 /// identical across replicas holding the same batch, and already verified by the walk.
 fn crc_of(bytes: &[u8]) -> u32 {
     let at = if bytes.get(16) == Some(&2) { 17 } else { 12 };
-    bytes.get(at..at + 4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    bytes
+        .get(at..at + 4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 #[cfg(test)]
@@ -153,8 +181,14 @@ mod tests {
     fn segment(bases: &[(i64, usize)]) -> Vec<u8> {
         let mut out = Vec::new();
         for &(base, n) in bases {
-            let records = (0..n).map(|i| encode::RecordSpec::kv(b"k", format!("v{i}").as_bytes())).collect();
-            out.extend(encode::encode_batch(&encode::BatchSpec { base_offset: base, records, ..Default::default() }));
+            let records = (0..n)
+                .map(|i| encode::RecordSpec::kv(b"k", format!("v{i}").as_bytes()))
+                .collect();
+            out.extend(encode::encode_batch(&encode::BatchSpec {
+                base_offset: base,
+                records,
+                ..Default::default()
+            }));
         }
         out
     }
@@ -165,9 +199,19 @@ mod tests {
         let all = summarize(&data, 0, 1 << 20).unwrap();
         assert_eq!((all.slice_position, all.batches, all.records), (0, 3, 15));
         let tail = summarize(&data, 5, 1 << 20).unwrap();
-        assert_eq!((tail.first_batch_offset, tail.last_batch_offset, tail.batches), (Some(5), Some(14), 2));
+        assert_eq!(
+            (
+                tail.first_batch_offset,
+                tail.last_batch_offset,
+                tail.batches
+            ),
+            (Some(5), Some(14), 2)
+        );
         assert!(tail.slice_position > 0);
-        assert!(matches!(summarize(&data, 7, 1 << 20), Err(Refusal::Misaligned { batch_base: 5, .. })));
+        assert!(matches!(
+            summarize(&data, 7, 1 << 20),
+            Err(Refusal::Misaligned { batch_base: 5, .. })
+        ));
         // The digest of the shared batches does not depend on where the slice starts.
         assert_ne!(all.batch_digest, tail.batch_digest);
     }
@@ -176,10 +220,16 @@ mod tests {
     fn a_partial_tail_or_flipped_bit_is_corrupt() {
         let data = segment(&[(0, 5), (5, 5)]);
         let cut = &data[..data.len() - 3];
-        assert!(matches!(summarize(cut, 0, 1 << 20), Err(Refusal::Corrupt { .. })));
+        assert!(matches!(
+            summarize(cut, 0, 1 << 20),
+            Err(Refusal::Corrupt { .. })
+        ));
         let mut flipped = data.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(matches!(summarize(&flipped, 0, 1 << 20), Err(Refusal::Corrupt { .. })));
+        assert!(matches!(
+            summarize(&flipped, 0, 1 << 20),
+            Err(Refusal::Corrupt { .. })
+        ));
     }
 }

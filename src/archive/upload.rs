@@ -27,7 +27,10 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn new(bytes_per_sec: u64) -> RateLimit {
-        RateLimit { bytes_per_sec, state: tokio::sync::Mutex::new((Instant::now(), 0.0)) }
+        RateLimit {
+            bytes_per_sec,
+            state: tokio::sync::Mutex::new((Instant::now(), 0.0)),
+        }
     }
 
     /// Waits until `n` more bytes fit under the rate. (Pacing, not synchronisation.)
@@ -39,7 +42,11 @@ impl RateLimit {
             // At most one second of burst.
             s.1 = (s.1 + refill).min(self.bytes_per_sec as f64) - n as f64;
             s.0 = now;
-            if s.1 < 0.0 { Duration::from_secs_f64(-s.1 / self.bytes_per_sec as f64) } else { Duration::ZERO }
+            if s.1 < 0.0 {
+                Duration::from_secs_f64(-s.1 / self.bytes_per_sec as f64)
+            } else {
+                Duration::ZERO
+            }
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -65,7 +72,8 @@ pub async fn put_bytes(
     frame_starts: &[(u64, i64)],
     rate: Option<&RateLimit>,
 ) -> object_store::Result<ObjectRef> {
-    let mut w = BufWriter::with_capacity(store.clone(), key.clone(), PART_BYTES).with_max_concurrency(2);
+    let mut w =
+        BufWriter::with_capacity(store.clone(), key.clone(), PART_BYTES).with_max_concurrency(2);
     let mut sha = Sha256::new();
     let mut stored = 0u64;
     let mut frames = Vec::new();
@@ -106,7 +114,10 @@ pub async fn put_bytes(
     if let Err(e) = result {
         // Abort the multipart upload so no part lingers; the key was never completed.
         let _ = w.abort().await;
-        return Err(object_store::Error::Generic { store: "upload", source: Box::new(e) });
+        return Err(object_store::Error::Generic {
+            store: "upload",
+            source: Box::new(e),
+        });
     }
     Ok(ObjectRef {
         key: key.to_string(),

@@ -54,7 +54,11 @@ pub fn run(o: Options) -> i32 {
         gap_after: Duration::from_secs(o.gap_after_secs),
         ..Default::default()
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("segvault archive: cannot start the async runtime: {e}");
@@ -85,15 +89,30 @@ pub fn run(o: Options) -> i32 {
                 for out in &p.outcomes {
                     let tp = format!("{}-{}", p.topic, p.partition);
                     match out {
-                        Outcome::Uploaded { start, next, bytes, .. } => println!("archived  {tp} [{start}, {next}) {bytes} bytes"),
-                        Outcome::ClaimedByOther { start, next, divergent } => {
+                        Outcome::Uploaded {
+                            start, next, bytes, ..
+                        } => println!("archived  {tp} [{start}, {next}) {bytes} bytes"),
+                        Outcome::ClaimedByOther {
+                            start,
+                            next,
+                            divergent,
+                        } => {
                             println!("replica   {tp} [{start}, {next}) already archived from another broker{}", if *divergent { ", DIVERGENT" } else { "" })
                         }
-                        Outcome::Gap { start, next } => println!("GAP       {tp} [{start}, {next}): no replica had these offsets"),
-                        Outcome::Corrupt { base, position, offset, message } => {
+                        Outcome::Gap { start, next } => println!(
+                            "GAP       {tp} [{start}, {next}): no replica had these offsets"
+                        ),
+                        Outcome::Corrupt {
+                            base,
+                            position,
+                            offset,
+                            message,
+                        } => {
                             println!("CORRUPT   {tp} segment {base} at byte {position} (offset {offset:?}): {message}; not archived")
                         }
-                        Outcome::Divergent { start, message } => println!("DIVERGENT {tp} at {start}: {message}"),
+                        Outcome::Divergent { start, message } => {
+                            println!("DIVERGENT {tp} at {start}: {message}")
+                        }
                     }
                 }
                 if let Some(reason) = &p.skipped {
@@ -102,7 +121,12 @@ pub fn run(o: Options) -> i32 {
             }
             println!(
                 "{} segments, {} bytes uploaded to {}; {} gaps, {} corrupt, {} divergences",
-                report.uploaded_segments, report.uploaded_bytes, store.url, report.gaps, report.corrupt, report.divergences
+                report.uploaded_segments,
+                report.uploaded_bytes,
+                store.url,
+                report.gaps,
+                report.corrupt,
+                report.divergences
             );
         }
     }

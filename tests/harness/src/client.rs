@@ -153,12 +153,17 @@ fn dec(s: &str) -> Result<Option<Vec<u8>>> {
     if s == "~" {
         return Ok(None);
     }
-    let h = s.strip_prefix('x').ok_or_else(|| anyhow!("bad encoded field {s:?}"))?;
+    let h = s
+        .strip_prefix('x')
+        .ok_or_else(|| anyhow!("bad encoded field {s:?}"))?;
     Ok(Some(hex::decode(h)?))
 }
 
 fn dec_headers(f: &[&str]) -> Result<Vec<(String, Option<Vec<u8>>)>> {
-    let n: usize = f.first().ok_or_else(|| anyhow!("missing header count"))?.parse()?;
+    let n: usize = f
+        .first()
+        .ok_or_else(|| anyhow!("missing header count"))?
+        .parse()?;
     if f.len() != 1 + 2 * n {
         bail!("header count {n} but {} fields", f.len() - 1);
     }
@@ -219,9 +224,20 @@ impl Plan {
     /// they exist on disk (read_uncommitted sees them, read_committed does not).
     pub fn abort(&mut self, name: &str) -> &mut Plan {
         // Everything sent by this producer since its last begin belongs to the aborted txn.
-        let begin_at = self.lines.iter().rposition(|l| l == &format!("begin\t{name}"));
-        let sends_before_begin = begin_at.map_or(0, |at| self.lines[..at].iter().filter(|l| l.starts_with("send\t")).count());
-        for s in self.sends[sends_before_begin..].iter_mut().filter(|s| s.producer == name) {
+        let begin_at = self
+            .lines
+            .iter()
+            .rposition(|l| l == &format!("begin\t{name}"));
+        let sends_before_begin = begin_at.map_or(0, |at| {
+            self.lines[..at]
+                .iter()
+                .filter(|l| l.starts_with("send\t"))
+                .count()
+        });
+        for s in self.sends[sends_before_begin..]
+            .iter_mut()
+            .filter(|s| s.producer == name)
+        {
             s.aborted = true;
         }
         self.step("abort", name)
@@ -254,10 +270,17 @@ impl Produced {
     pub fn from_acks(plan: &Plan, acks: Vec<Ack>) -> Result<Produced> {
         let mut p = Produced::default();
         if acks.len() != plan.sends.len() {
-            bail!("plan has {} sends but {} acks came back", plan.sends.len(), acks.len());
+            bail!(
+                "plan has {} sends but {} acks came back",
+                plan.sends.len(),
+                acks.len()
+            );
         }
         for a in &acks {
-            let s = plan.sends.get(a.seq).ok_or_else(|| anyhow!("ack for unknown send {}", a.seq))?;
+            let s = plan
+                .sends
+                .get(a.seq)
+                .ok_or_else(|| anyhow!("ack for unknown send {}", a.seq))?;
             let r = Record {
                 offset: a.offset,
                 timestamp: a.timestamp,
@@ -269,7 +292,14 @@ impl Produced {
                 if iso == Isolation::ReadCommitted && s.aborted {
                     continue;
                 }
-                p.expected.entry(iso).or_default().entry(a.topic.clone()).or_default().entry(a.partition).or_default().push(r.clone());
+                p.expected
+                    .entry(iso)
+                    .or_default()
+                    .entry(a.topic.clone())
+                    .or_default()
+                    .entry(a.partition)
+                    .or_default()
+                    .push(r.clone());
             }
         }
         for topics in p.expected.values_mut() {
@@ -287,7 +317,16 @@ impl Produced {
     pub fn digest(&self, topic: &str, iso: Isolation, partitions: i32) -> TopicDigest {
         let parts = self.expected.get(&iso).and_then(|t| t.get(topic));
         (0..partitions)
-            .map(|p| (p, PartitionDigest::of(parts.and_then(|m| m.get(&p)).map_or(&[][..], |v| v.as_slice()))))
+            .map(|p| {
+                (
+                    p,
+                    PartitionDigest::of(
+                        parts
+                            .and_then(|m| m.get(&p))
+                            .map_or(&[][..], |v| v.as_slice()),
+                    ),
+                )
+            })
             .collect()
     }
 }
@@ -313,7 +352,9 @@ impl Client {
     fn driver(&self, args: &[&str]) -> Result<Vec<String>> {
         let mut cmd: Command = self.dist.java("Driver", 512);
         cmd.args(&args[..1]).arg(&self.bootstrap).args(&args[1..]);
-        let out = cmd.output().with_context(|| format!("running the Kafka client driver {args:?}"))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("running the Kafka client driver {args:?}"))?;
         if !out.status.success() {
             bail!(
                 "driver {:?} against {} (Kafka {}) failed with {}:\n{}",
@@ -324,18 +365,30 @@ impl Client {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(String::from_utf8(out.stdout)?.lines().map(str::to_string).collect())
+        Ok(String::from_utf8(out.stdout)?
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 
     /// Creates a topic (or finds it if it exists), waits for its leaders, and returns its id.
-    pub fn create_topic(&self, name: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> Result<String> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        rf: i16,
+        configs: &[(&str, &str)],
+    ) -> Result<String> {
         let p = partitions.to_string();
         let r = rf.to_string();
         let kv: Vec<String> = configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut args = vec!["create-topic", name, &p, &r];
         args.extend(kv.iter().map(String::as_str));
         let lines = self.driver(&args)?;
-        let line = lines.iter().find(|l| l.starts_with("topic\t")).ok_or_else(|| anyhow!("no topic id for {name}"))?;
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("topic\t"))
+            .ok_or_else(|| anyhow!("no topic id for {name}"))?;
         Ok(line.split('\t').nth(2).unwrap_or_default().to_string())
     }
 
@@ -351,7 +404,10 @@ impl Client {
                     topic_id: f[2].into(),
                     partition: f[3].parse()?,
                     leader: f[4].parse()?,
-                    replicas: f[5].split(',').map(|x| x.parse()).collect::<Result<_, _>>()?,
+                    replicas: f[5]
+                        .split(',')
+                        .map(|x| x.parse())
+                        .collect::<Result<_, _>>()?,
                 })
             })
             .collect()
@@ -391,17 +447,28 @@ impl Client {
             match f[0] {
                 "rec" => {
                     let p: i32 = f[1].parse()?;
-                    out.entry(p).or_insert(PartitionRecords { records: vec![], end_offset: -1 }).records.push(Record {
-                        offset: f[2].parse()?,
-                        timestamp: f[3].parse()?,
-                        key: dec(f[5])?,
-                        value: dec(f[6])?,
-                        headers: dec_headers(&f[7..])?,
-                    });
+                    out.entry(p)
+                        .or_insert(PartitionRecords {
+                            records: vec![],
+                            end_offset: -1,
+                        })
+                        .records
+                        .push(Record {
+                            offset: f[2].parse()?,
+                            timestamp: f[3].parse()?,
+                            key: dec(f[5])?,
+                            value: dec(f[6])?,
+                            headers: dec_headers(&f[7..])?,
+                        });
                 }
                 "end" => {
                     let p: i32 = f[1].parse()?;
-                    out.entry(p).or_insert(PartitionRecords { records: vec![], end_offset: -1 }).end_offset = f[2].parse()?;
+                    out.entry(p)
+                        .or_insert(PartitionRecords {
+                            records: vec![],
+                            end_offset: -1,
+                        })
+                        .end_offset = f[2].parse()?;
                     ends += 1;
                 }
                 _ => {}
@@ -423,12 +490,22 @@ impl Client {
 
     /// The per-partition digest of `topic` under `iso`.
     pub fn digest(&self, topic: &str, iso: Isolation) -> Result<TopicDigest> {
-        Ok(self.consume(topic, iso)?.into_iter().map(|(p, r)| (p, PartitionDigest::of(&r.records))).collect())
+        Ok(self
+            .consume(topic, iso)?
+            .into_iter()
+            .map(|(p, r)| (p, PartitionDigest::of(&r.records)))
+            .collect())
     }
 
     /// Joins `group`, reads up to `max` records of `topic` and commits after them. Returns the
     /// committed offset per partition.
-    pub fn group_consume(&self, group: &str, topic: &str, max: usize, iso: Isolation) -> Result<BTreeMap<i32, i64>> {
+    pub fn group_consume(
+        &self,
+        group: &str,
+        topic: &str,
+        max: usize,
+        iso: Isolation,
+    ) -> Result<BTreeMap<i32, i64>> {
         let m = max.to_string();
         self.driver(&["group-consume", group, topic, &m, iso.as_str()])?
             .iter()
@@ -447,7 +524,10 @@ impl Client {
             .filter(|l| l.starts_with("group\t"))
             .map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
-                Ok(((f[1].to_string(), f[2].to_string(), f[3].parse()?), f[4].parse()?))
+                Ok((
+                    (f[1].to_string(), f[2].to_string(), f[3].parse()?),
+                    f[4].parse()?,
+                ))
             })
             .collect()
     }

@@ -47,7 +47,13 @@ impl ClusterSpec {
     }
 
     pub fn cluster(version: &str, brokers: u32, controllers: u32) -> ClusterSpec {
-        ClusterSpec { shape: Shape::Cluster { brokers, controllers }, ..ClusterSpec::combined(version) }
+        ClusterSpec {
+            shape: Shape::Cluster {
+                brokers,
+                controllers,
+            },
+            ..ClusterSpec::combined(version)
+        }
     }
 
     /// Sets a broker config (`server.properties` key), overriding the harness default.
@@ -107,10 +113,19 @@ impl Cluster {
     /// nodes, waiting until each says it started.
     pub fn start(spec: ClusterSpec) -> Result<Cluster> {
         let dist = KafkaDist::get(&spec.version)?;
-        let dir = tempfile::Builder::new().prefix(&format!("segvault-kafka-{}-", spec.version)).tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("segvault-kafka-{}-", spec.version))
+            .tempdir()?;
         let root = dir.path().to_path_buf();
         let cluster_id = random_cluster_id();
-        let mut cluster = Cluster { dist, spec, cluster_id, nodes: Vec::new(), dir: Some(dir), root };
+        let mut cluster = Cluster {
+            dist,
+            spec,
+            cluster_id,
+            nodes: Vec::new(),
+            dir: Some(dir),
+            root,
+        };
         cluster.plan_nodes()?;
         for i in 0..cluster.nodes.len() {
             cluster.write_config(i)?;
@@ -150,15 +165,25 @@ impl Cluster {
     }
 
     pub fn broker_ids(&self) -> Vec<u32> {
-        self.nodes.iter().filter(|n| n.is_broker()).map(|n| n.id).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.is_broker())
+            .map(|n| n.id)
+            .collect()
     }
 
     pub fn node(&self, id: u32) -> Result<&Node> {
-        self.nodes.iter().find(|n| n.id == id).ok_or_else(|| anyhow!("no node {id}"))
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .ok_or_else(|| anyhow!("no node {id}"))
     }
 
     fn index(&self, id: u32) -> Result<usize> {
-        self.nodes.iter().position(|n| n.id == id).ok_or_else(|| anyhow!("no node {id}"))
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .ok_or_else(|| anyhow!("no node {id}"))
     }
 
     /// The log dirs of node `id`.
@@ -171,14 +196,23 @@ impl Cluster {
     pub fn stop(&mut self, id: u32) -> Result<()> {
         let i = self.index(id)?;
         let node = &mut self.nodes[i];
-        let Some(child) = node.child.as_mut() else { return Ok(()) };
+        let Some(child) = node.child.as_mut() else {
+            return Ok(());
+        };
         signal(child.id(), libc::SIGTERM)?;
-        let status = wait_deadline(child, DEADLINE)
-            .with_context(|| format!("node {id} did not stop after SIGTERM\n{}", tail(&node.log_file, 40)))?;
+        let status = wait_deadline(child, DEADLINE).with_context(|| {
+            format!(
+                "node {id} did not stop after SIGTERM\n{}",
+                tail(&node.log_file, 40)
+            )
+        })?;
         node.child = None;
         // The JVM exits 143 when a shutdown hook ran after SIGTERM; anything else is odd.
         if !(status.success() || status.code() == Some(143)) {
-            bail!("node {id} exited with {status} on SIGTERM\n{}", tail(&node.log_file, 40));
+            bail!(
+                "node {id} exited with {status} on SIGTERM\n{}",
+                tail(&node.log_file, 40)
+            );
         }
         Ok(())
     }
@@ -225,7 +259,10 @@ impl Cluster {
         let mut plan = Vec::new();
         match self.spec.shape {
             Shape::Combined => plan.push((1, Role::Combined)),
-            Shape::Cluster { brokers, controllers } => {
+            Shape::Cluster {
+                brokers,
+                controllers,
+            } => {
                 if brokers == 0 || controllers == 0 {
                     bail!("a cluster needs at least one broker and one controller");
                 }
@@ -240,13 +277,23 @@ impl Cluster {
             let log_dirs = if role == Role::Controller {
                 vec![home.join("metadata")]
             } else {
-                (0..self.spec.log_dirs_per_broker.max(1)).map(|k| home.join(format!("logs-{k}"))).collect()
+                (0..self.spec.log_dirs_per_broker.max(1))
+                    .map(|k| home.join(format!("logs-{k}")))
+                    .collect()
             };
             self.nodes.push(Node {
                 id,
                 role,
-                port: if role == Role::Controller { None } else { Some(free_port()?) },
-                controller_port: if role == Role::Broker { None } else { Some(free_port()?) },
+                port: if role == Role::Controller {
+                    None
+                } else {
+                    Some(free_port()?)
+                },
+                controller_port: if role == Role::Broker {
+                    None
+                } else {
+                    Some(free_port()?)
+                },
                 log_dirs,
                 config_file: home.join("server.properties"),
                 log_file: home.join("kafka.out"),
@@ -285,7 +332,10 @@ impl Cluster {
         set("node.id", n.id.to_string());
         set("controller.quorum.voters", self.voters());
         set("controller.listener.names", "CONTROLLER".into());
-        set("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into());
+        set(
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+        );
         let mut listeners = Vec::new();
         if let Some(p) = n.port {
             listeners.push(format!("PLAINTEXT://127.0.0.1:{p}"));
@@ -296,7 +346,14 @@ impl Cluster {
             listeners.push(format!("CONTROLLER://127.0.0.1:{p}"));
         }
         set("listeners", listeners.join(","));
-        set("log.dirs", n.log_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(","));
+        set(
+            "log.dirs",
+            n.log_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         // Small, quick and deterministic test defaults; any of them can be overridden.
         set("num.partitions", "1".into());
         set("auto.create.topics.enable", "false".into());
@@ -315,7 +372,10 @@ impl Cluster {
                 set(k, v.clone());
             }
         }
-        let mut text = format!("# written by the segvault test harness, Kafka {}\n", self.dist.version);
+        let mut text = format!(
+            "# written by the segvault test harness, Kafka {}\n",
+            self.dist.version
+        );
         for (k, v) in &c {
             text.push_str(&format!("{k}={v}\n"));
         }
@@ -341,7 +401,8 @@ impl Cluster {
     fn format(&self, i: usize) -> Result<()> {
         let n = &self.nodes[i];
         let mut cmd = self.dist.java("kafka.tools.StorageTool", 256);
-        cmd.args(["format", "-t", &self.cluster_id, "-c"]).arg(&n.config_file);
+        cmd.args(["format", "-t", &self.cluster_id, "-c"])
+            .arg(&n.config_file);
         let out = cmd.output().context("running kafka.tools.StorageTool")?;
         if !out.status.success() {
             bail!(
@@ -355,16 +416,43 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) -> Result<()> {
-        let home = self.nodes[i].config_file.parent().unwrap_or(&self.root).to_path_buf();
+        let home = self.nodes[i]
+            .config_file
+            .parent()
+            .unwrap_or(&self.root)
+            .to_path_buf();
         let n = &mut self.nodes[i];
-        let out = fs::OpenOptions::new().create(true).append(true).open(&n.log_file)?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log_file)?;
         n.log_mark = out.metadata()?.len();
-        let mut cmd = self.dist.java("kafka.Kafka", if n.role == Role::Controller { 256 } else { 768 });
+        let mut cmd = self.dist.java(
+            "kafka.Kafka",
+            if n.role == Role::Controller { 256 } else { 768 },
+        );
         // The logging properties must come before the main class: rebuild the command.
         let mut args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_os_string()).collect();
-        let main_at = args.iter().position(|a| a == "kafka.Kafka").unwrap_or(args.len());
-        args.insert(main_at, format!("-Dlog4j.configuration=file:{}/log4j.properties", home.display()).into());
-        args.insert(main_at, format!("-Dlog4j2.configurationFile={}/log4j2.properties", home.display()).into());
+        let main_at = args
+            .iter()
+            .position(|a| a == "kafka.Kafka")
+            .unwrap_or(args.len());
+        args.insert(
+            main_at,
+            format!(
+                "-Dlog4j.configuration=file:{}/log4j.properties",
+                home.display()
+            )
+            .into(),
+        );
+        args.insert(
+            main_at,
+            format!(
+                "-Dlog4j2.configurationFile={}/log4j2.properties",
+                home.display()
+            )
+            .into(),
+        );
         let program = cmd.get_program().to_os_string();
         cmd = std::process::Command::new(program);
         cmd.args(args).arg(&n.config_file);
@@ -388,10 +476,21 @@ impl Cluster {
             }
             if let Some(Ok(Some(status))) = n.child.as_mut().map(|c| c.try_wait()) {
                 n.child = None;
-                bail!("Kafka {} node {} exited with {status} while starting:\n{}", self.dist.version, n.id, tail(&n.log_file, 60));
+                bail!(
+                    "Kafka {} node {} exited with {status} while starting:\n{}",
+                    self.dist.version,
+                    n.id,
+                    tail(&n.log_file, 60)
+                );
             }
             if start.elapsed() > DEADLINE {
-                bail!("Kafka {} node {} did not start within {:?}:\n{}", self.dist.version, n.id, DEADLINE, tail(&n.log_file, 60));
+                bail!(
+                    "Kafka {} node {} did not start within {:?}:\n{}",
+                    self.dist.version,
+                    n.id,
+                    DEADLINE,
+                    tail(&n.log_file, 60)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -439,7 +538,10 @@ fn base64url(b: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut s = String::new();
     for chunk in b.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &x)| n | (x as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &x)| n | (x as u32) << (16 - 8 * i));
         for k in 0..=chunk.len() {
             s.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
         }
@@ -458,7 +560,10 @@ fn signal(pid: u32, sig: libc::c_int) -> Result<()> {
     // unsafe because every foreign function is.
     let rc = unsafe { libc::kill(pid, sig) };
     if rc != 0 {
-        bail!("kill({pid}, {sig}) failed: {}", std::io::Error::last_os_error());
+        bail!(
+            "kill({pid}, {sig}) failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -493,5 +598,10 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = read_from(path, 0);
     let all: Vec<&str> = text.lines().collect();
     let from = all.len().saturating_sub(lines);
-    format!("--- last {} lines of {} ---\n{}", all.len() - from, path.display(), all[from..].join("\n"))
+    format!(
+        "--- last {} lines of {} ---\n{}",
+        all.len() - from,
+        path.display(),
+        all[from..].join("\n")
+    )
 }

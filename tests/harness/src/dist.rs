@@ -52,7 +52,10 @@ impl KafkaDist {
     /// download is marked with a stamp file so an interrupted one is redone.
     pub fn get(version: &str) -> Result<KafkaDist> {
         static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
-        let _guard = LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = LOCK
+            .get_or_init(|| Mutex::new(()))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let root = cache_dir().join(format!("kafka-{version}"));
         let libs = root.join("libs");
         let stamp = root.join("libs.complete");
@@ -79,10 +82,18 @@ impl KafkaDist {
                 .output()
                 .context("running javac (Java 17 is a prerequisite)")?;
             if !out.status.success() {
-                bail!("javac failed on {}:\n{}", source.display(), String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "javac failed on {}:\n{}",
+                    source.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
-        Ok(KafkaDist { version: version.to_string(), libs, driver })
+        Ok(KafkaDist {
+            version: version.to_string(),
+            libs,
+            driver,
+        })
     }
 
     /// `libs/*`, the broker's classpath.
@@ -138,7 +149,12 @@ fn fetch_jars(version: &str, root: &Path, libs: &Path) -> Result<()> {
     );
     std::fs::write(root.join("pom.xml"), pom)?;
     let out = Command::new("mvn")
-        .args(["-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime"])
+        .args([
+            "-q",
+            "-B",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+        ])
         .arg(format!("-DoutputDirectory={}", libs.display()))
         .current_dir(root)
         .output()
@@ -152,7 +168,10 @@ fn fetch_jars(version: &str, root: &Path, libs: &Path) -> Result<()> {
     }
     let n = std::fs::read_dir(libs)?.count();
     if n < 20 {
-        bail!("Maven resolved only {n} jars for Kafka {version} into {}", libs.display());
+        bail!(
+            "Maven resolved only {n} jars for Kafka {version} into {}",
+            libs.display()
+        );
     }
     Ok(())
 }

@@ -67,7 +67,10 @@ fn generate_version(out: &Path, version: &str) -> Result<()> {
             ("delete.retention.ms".into(), "86400000".into()),
         ],
     });
-    w.plan.producer("p-compact", &[("compression.type", "none"), ("acks", "all")]);
+    w.plan.producer(
+        "p-compact",
+        &[("compression.type", "none"), ("acks", "all")],
+    );
     for i in 0..200usize {
         w.plan.send(Send {
             producer: "p-compact".into(),
@@ -75,7 +78,11 @@ fn generate_version(out: &Path, version: &str) -> Result<()> {
             partition: Some(0),
             timestamp: Some(FIXTURE_BASE_TS + i as i64 * 1000),
             key: Some(format!("k{}", i % 8).into_bytes()),
-            value: if i % 23 == 22 { None } else { Some(format!("v{i}").into_bytes()) },
+            value: if i % 23 == 22 {
+                None
+            } else {
+                Some(format!("v{i}").into_bytes())
+            },
             headers: vec![],
             aborted: false,
         });
@@ -91,13 +98,21 @@ fn generate_version(out: &Path, version: &str) -> Result<()> {
     // The cleaner has run once the compacted partition appears in cleaner-offset-checkpoint.
     wait_for("the log cleaner to compact the topic", || {
         let cp = fs::read_to_string(log_dir.join("cleaner-offset-checkpoint")).unwrap_or_default();
-        Ok(cp.lines().any(|l| l.starts_with(&format!("{COMPACTED_TOPIC} 0 "))))
+        Ok(cp
+            .lines()
+            .any(|l| l.starts_with(&format!("{COMPACTED_TOPIC} 0 "))))
     })?;
-    wait_for("a KRaft metadata snapshot", || Ok(!files_ending(&log_dir.join("__cluster_metadata-0"), ".checkpoint")?.is_empty()))?;
+    wait_for("a KRaft metadata snapshot", || {
+        Ok(!files_ending(&log_dir.join("__cluster_metadata-0"), ".checkpoint")?.is_empty())
+    })?;
     // Replication and recovery checkpoints are written periodically; wait until they list the
     // workload topics so the live copy has them.
     wait_for("replication-offset-checkpoint", || {
-        Ok(fs::read_to_string(log_dir.join("replication-offset-checkpoint")).unwrap_or_default().contains("codec-none 0"))
+        Ok(
+            fs::read_to_string(log_dir.join("replication-offset-checkpoint"))
+                .unwrap_or_default()
+                .contains("codec-none 0"),
+        )
     })?;
 
     // The digests the broker serves now: compaction changed what `compacted` serves, so they
@@ -118,7 +133,10 @@ fn generate_version(out: &Path, version: &str) -> Result<()> {
                 .collect();
             per_iso.insert(iso.as_str().into(), parts.into());
         }
-        topics.insert(t.clone(), json!({"topic_id": run.topic_ids[t], "digests": per_iso}));
+        topics.insert(
+            t.clone(),
+            json!({"topic_id": run.topic_ids[t], "digests": per_iso}),
+        );
     }
     let groups: Vec<_> = client
         .group_offsets()?
@@ -129,10 +147,14 @@ fn generate_version(out: &Path, version: &str) -> Result<()> {
     // The live copy leaves out __cluster_metadata-0: its active segment's indexes are
     // preallocated to 10 MiB each (the metadata log ignores log.index.size.max.bytes), which
     // alone would break the fixtures' size budget. The clean copy has it, with a snapshot.
-    copy_dir(&log_dir, &out.join("live"), &["__cluster_metadata-0"]).context("copying the live log dir")?;
+    copy_dir(&log_dir, &out.join("live"), &["__cluster_metadata-0"])
+        .context("copying the live log dir")?;
     cluster.stop(1)?;
     if !log_dir.join(".kafka_cleanshutdown").exists() {
-        bail!("no clean-shutdown marker in {} after SIGTERM", log_dir.display());
+        bail!(
+            "no clean-shutdown marker in {} after SIGTERM",
+            log_dir.display()
+        );
     }
     copy_dir(&log_dir, &out.join("clean"), &[]).context("copying the cleanly shut down log dir")?;
 
@@ -144,7 +166,10 @@ fn generate_version(out: &Path, version: &str) -> Result<()> {
         "topics": topics,
         "groups": groups,
     });
-    fs::write(out.join("expected.json"), serde_json::to_string_pretty(&expected)? + "\n")?;
+    fs::write(
+        out.join("expected.json"),
+        serde_json::to_string_pretty(&expected)? + "\n",
+    )?;
     Ok(())
 }
 
@@ -192,7 +217,9 @@ pub fn copy_dir(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
                 // A file the broker deleted or renamed meanwhile (a .deleted segment, a .tmp
                 // checkpoint) is simply not part of the copy.
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err).with_context(|| format!("copying {}", e.path().display())),
+                Err(err) => {
+                    return Err(err).with_context(|| format!("copying {}", e.path().display()))
+                }
             }
         }
     }

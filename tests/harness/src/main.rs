@@ -67,16 +67,33 @@ fn main() -> Result<()> {
             }
             println!("versitygw: {}", s3::versitygw_binary()?.display());
         }
-        Cmd::Kafka { version, brokers, controllers, configs } => {
-            let mut spec = if brokers == 0 { ClusterSpec::combined(&version) } else { ClusterSpec::cluster(&version, brokers, controllers) };
+        Cmd::Kafka {
+            version,
+            brokers,
+            controllers,
+            configs,
+        } => {
+            let mut spec = if brokers == 0 {
+                ClusterSpec::combined(&version)
+            } else {
+                ClusterSpec::cluster(&version, brokers, controllers)
+            };
             for c in configs {
-                let (k, v) = c.split_once('=').ok_or_else(|| anyhow!("--config wants KEY=VALUE, got {c:?}"))?;
+                let (k, v) = c
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--config wants KEY=VALUE, got {c:?}"))?;
                 spec = spec.config(k, v);
             }
             let c = Cluster::start(spec)?;
             println!("cluster.id {}\nbootstrap  {}", c.cluster_id, c.bootstrap());
             for n in &c.nodes {
-                println!("node {} ({:?}) log dirs {:?}, output {}", n.id, n.role, n.log_dirs, n.log_file.display());
+                println!(
+                    "node {} ({:?}) log dirs {:?}, output {}",
+                    n.id,
+                    n.role,
+                    n.log_dirs,
+                    n.log_file.display()
+                );
             }
             println!("running; press Enter to stop");
             wait_for_enter();
@@ -87,11 +104,18 @@ fn main() -> Result<()> {
             for (k, v) in s.env() {
                 println!("export {k}={v}");
             }
-            println!("# buckets {buckets:?} under {}; press Enter to stop", s.root.display());
+            println!(
+                "# buckets {buckets:?} under {}; press Enter to stop",
+                s.root.display()
+            );
             wait_for_enter();
         }
         Cmd::Fixtures { out, versions } => {
-            let vs: Vec<&str> = if versions.is_empty() { KAFKA_VERSIONS.to_vec() } else { versions.iter().map(String::as_str).collect() };
+            let vs: Vec<&str> = if versions.is_empty() {
+                KAFKA_VERSIONS.to_vec()
+            } else {
+                versions.iter().map(String::as_str).collect()
+            };
             fixtures::generate(&out, &vs)?;
             println!("fixtures written to {}", out.display());
         }

@@ -29,13 +29,19 @@ pub fn versitygw_binary() -> Result<PathBuf> {
     let gobin = cache_dir().join("gobin");
     std::fs::create_dir_all(&gobin)?;
     let out = Command::new("go")
-        .args(["install", &format!("github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}")])
+        .args([
+            "install",
+            &format!("github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}"),
+        ])
         .env("GOBIN", &gobin)
         .env("CGO_ENABLED", "0")
         .output()
         .context("running `go install` (Go is a prerequisite)")?;
     if !out.status.success() {
-        bail!("go install versitygw@{VERSITYGW_VERSION} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "go install versitygw@{VERSITYGW_VERSION} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     std::fs::create_dir_all(&bin_dir)?;
     std::fs::rename(gobin.join("versitygw"), &bin)?;
@@ -66,7 +72,9 @@ impl S3Server {
         let log_file = dir.path().join("versitygw.out");
         let log = std::fs::File::create(&log_file)?;
         let child = Command::new(&bin)
-            .args(["--access", ACCESS_KEY, "--secret", SECRET_KEY, "--region", REGION])
+            .args([
+                "--access", ACCESS_KEY, "--secret", SECRET_KEY, "--region", REGION,
+            ])
             .args(["--port", &format!("127.0.0.1:{port}")])
             .arg("posix")
             .arg(&root)
@@ -75,7 +83,13 @@ impl S3Server {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut s = S3Server { endpoint: format!("http://127.0.0.1:{port}"), root, child, _dir: dir, log_file };
+        let mut s = S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            root,
+            child,
+            _dir: dir,
+            log_file,
+        };
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = s.child.try_wait()? {

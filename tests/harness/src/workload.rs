@@ -54,7 +54,10 @@ const ROLL_EVERY: i64 = 25;
 
 fn time_rolled(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut c = vec![
-        ("segment.ms".to_string(), (TS_STEP_MS * ROLL_EVERY).to_string()),
+        (
+            "segment.ms".to_string(),
+            (TS_STEP_MS * ROLL_EVERY).to_string(),
+        ),
         ("segment.jitter.ms".to_string(), "0".to_string()),
         // Old explicit timestamps must not be deleted by time retention, nor refused.
         ("retention.ms".to_string(), "-1".to_string()),
@@ -80,24 +83,55 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
     // One topic per codec: headers, null keys, empty values and tombstones, explicit timestamps.
     for codec in CODECS {
         let topic = format!("codec-{codec}");
-        topics.push(TopicSpec { name: topic.clone(), partitions: 2, configs: time_rolled(&[]) });
+        topics.push(TopicSpec {
+            name: topic.clone(),
+            partitions: 2,
+            configs: time_rolled(&[]),
+        });
         let prod = format!("p-{codec}");
-        plan.producer(&prod, &[("compression.type", codec), ("enable.idempotence", "false"), ("acks", "all"), ("linger.ms", "5")]);
+        plan.producer(
+            &prod,
+            &[
+                ("compression.type", codec),
+                ("enable.idempotence", "false"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+            ],
+        );
         for i in 0..scale {
             let partition = (i % 2) as i32;
-            let key = if i % 5 == 4 { None } else { Some(format!("key-{}", i % 37).into_bytes()) };
+            let key = if i % 5 == 4 {
+                None
+            } else {
+                Some(format!("key-{}", i % 37).into_bytes())
+            };
             let val = match i % 11 {
-                10 => None,           // tombstone
+                10 => None,            // tombstone
                 9 => Some(Vec::new()), // empty, not null
                 _ => Some(value(&topic, i)),
             };
             let headers = match i % 4 {
                 0 => vec![],
                 1 => vec![("trace".to_string(), Some(format!("t{i}").into_bytes()))],
-                2 => vec![("n".to_string(), None), ("bin".to_string(), Some(vec![0, 255, i as u8]))],
-                _ => vec![("dup".to_string(), Some(b"a".to_vec())), ("dup".to_string(), Some(b"b".to_vec()))],
+                2 => vec![
+                    ("n".to_string(), None),
+                    ("bin".to_string(), Some(vec![0, 255, i as u8])),
+                ],
+                _ => vec![
+                    ("dup".to_string(), Some(b"a".to_vec())),
+                    ("dup".to_string(), Some(b"b".to_vec())),
+                ],
             };
-            plan.send(Send { producer: prod.clone(), topic: topic.clone(), partition: Some(partition), timestamp: ts(i), key, value: val, headers, aborted: false });
+            plan.send(Send {
+                producer: prod.clone(),
+                topic: topic.clone(),
+                partition: Some(partition),
+                timestamp: ts(i),
+                key,
+                value: val,
+                headers,
+                aborted: false,
+            });
             if i % 20 == 19 {
                 plan.flush(&prod);
             }
@@ -106,8 +140,20 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
     }
 
     // The idempotent producer, producer-assigned timestamps.
-    topics.push(TopicSpec { name: "idempotent".into(), partitions: 2, configs: vec![] });
-    plan.producer("p-idem", &[("enable.idempotence", "true"), ("acks", "all"), ("compression.type", "lz4"), ("linger.ms", "5")]);
+    topics.push(TopicSpec {
+        name: "idempotent".into(),
+        partitions: 2,
+        configs: vec![],
+    });
+    plan.producer(
+        "p-idem",
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+        ],
+    );
     for i in 0..scale {
         plan.send(Send {
             producer: "p-idem".into(),
@@ -124,8 +170,19 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
 
     // Transactions: committed and aborted ones interleaved, so the log holds COMMIT and ABORT
     // markers and a non-empty .txnindex.
-    topics.push(TopicSpec { name: "txn".into(), partitions: 2, configs: time_rolled(&[]) });
-    plan.producer("p-txn", &[("transactional.id", "segvault-txn"), ("compression.type", "zstd"), ("linger.ms", "5")]);
+    topics.push(TopicSpec {
+        name: "txn".into(),
+        partitions: 2,
+        configs: time_rolled(&[]),
+    });
+    plan.producer(
+        "p-txn",
+        &[
+            ("transactional.id", "segvault-txn"),
+            ("compression.type", "zstd"),
+            ("linger.ms", "5"),
+        ],
+    );
     let txns = (scale / 10).max(4);
     let mut i = 0;
     for t in 0..txns {
@@ -152,8 +209,19 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
     plan.close("p-txn");
 
     // LogAppendTime: the broker stamps every batch; the acks carry its time.
-    topics.push(TopicSpec { name: "log-append-time".into(), partitions: 1, configs: vec![("message.timestamp.type".into(), "LogAppendTime".into())] });
-    plan.producer("p-lat", &[("compression.type", "gzip"), ("acks", "all"), ("linger.ms", "5")]);
+    topics.push(TopicSpec {
+        name: "log-append-time".into(),
+        partitions: 1,
+        configs: vec![("message.timestamp.type".into(), "LogAppendTime".into())],
+    });
+    plan.producer(
+        "p-lat",
+        &[
+            ("compression.type", "gzip"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+        ],
+    );
     for i in 0..scale / 2 {
         plan.send(Send {
             producer: "p-lat".into(),
@@ -168,9 +236,23 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
     }
     plan.close("p-lat");
 
-    groups.push(GroupStep { group: "g-partial".into(), topic: "codec-none".into(), max_records: scale / 3, isolation: Isolation::ReadUncommitted });
-    groups.push(GroupStep { group: "g-txn".into(), topic: "txn".into(), max_records: 1_000_000, isolation: Isolation::ReadCommitted });
-    Workload { topics, plan, groups }
+    groups.push(GroupStep {
+        group: "g-partial".into(),
+        topic: "codec-none".into(),
+        max_records: scale / 3,
+        isolation: Isolation::ReadUncommitted,
+    });
+    groups.push(GroupStep {
+        group: "g-txn".into(),
+        topic: "txn".into(),
+        max_records: 1_000_000,
+        isolation: Isolation::ReadCommitted,
+    });
+    Workload {
+        topics,
+        plan,
+        groups,
+    }
 }
 
 impl Workload {
@@ -179,8 +261,15 @@ impl Workload {
         let mut topic_ids = BTreeMap::new();
         let mut partitions = BTreeMap::new();
         for t in &self.topics {
-            let cfg: Vec<(&str, &str)> = t.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            topic_ids.insert(t.name.clone(), client.create_topic(&t.name, t.partitions, rf, &cfg)?);
+            let cfg: Vec<(&str, &str)> = t
+                .configs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            topic_ids.insert(
+                t.name.clone(),
+                client.create_topic(&t.name, t.partitions, rf, &cfg)?,
+            );
             partitions.insert(t.name.clone(), t.partitions);
         }
         let produced = client.run(&self.plan)?;
@@ -190,7 +279,12 @@ impl Workload {
                 committed.insert((g.group.clone(), g.topic.clone(), p), off);
             }
         }
-        Ok(WorkloadRun { produced, topic_ids, committed, partitions })
+        Ok(WorkloadRun {
+            produced,
+            topic_ids,
+            committed,
+            partitions,
+        })
     }
 }
 
@@ -228,13 +322,19 @@ impl WorkloadRun {
         for (k, w) in &want {
             let g = got.get(k);
             if g != Some(w) {
-                diffs.push(format!("{} {:?}: expected {:?}\n   got {:?}", k.0, k.1, w, g));
+                diffs.push(format!(
+                    "{} {:?}: expected {:?}\n   got {:?}",
+                    k.0, k.1, w, g
+                ));
             }
         }
         let groups = client.group_offsets()?;
         for (k, off) in &self.committed {
             if groups.get(k) != Some(off) {
-                diffs.push(format!("group {k:?}: committed {off}, broker says {:?}", groups.get(k)));
+                diffs.push(format!(
+                    "group {k:?}: committed {off}, broker says {:?}",
+                    groups.get(k)
+                ));
             }
         }
         if !diffs.is_empty() {
