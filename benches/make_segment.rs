@@ -34,8 +34,13 @@ pub fn bench_data_root() -> PathBuf {
 
 fn main() -> Result<()> {
     let codec = std::env::var("BENCH_CODEC").unwrap_or_else(|_| "none".into());
-    let mib: u64 = std::env::var("BENCH_MIB").ok().and_then(|s| s.parse().ok()).unwrap_or(640);
-    let out = bench_data_root().join(format!("kafka-{VERSION}-{codec}")).join("bench-0");
+    let mib: u64 = std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(640);
+    let out = bench_data_root()
+        .join(format!("kafka-{VERSION}-{codec}"))
+        .join("bench-0");
     let seg = out.join("00000000000000000000.log");
     if let Ok(m) = std::fs::metadata(&seg) {
         if m.len() >= MIN_BYTES.min(mib << 20) {
@@ -71,10 +76,17 @@ fn main() -> Result<()> {
     if !status.success() {
         return Err(format!("ProducerPerformance exited with {status}").into());
     }
-    eprintln!("produced {records} records of {RECORD_SIZE} B in {:.1?}", t.elapsed());
+    eprintln!(
+        "produced {records} records of {RECORD_SIZE} B in {:.1?}",
+        t.elapsed()
+    );
 
     cluster.stop(1)?;
-    let log_dir = cluster.log_dirs(1)?.into_iter().next().ok_or("no log dir")?;
+    let log_dir = cluster
+        .log_dirs(1)?
+        .into_iter()
+        .next()
+        .ok_or("no log dir")?;
     let part = log_dir.join("bench-0");
     if out.exists() {
         std::fs::remove_dir_all(&out)?;

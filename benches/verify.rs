@@ -51,7 +51,11 @@ fn walk_crc_records(data: &[u8]) -> (u64, SegmentEnd) {
     for b in it.by_ref() {
         match b {
             Batch::V2(b) => {
-                records += u64::from(b.records().and_then(|r| r.verify()).expect("records decode"));
+                records += u64::from(
+                    b.records()
+                        .and_then(|r| r.verify())
+                        .expect("records decode"),
+                );
             }
             Batch::Legacy(_) => records += 1,
         }
@@ -75,17 +79,27 @@ fn main() {
     let map = match MappedFile::open(&path) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("no bench segment at {} ({e}); run `cargo bench --bench make_segment` first", path.display());
+            eprintln!(
+                "no bench segment at {} ({e}); run `cargo bench --bench make_segment` first",
+                path.display()
+            );
             return;
         }
     };
     let data: &[u8] = &map;
     let len = data.len() as u64;
-    assert!(len >= 256 << 20, "bench segment must be at least 256 MiB, is {len} bytes");
+    assert!(
+        len >= 256 << 20,
+        "bench segment must be at least 256 MiB, is {len} bytes"
+    );
     // Warm the page cache and check the segment once.
     let (batches, end) = walk_crc(data);
     assert_eq!(end, SegmentEnd::Clean, "bench segment does not verify");
-    eprintln!("segment {}: {} MiB, {batches} batches", path.display(), len >> 20);
+    eprintln!(
+        "segment {}: {} MiB, {batches} batches",
+        path.display(),
+        len >> 20
+    );
 
     let mut c = Criterion::default()
         .configure_from_args()
@@ -97,7 +111,9 @@ fn main() {
         g.throughput(Throughput::Bytes(len));
         g.bench_function("raw_crc32c", |b| b.iter(|| raw_crc(black_box(data))));
         g.bench_function("log_entries_crc", |b| b.iter(|| walk_crc(black_box(data))));
-        g.bench_function("log_entries_crc_records", |b| b.iter(|| walk_crc_records(black_box(data))));
+        g.bench_function("log_entries_crc_records", |b| {
+            b.iter(|| walk_crc_records(black_box(data)))
+        });
         g.finish();
     }
     c.final_summary();
@@ -125,8 +141,12 @@ fn main() {
     // cross-checks and the small files), best of 5, against the raw pass of this same run.
     // SEGVAULT_VERIFY_ARGS: variants separated by ';' (default "verify --shallow;verify").
     if let Some(bin) = std::env::var_os("SEGVAULT_VERIFY_BIN") {
-        let log_dir = path.parent().and_then(|p| p.parent()).expect("segment in <log dir>/<topic>-<partition>/");
-        let variants = std::env::var("SEGVAULT_VERIFY_ARGS").unwrap_or_else(|_| "verify --shallow;verify".into());
+        let log_dir = path
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("segment in <log dir>/<topic>-<partition>/");
+        let variants = std::env::var("SEGVAULT_VERIFY_ARGS")
+            .unwrap_or_else(|_| "verify --shallow;verify".into());
         for v in variants.split(';').filter(|v| !v.trim().is_empty()) {
             let args: Vec<&str> = v.split_whitespace().collect();
             let run = || {

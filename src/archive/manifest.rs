@@ -61,6 +61,25 @@ pub struct Source {
     pub archived_at_ms: i64,
 }
 
+/// Counts and digests of the batches of one archived range, as verification found them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeStats {
+    /// First and last offsets of the batches archived, if any.
+    pub first_batch_offset: Option<i64>,
+    pub last_batch_offset: Option<i64>,
+    pub min_timestamp: Option<i64>,
+    pub max_timestamp: Option<i64>,
+    pub batches: u64,
+    pub records: u64,
+    pub transactional_batches: u64,
+    pub control_batches: u64,
+    pub magic: Vec<u8>,
+    pub codecs: Vec<String>,
+    /// SHA-256 over every batch's (base offset, last offset, CRC), in order: equal for
+    /// replicas holding the same batches, whatever their segment boundaries.
+    pub batch_digest: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
@@ -78,20 +97,9 @@ pub struct Manifest {
     /// Byte position in that segment where the archived data starts (0 unless another
     /// replica's shorter segment already covered the beginning).
     pub slice_position: u64,
-    /// First and last offsets of the batches archived, if any.
-    pub first_batch_offset: Option<i64>,
-    pub last_batch_offset: Option<i64>,
-    pub min_timestamp: Option<i64>,
-    pub max_timestamp: Option<i64>,
-    pub batches: u64,
-    pub records: u64,
-    pub transactional_batches: u64,
-    pub control_batches: u64,
-    pub magic: Vec<u8>,
-    pub codecs: Vec<String>,
-    /// SHA-256 over every batch's (base offset, last offset, CRC), in order: equal for
-    /// replicas holding the same batches, whatever their segment boundaries.
-    pub batch_digest: String,
+    /// What the archived batches hold (flattened: the fields sit at the manifest's top level).
+    #[serde(flatten)]
+    pub stats: RangeStats,
     /// `(epoch, start offset)` entries of leader-epoch-checkpoint that cover the range.
     pub leader_epochs: Vec<(i32, i64)>,
     pub objects: Objects,

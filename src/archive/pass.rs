@@ -663,7 +663,7 @@ async fn archive_partition(
             if let Some(w) = &winner {
                 if w.next_offset == next_base
                     && w.kind == RangeKind::Segment
-                    && w.batch_digest != summary.batch_digest
+                    && w.stats.batch_digest != summary.stats.batch_digest
                 {
                     divergent = true;
                     let msg = format!(
@@ -790,7 +790,7 @@ async fn compare_with_archive(
     })?;
     let ours = summarize_blocking(&log, start, u64::MAX);
     let outcome = match ours {
-        Ok(s) if s.batch_digest == m.batch_digest => {
+        Ok(s) if s.stats.batch_digest == m.stats.batch_digest => {
             create(store, &key.verified(start, b.node_id), b"match".to_vec()).await?;
             return Ok(None);
         }
@@ -853,17 +853,7 @@ fn range_manifest(
         next_offset: next,
         segment_base_offset: segment_base,
         slice_position: s.map_or(0, |s| s.slice_position),
-        first_batch_offset: s.and_then(|s| s.first_batch_offset),
-        last_batch_offset: s.and_then(|s| s.last_batch_offset),
-        min_timestamp: s.and_then(|s| s.min_timestamp),
-        max_timestamp: s.and_then(|s| s.max_timestamp),
-        batches: s.map_or(0, |s| s.batches),
-        records: s.map_or(0, |s| s.records),
-        transactional_batches: s.map_or(0, |s| s.transactional_batches),
-        control_batches: s.map_or(0, |s| s.control_batches),
-        magic: s.map_or(vec![], |s| s.magic.iter().copied().collect()),
-        codecs: s.map_or(vec![], |s| s.codecs.iter().cloned().collect()),
-        batch_digest: s.map_or(String::new(), |s| s.batch_digest.clone()),
+        stats: s.map(|s| s.stats.clone()).unwrap_or_default(),
         leader_epochs: epochs,
         objects,
         source: Source {
@@ -988,8 +978,8 @@ async fn record_divergence(
     tracing::warn!(topic = %key.topic, partition = key.partition, start, %message, "divergence");
     let evidence = serde_json::json!({
         "format": "segvault.divergence.v1", "node_id": b.node_id, "log_dir": b.log_dir.display().to_string(),
-        "start_offset": start, "message": message, "batch_digest": s.map(|s| s.batch_digest.clone()),
-        "first_batch_offset": s.and_then(|s| s.first_batch_offset), "last_batch_offset": s.and_then(|s| s.last_batch_offset),
+        "start_offset": start, "message": message, "batch_digest": s.map(|s| s.stats.batch_digest.clone()),
+        "first_batch_offset": s.and_then(|s| s.stats.first_batch_offset), "last_batch_offset": s.and_then(|s| s.stats.last_batch_offset),
         "detected_at_ms": now_ms(),
     });
     let k = key.divergence(start, b.node_id);

@@ -2,26 +2,17 @@
 //! archived: every batch's CRC, a clean end (a closed segment never ends in a partial batch),
 //! offsets that only go up, and the counts a manifest records.
 
+use super::manifest::RangeStats;
 use crate::format::segment::{log_entries, SegmentEnd};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
 
 /// What the archived slice of a segment holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Byte position of the first archived batch.
     pub slice_position: u64,
-    pub first_batch_offset: Option<i64>,
-    pub last_batch_offset: Option<i64>,
-    pub min_timestamp: Option<i64>,
-    pub max_timestamp: Option<i64>,
-    pub batches: u64,
-    pub records: u64,
-    pub transactional_batches: u64,
-    pub control_batches: u64,
-    pub magic: BTreeSet<u8>,
-    pub codecs: BTreeSet<String>,
-    pub batch_digest: String,
+    /// Counts and digest, as the manifest records them.
+    pub stats: RangeStats,
     /// (byte position, base offset) of each archived batch start, at most one per
     /// `frame_bytes` of data: where independently decompressible frames may begin.
     pub frame_starts: Vec<(u64, i64)>,
@@ -65,19 +56,11 @@ impl std::fmt::Display for Refusal {
 pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, Refusal> {
     let mut s = Summary {
         slice_position: data.len() as u64,
-        first_batch_offset: None,
-        last_batch_offset: None,
-        min_timestamp: None,
-        max_timestamp: None,
-        batches: 0,
-        records: 0,
-        transactional_batches: 0,
-        control_batches: 0,
-        magic: BTreeSet::new(),
-        codecs: BTreeSet::new(),
-        batch_digest: String::new(),
+        stats: RangeStats::default(),
         frame_starts: Vec::new(),
     };
+    let mut magic = std::collections::BTreeSet::new();
+    let mut codecs = std::collections::BTreeSet::new();
     let mut digest = Sha256::new();
     let mut entries = log_entries(data);
     let mut previous_last: Option<i64> = None;
@@ -122,22 +105,23 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
         if since_frame >= frame_bytes {
             s.frame_starts.push((position, base));
         }
-        s.first_batch_offset.get_or_insert(base);
-        s.last_batch_offset = Some(last);
-        s.batches += 1;
-        s.records += batch.shallow_record_count().max(0) as u64;
-        s.transactional_batches += batch.is_transactional() as u64;
-        s.control_batches += batch.is_control() as u64;
-        s.magic.insert(batch.magic());
-        s.codecs.insert(
+        let st = &mut s.stats;
+        st.first_batch_offset.get_or_insert(base);
+        st.last_batch_offset = Some(last);
+        st.batches += 1;
+        st.records += batch.shallow_record_count().max(0) as u64;
+        st.transactional_batches += batch.is_transactional() as u64;
+        st.control_batches += batch.is_control() as u64;
+        magic.insert(batch.magic());
+        codecs.insert(
             batch
                 .compression()
                 .map_or("unknown", |c| c.name())
                 .to_string(),
         );
         if let Some(ts) = batch.max_timestamp().filter(|&t| t >= 0) {
-            s.min_timestamp = Some(s.min_timestamp.map_or(ts, |m: i64| m.min(ts)));
-            s.max_timestamp = Some(s.max_timestamp.map_or(ts, |m: i64| m.max(ts)));
+            st.min_timestamp = Some(st.min_timestamp.map_or(ts, |m: i64| m.min(ts)));
+            st.max_timestamp = Some(st.max_timestamp.map_or(ts, |m: i64| m.max(ts)));
         }
         digest.update(base.to_be_bytes());
         digest.update(last.to_be_bytes());
@@ -160,7 +144,9 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
             })
         }
     }
-    s.batch_digest = hex::encode(digest.finalize());
+    s.stats.batch_digest = hex::encode(digest.finalize());
+    s.stats.magic = magic.into_iter().collect();
+    s.stats.codecs = codecs.into_iter().collect();
     Ok(s)
 }
 
@@ -197,13 +183,16 @@ mod tests {
     fn slices_at_a_batch_boundary_and_refuses_a_straddle() {
         let data = segment(&[(0, 5), (5, 5), (10, 5)]);
         let all = summarize(&data, 0, 1 << 20).unwrap();
-        assert_eq!((all.slice_position, all.batches, all.records), (0, 3, 15));
+        assert_eq!(
+            (all.slice_position, all.stats.batches, all.stats.records),
+            (0, 3, 15)
+        );
         let tail = summarize(&data, 5, 1 << 20).unwrap();
         assert_eq!(
             (
-                tail.first_batch_offset,
-                tail.last_batch_offset,
-                tail.batches
+                tail.stats.first_batch_offset,
+                tail.stats.last_batch_offset,
+                tail.stats.batches
             ),
             (Some(5), Some(14), 2)
         );
@@ -213,7 +202,7 @@ mod tests {
             Err(Refusal::Misaligned { batch_base: 5, .. })
         ));
         // The digest of the shared batches does not depend on where the slice starts.
-        assert_ne!(all.batch_digest, tail.batch_digest);
+        assert_ne!(all.stats.batch_digest, tail.stats.batch_digest);
     }
 
     #[test]
