@@ -8,17 +8,15 @@
 mod common;
 
 use common::{
-    check_store, closed_committed, high_watermark, is_staging, list_files, manifests, segments,
+    broker, check_store, closed_committed, high_watermark, is_staging, list_files, manifests,
+    producer, segments, TOPIC,
 };
 use segvault_harness::cluster::free_port;
-use segvault_harness::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-const TOPIC: &str = "load";
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_segvault"))
@@ -99,46 +97,6 @@ fn metric(body: &str, name: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
-}
-
-/// A broker with 1 MiB segments in `TOPIC` and a fast high watermark checkpoint.
-fn broker() -> (Cluster, PathBuf) {
-    let c = Cluster::start(
-        ClusterSpec::combined(KAFKA_VERSIONS[1])
-            .config("replica.high.watermark.checkpoint.interval.ms", 500),
-    )
-    .unwrap();
-    c.client()
-        .create_topic(TOPIC, 1, 1, &[("segment.bytes", "1048576")])
-        .unwrap();
-    let log_dir = c.log_dirs(1).unwrap()[0].clone();
-    (c, log_dir)
-}
-
-/// ~2 MB/s of 1000-byte records: a segment roll about every half second.
-fn producer(c: &Cluster, records: u32) -> Child {
-    c.dist
-        .java("org.apache.kafka.tools.ProducerPerformance", 512)
-        .args([
-            "--topic",
-            TOPIC,
-            "--num-records",
-            &records.to_string(),
-            "--record-size",
-            "1000",
-            "--throughput",
-            "2000",
-        ])
-        .args([
-            "--producer-props",
-            &format!("bootstrap.servers={}", c.bootstrap()),
-            "acks=all",
-            "linger.ms=5",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// Waits for the producer, then for the checkpointed high watermark to reach the log end

@@ -4,15 +4,13 @@
 
 mod common;
 
-use common::{check_store, high_watermark, list_files, segments};
+use common::{broker, check_store, high_watermark, list_files, producer, segments, TOPIC};
 use segvault_harness::*;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const TOPIC: &str = "load";
 
 fn archive_pass(log_dir: &Path, store: &str, env: &[(&'static str, String)]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
@@ -47,38 +45,8 @@ fn archive_pass(log_dir: &Path, store: &str, env: &[(&'static str, String)]) -> 
 /// while archive passes run back to back; then one last pass once the high watermark
 /// checkpoint has caught up.
 fn archive_under_load(store: &str, env: &[(&'static str, String)]) -> (Cluster, PathBuf) {
-    let version = KAFKA_VERSIONS[1];
-    let c = Cluster::start(
-        ClusterSpec::combined(version).config("replica.high.watermark.checkpoint.interval.ms", 500),
-    )
-    .unwrap();
-    c.client()
-        .create_topic(TOPIC, 1, 1, &[("segment.bytes", "1048576")])
-        .unwrap();
-    let log_dir = c.log_dirs(1).unwrap()[0].clone();
-    let mut producer = c
-        .dist
-        .java("org.apache.kafka.tools.ProducerPerformance", 512)
-        .args([
-            "--topic",
-            TOPIC,
-            "--num-records",
-            "50000",
-            "--record-size",
-            "1000",
-            "--throughput",
-            "2000",
-        ])
-        .args([
-            "--producer-props",
-            &format!("bootstrap.servers={}", c.bootstrap()),
-            "acks=all",
-            "linger.ms=5",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (c, log_dir) = broker();
+    let mut producer = producer(&c, 50_000);
     let mut passes = 0;
     let start = Instant::now();
     while producer.try_wait().unwrap().is_none() {
