@@ -787,6 +787,35 @@ impl TimeIndexCheck<'_> {
 
 // ---------------------------------------------------------------------------------------
 
+/// What an index file's shape says, whatever its entry type: a length that is not a whole
+/// number of `entry_size` entries, and what its zero-filled tail means (see
+/// [`index_zero_tail_problem`]).
+fn index_shape_problems(
+    path: &Path,
+    len: usize,
+    has_trailing_bytes: bool,
+    (valid, tail, tail_zero): (usize, usize, bool),
+    entry_size: usize,
+    active: bool,
+) -> Vec<Problem> {
+    let mut v = Vec::new();
+    if has_trailing_bytes {
+        v.push(
+            Problem::new(
+                path,
+                Severity::Corrupt,
+                "index_length",
+                format!("expected a length divisible by {entry_size}, found {len} bytes"),
+            )
+            .at(Some(len as u64), None),
+        );
+    }
+    v.extend(index_zero_tail_problem(
+        path, valid, tail, tail_zero, entry_size, active,
+    ));
+    v
+}
+
 fn index_zero_tail_problem(
     path: &Path,
     valid: usize,
@@ -872,23 +901,14 @@ pub fn check_segment(
                 }
             }
         }
-        if idx.trailing_bytes != 0 {
-            out.problem(
-                Problem::new(
-                    path,
-                    Severity::Corrupt,
-                    "index_length",
-                    format!(
-                        "expected a length divisible by 8, found {} bytes",
-                        map.len()
-                    ),
-                )
-                .at(Some(map.len() as u64), None),
-            );
-        }
-        if let Some(p) =
-            index_zero_tail_problem(path, valid, tail, idx.tail_all_zero, 8, input.active)
-        {
+        for p in index_shape_problems(
+            path,
+            map.len(),
+            idx.trailing_bytes != 0,
+            (valid, tail, idx.tail_all_zero),
+            8,
+            input.active,
+        ) {
             out.problem(p);
         }
         if let Err(e) = idx.check() {
@@ -919,23 +939,14 @@ pub fn check_segment(
                 }
             }
         }
-        if idx.trailing_bytes != 0 {
-            out.problem(
-                Problem::new(
-                    path,
-                    Severity::Corrupt,
-                    "index_length",
-                    format!(
-                        "expected a length divisible by 12, found {} bytes",
-                        map.len()
-                    ),
-                )
-                .at(Some(map.len() as u64), None),
-            );
-        }
-        if let Some(p) =
-            index_zero_tail_problem(path, valid, tail, idx.tail_all_zero, 12, input.active)
-        {
+        for p in index_shape_problems(
+            path,
+            map.len(),
+            idx.trailing_bytes != 0,
+            (valid, tail, idx.tail_all_zero),
+            12,
+            input.active,
+        ) {
             out.problem(p);
         }
         tic = Some(TimeIndexCheck {
