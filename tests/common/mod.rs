@@ -42,8 +42,14 @@ pub fn high_watermark(log_dir: &Path, topic: &str, partition: i32) -> Option<i64
 /// `[base, next)` of every closed segment of `topic-0` whose end is at or below the high
 /// watermark: what the archive must hold.
 pub fn closed_committed(log_dir: &Path, topic: &str) -> Vec<(i64, i64)> {
-    let bases = segments(&log_dir.join(format!("{topic}-0")));
-    let hw = high_watermark(log_dir, topic, 0).unwrap_or(-1);
+    closed_committed_in(log_dir, topic, 0)
+}
+
+/// `[base, next)` of every closed segment of `topic-partition` whose end is at or below the
+/// high watermark.
+pub fn closed_committed_in(log_dir: &Path, topic: &str, partition: i32) -> Vec<(i64, i64)> {
+    let bases = segments(&log_dir.join(format!("{topic}-{partition}")));
+    let hw = high_watermark(log_dir, topic, partition).unwrap_or(-1);
     bases
         .windows(2)
         .map(|w| (w[0], w[1]))
@@ -209,3 +215,50 @@ pub fn producer(c: &Cluster, records: u32) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// A store under test: its URL, the environment an agent needs to reach it, and the directory
+/// its objects can be read back from as files (the file store's root, or the bucket
+/// directory of versitygw's posix backend, which stores each object as a file named by its
+/// key).
+pub struct TestStore {
+    pub url: String,
+    pub env: Vec<(&'static str, String)>,
+    pub root: PathBuf,
+    _s3: Option<segvault_harness::S3Server>,
+}
+
+impl TestStore {
+    /// A filesystem store in `dir/store`.
+    pub fn file(dir: &Path) -> TestStore {
+        let root = dir.join("store");
+        TestStore {
+            url: format!("file://{}", root.display()),
+            env: vec![],
+            root,
+            _s3: None,
+        }
+    }
+
+    /// A fresh versitygw server on loopback; the store is `s3://archive/kafka`.
+    pub fn s3() -> TestStore {
+        let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
+        TestStore {
+            url: "s3://archive/kafka".into(),
+            env: s3.env(),
+            root: s3.root.join("archive/kafka"),
+            _s3: Some(s3),
+        }
+    }
+
+    /// Keys under `prefix`.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        list_files(&self.root, prefix)
+    }
+
+    /// The bytes of `key`.
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        fs::read(self.root.join(key)).unwrap_or_else(|e| panic!("{key}: {e}"))
+    }
+}
+
+pub mod agent;

@@ -34,6 +34,8 @@ pub struct ClusterSpec {
     pub broker_config: BTreeMap<String, String>,
     /// Log dirs per broker (1 or more).
     pub log_dirs_per_broker: usize,
+    /// Per-node configs, applied over `broker_config`.
+    pub node_config: BTreeMap<u32, BTreeMap<String, String>>,
 }
 
 impl ClusterSpec {
@@ -43,6 +45,7 @@ impl ClusterSpec {
             shape: Shape::Combined,
             broker_config: BTreeMap::new(),
             log_dirs_per_broker: 1,
+            node_config: BTreeMap::new(),
         }
     }
 
@@ -59,6 +62,16 @@ impl ClusterSpec {
     /// Sets a broker config (`server.properties` key), overriding the harness default.
     pub fn config(mut self, key: &str, value: impl ToString) -> ClusterSpec {
         self.broker_config.insert(key.into(), value.to_string());
+        self
+    }
+
+    /// Sets a config of node `id` only (brokers are 1.., controllers 100..), e.g. a different
+    /// `log.segment.bytes` per broker so that replicas roll at different offsets.
+    pub fn node_config(mut self, id: u32, key: &str, value: impl ToString) -> ClusterSpec {
+        self.node_config
+            .entry(id)
+            .or_default()
+            .insert(key.into(), value.to_string());
         self
     }
 }
@@ -371,6 +384,9 @@ impl Cluster {
             for (k, v) in &self.spec.broker_config {
                 set(k, v.clone());
             }
+        }
+        for (k, v) in self.spec.node_config.get(&n.id).into_iter().flatten() {
+            set(k, v.clone());
         }
         let mut text = format!(
             "# written by the segvault test harness, Kafka {}\n",
