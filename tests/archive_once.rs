@@ -18,9 +18,14 @@ fn fixture(version: &str) -> PathBuf {
 }
 
 fn archive(log_dirs: &[&Path], store: &Path) -> (i32, Vec<Value>) {
+    archive_with(log_dirs, store, &[])
+}
+
+fn archive_with(log_dirs: &[&Path], store: &Path, extra: &[&str]) -> (i32, Vec<Value>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_segvault"));
     cmd.args(["archive", "--once", "--format", "json", "--store"])
-        .arg(store);
+        .arg(store)
+        .args(extra);
     for d in log_dirs {
         cmd.arg("--log-dir").arg(d);
     }
@@ -221,6 +226,70 @@ fn archives_every_closed_committed_segment_once_and_byte_identical() {
         );
         assert_eq!(manifests(&store), before);
     }
+}
+
+/// With `--zstd`, each `.log` object is a run of zstd frames cut at batch boundaries: the
+/// whole object decompresses to the segment's bytes, and each frame, read alone from the
+/// stored positions the manifest lists (what a ranged GET fetches), decompresses to exactly
+/// its part of the segment, starting with a batch at the offset the manifest names.
+#[test]
+fn zstd_frames_decompress_alone_at_batch_boundaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    copy_dir(&fixture("4.3.1"), &dir, &[]).unwrap();
+    let store = tmp.path().join("store");
+    let (code, lines) = archive_with(
+        &[&dir],
+        &store,
+        &["--zstd", "3", "--zstd-frame-bytes", "256"],
+    );
+    assert_eq!(code, 0, "{lines:?}");
+    let (mut objects, mut frames_read, mut smaller) = (0, 0, 0);
+    for ((topic, partition), ranges) in manifests(&store) {
+        let pdir = dir.join(format!("{topic}-{partition}"));
+        for (start, m) in ranges {
+            let o = &m["objects"]["log"];
+            assert_eq!(o["encoding"], "zstd-frames", "{topic}-{partition} {start}");
+            let seg = m["segment_base_offset"].as_i64().unwrap();
+            let src = fs::read(pdir.join(format!("{seg:020}.log"))).unwrap();
+            let src = &src[m["slice_position"].as_u64().unwrap() as usize..];
+            let stored = fs::read(store.join(o["key"].as_str().unwrap())).unwrap();
+            assert_eq!(o["stored_size"].as_u64(), Some(stored.len() as u64));
+            assert_eq!(o["size"].as_u64(), Some(src.len() as u64));
+            assert!(
+                zstd::decode_all(&stored[..]).unwrap() == src,
+                "{topic}-{partition} {start}"
+            );
+            smaller += (stored.len() < src.len()) as usize;
+            let frames: Vec<(u64, u64, i64)> = serde_json::from_value(o["frames"].clone()).unwrap();
+            assert!(!frames.is_empty());
+            assert_eq!((frames[0].0, frames[0].1), (0, 0));
+            for (i, &(raw_at, stored_at, first)) in frames.iter().enumerate() {
+                let (raw_end, stored_end) = frames
+                    .get(i + 1)
+                    .map_or((src.len() as u64, stored.len() as u64), |f| (f.0, f.1));
+                let part =
+                    zstd::decode_all(&stored[stored_at as usize..stored_end as usize]).unwrap();
+                assert!(
+                    part == src[raw_at as usize..raw_end as usize],
+                    "{topic}-{partition} {start}: frame {i} alone"
+                );
+                let base = i64::from_be_bytes(part[..8].try_into().unwrap());
+                assert_eq!(
+                    base, first,
+                    "{topic}-{partition} {start}: frame {i} starts a batch"
+                );
+                frames_read += 1;
+            }
+            objects += 1;
+        }
+    }
+    assert!(
+        frames_read > objects,
+        "no object was cut into several frames"
+    );
+    assert!(smaller > 0, "zstd made nothing smaller");
+    eprintln!("{objects} objects, {frames_read} frames each decompressed alone");
 }
 
 fn walk(d: &Path) -> Vec<PathBuf> {

@@ -75,6 +75,12 @@ pub struct RangeStats {
     pub control_batches: u64,
     pub magic: Vec<u8>,
     pub codecs: Vec<String>,
+    /// Offsets of the range that hold no record: between batches, inside v2 batches whose
+    /// record count is below their offset span, and before the first or after the last batch.
+    /// A log that was never compacted has none; a non-zero count means the log cleaner had
+    /// already removed records when the range was archived.
+    #[serde(default)]
+    pub empty_offsets: u64,
     /// SHA-256 over every batch's (base offset, last offset, CRC), in order: equal for
     /// replicas holding the same batches, whatever their segment boundaries.
     pub batch_digest: String,

@@ -660,26 +660,30 @@ async fn archive_partition(
             delete_objects(store, &objects).await;
             let winner: Option<Manifest> = read_json(store, &key.manifest(chain_next)).await?;
             let mut divergent = false;
-            if let Some(w) = &winner {
-                if w.next_offset == next_base
-                    && w.kind == RangeKind::Segment
-                    && w.stats.batch_digest != summary.stats.batch_digest
+            let marker: &[u8] = match &winner {
+                Some(w) if w.next_offset != next_base || w.kind != RangeKind::Segment => {
+                    BOUNDARIES_DIFFER
+                }
+                Some(w) if w.stats.batch_digest == summary.stats.batch_digest => b"match",
+                Some(w)
+                    if compacted(&summary.stats, chain_next, next_base)
+                        || w.stats.empty_offsets > 0 =>
                 {
+                    COMPACTED
+                }
+                Some(w) => {
                     divergent = true;
                     let msg = format!(
                         "replica on node {} holds other batches than the archived copy from node {} for offsets [{chain_next}, {next_base})",
                         b.node_id, w.source.node_id
                     );
                     record_divergence(store, &key, b, chain_next, &msg, Some(&summary)).await?;
+                    b""
                 }
-            }
+                None => b"winner's manifest unreadable; not compared",
+            };
             if !divergent {
-                create(
-                    store,
-                    &key.verified(chain_next, b.node_id),
-                    b"match".to_vec(),
-                )
-                .await?;
+                create(store, &key.verified(chain_next, b.node_id), marker.to_vec()).await?;
             }
             compared.insert(chain_next);
             report.outcomes.push(Outcome::ClaimedByOther {
@@ -757,6 +761,22 @@ async fn compared_ranges(
     Ok(out)
 }
 
+/// The marker of a replica's range that was not compared because one copy was compacted:
+/// replicas clean their logs independently, so their batches legitimately differ.
+const COMPACTED: &[u8] = b"compacted; not compared";
+
+/// The marker of a replica's range whose segment boundaries differ from the archived range's:
+/// the digests cover different batches, so they are not compared range by range.
+const BOUNDARIES_DIFFER: &[u8] = b"boundaries differ; not compared";
+
+/// Whether the batches summarised for `[start, next)` leave offsets without a record: the log
+/// cleaner has been there.
+fn compacted(s: &super::manifest::RangeStats, start: i64, next: i64) -> bool {
+    s.empty_offsets > 0
+        || s.first_batch_offset != Some(start)
+        || s.last_batch_offset != Some(next - 1)
+}
+
 /// Compares this broker's segment with the archived range that starts at the same offset,
 /// when another broker archived it with the same end. Records a divergence or a match.
 async fn compare_with_archive(
@@ -779,7 +799,7 @@ async fn compare_with_archive(
         create(
             store,
             &key.verified(start, b.node_id),
-            b"boundaries differ; not compared".to_vec(),
+            BOUNDARIES_DIFFER.to_vec(),
         )
         .await?;
         return Ok(None);
@@ -792,6 +812,10 @@ async fn compare_with_archive(
     let outcome = match ours {
         Ok(s) if s.stats.batch_digest == m.stats.batch_digest => {
             create(store, &key.verified(start, b.node_id), b"match".to_vec()).await?;
+            return Ok(None);
+        }
+        Ok(s) if compacted(&s.stats, start, next_base) || m.stats.empty_offsets > 0 => {
+            create(store, &key.verified(start, b.node_id), COMPACTED.to_vec()).await?;
             return Ok(None);
         }
         Ok(s) => {
@@ -853,7 +877,15 @@ fn range_manifest(
         next_offset: next,
         segment_base_offset: segment_base,
         slice_position: s.map_or(0, |s| s.slice_position),
-        stats: s.map(|s| s.stats.clone()).unwrap_or_default(),
+        stats: s.map_or_else(Default::default, |s| {
+            let mut st = s.stats.clone();
+            // Offsets before the first and after the last archived batch hold no record.
+            st.empty_offsets += match (st.first_batch_offset, st.last_batch_offset) {
+                (Some(f), Some(l)) => (f - start).max(0) as u64 + (next - 1 - l).max(0) as u64,
+                _ => (next - start).max(0) as u64,
+            };
+            st
+        }),
         leader_epochs: epochs,
         objects,
         source: Source {

@@ -82,6 +82,7 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
                 });
             }
         }
+        let gap_before = previous_last.map_or(0, |p| base - p - 1);
         previous_last = Some(last);
         if !in_slice {
             if last < start {
@@ -110,6 +111,15 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
         st.last_batch_offset = Some(last);
         st.batches += 1;
         st.records += batch.shallow_record_count().max(0) as u64;
+        // Compaction leaves holes between batches, and v2 batches that keep their offset span
+        // with fewer records. (A legacy wrapper's shallow count is not its record count.)
+        if st.batches > 1 {
+            st.empty_offsets += gap_before as u64;
+        }
+        if batch.magic() == 2 {
+            let span = (last - base + 1) as u64;
+            st.empty_offsets += span.saturating_sub(batch.shallow_record_count().max(0) as u64);
+        }
         st.transactional_batches += batch.is_transactional() as u64;
         st.control_batches += batch.is_control() as u64;
         magic.insert(batch.magic());

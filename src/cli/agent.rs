@@ -61,6 +61,7 @@ Config file (TOML; every key optional, same meaning as the flag):
   log_dirs = [\"/var/lib/kafka/data-1\", \"/var/lib/kafka/data-2\"]
   store = \"s3://my-bucket/kafka-archive\"
   zstd = 3                       # compress .log data; omit for none
+  zstd_frame_bytes = 4194304     # uncompressed bytes per zstd frame (one ranged GET)
   concurrency = 4
   rate_limit = 50000000          # bytes per second
   gap_after = 600                # seconds
@@ -101,6 +102,10 @@ pub struct AgentArgs {
     /// Compress .log data with zstd at this level, in independently decompressible frames.
     #[arg(long, value_name = "LEVEL", env = "SEGVAULT_ZSTD")]
     zstd: Option<i32>,
+    /// With --zstd: uncompressed bytes per independently decompressible frame, the unit a
+    /// reader fetches with one ranged GET [default: 4194304].
+    #[arg(long, value_name = "BYTES", env = "SEGVAULT_ZSTD_FRAME_BYTES")]
+    zstd_frame_bytes: Option<u64>,
     /// Partitions archived at once [default: 4].
     #[arg(long, value_name = "N", env = "SEGVAULT_CONCURRENCY")]
     concurrency: Option<usize>,
@@ -135,6 +140,7 @@ struct FileConfig {
     log_dirs: Option<Vec<PathBuf>>,
     store: Option<String>,
     zstd: Option<i32>,
+    zstd_frame_bytes: Option<u64>,
     concurrency: Option<usize>,
     rate_limit: Option<u64>,
     gap_after: Option<u64>,
@@ -191,6 +197,11 @@ fn merge(a: AgentArgs) -> Result<(Config, Format), String> {
     };
     let options = Options {
         zstd_level: a.zstd.or(f.zstd),
+        frame_bytes: a
+            .zstd_frame_bytes
+            .or(f.zstd_frame_bytes)
+            .unwrap_or(Options::default().frame_bytes)
+            .max(1),
         concurrency: a.concurrency.or(f.concurrency).unwrap_or(4),
         rate_limit: a.rate_limit.or(f.rate_limit),
         gap_after: Duration::from_secs(a.gap_after.or(f.gap_after).unwrap_or(600)),

@@ -33,6 +33,7 @@ pub struct Options {
     pub log_dirs: Vec<PathBuf>,
     pub store: String,
     pub zstd: Option<i32>,
+    pub zstd_frame_bytes: u64,
     pub concurrency: usize,
     pub rate_limit: Option<u64>,
     pub gap_after_secs: u64,
@@ -49,6 +50,7 @@ pub fn run(o: Options) -> i32 {
     };
     let opts = archive::Options {
         zstd_level: o.zstd,
+        frame_bytes: o.zstd_frame_bytes.max(1),
         concurrency: o.concurrency,
         rate_limit: o.rate_limit,
         gap_after: Duration::from_secs(o.gap_after_secs),
@@ -81,7 +83,10 @@ pub fn run(o: Options) -> i32 {
                 "{}",
                 serde_json::json!({"type": "total", "uploaded_segments": report.uploaded_segments,
                     "uploaded_bytes": report.uploaded_bytes, "gaps": report.gaps, "corrupt": report.corrupt,
-                    "divergences": report.divergences, "store": store.url})
+                    "divergences": report.divergences,
+                    "unarchived_segments": report.unarchived_segments,
+                    "unarchived_committed_segments": report.unarchived_committed_segments,
+                    "store": store.url})
             );
         }
         Format::Text => {
@@ -128,6 +133,14 @@ pub fn run(o: Options) -> i32 {
                 report.corrupt,
                 report.divergences
             );
+            if report.unarchived_committed_segments > 0 {
+                println!(
+                    "{} closed, committed segments are not archived yet: a later pass archives \
+                     them, or, once --gap-after has passed, records the offsets before them \
+                     that no replica has any more as a gap",
+                    report.unarchived_committed_segments
+                );
+            }
         }
     }
     if report.corrupt > 0 || report.divergences > 0 {

@@ -130,6 +130,10 @@ struct ArchiveArgs {
     /// Compress .log data with zstd at this level, in independently decompressible frames.
     #[arg(long, value_name = "LEVEL")]
     zstd: Option<i32>,
+    /// With --zstd: uncompressed bytes per independently decompressible frame, the unit a
+    /// reader fetches with one ranged GET.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    zstd_frame_bytes: u64,
     /// Partitions archived at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -182,6 +186,7 @@ where
             log_dirs: a.log_dirs,
             store: a.store,
             zstd: a.zstd,
+            zstd_frame_bytes: a.zstd_frame_bytes,
             concurrency: a.concurrency,
             rate_limit: a.rate_limit,
             gap_after_secs: a.gap_after,
