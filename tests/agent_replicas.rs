@@ -170,9 +170,12 @@ fn manifests_by_partition(ts: &TestStore) -> BTreeMap<i32, BTreeMap<i64, Value>>
     out
 }
 
+/// (base offset, bytes) of each batch, in offset order.
+type Batches = Vec<(i64, Vec<u8>)>;
+
 /// The batches of a partition directory, in offset order: (base offset, bytes). Batch framing
 /// is read here directly (base offset, then a length), independent of segvault's parser.
-fn batches(pdir: &Path) -> Vec<(i64, Vec<u8>)> {
+fn batches(pdir: &Path) -> Batches {
     let mut out = vec![];
     for base in segments(pdir) {
         let log = fs::read(pdir.join(format!("{base:020}.log"))).unwrap();
@@ -213,7 +216,7 @@ fn check_replicated_store(ts: &TestStore, brokers: &[(u32, PathBuf)]) -> Summary
         let ranges = all
             .get(&p)
             .unwrap_or_else(|| panic!("partition {p}: nothing archived"));
-        let replicas: Vec<(u32, Vec<(i64, Vec<u8>)>)> = brokers
+        let replicas: Vec<(u32, Batches)> = brokers
             .iter()
             .map(|(id, dir)| (*id, batches(&dir.join(format!("{TOPIC}-{p}")))))
             .collect();

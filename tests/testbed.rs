@@ -39,7 +39,7 @@ fn assert_workload_on_disk(log_dir: &Path) {
         .map(|f| fs::metadata(f).unwrap().len())
         .sum();
     assert!(
-        txn_index_bytes > 0 && txn_index_bytes % 34 == 0,
+        txn_index_bytes > 0 && txn_index_bytes.is_multiple_of(34),
         "txnindex bytes {txn_index_bytes}"
     );
     for internal in [

@@ -205,7 +205,6 @@ fn merge(a: AgentArgs) -> Result<(Config, Format), String> {
         concurrency: a.concurrency.or(f.concurrency).unwrap_or(4),
         rate_limit: a.rate_limit.or(f.rate_limit),
         gap_after: Duration::from_secs(a.gap_after.or(f.gap_after).unwrap_or(600)),
-        ..Default::default()
     };
     let rescan_interval = secs(
         "rescan interval",

@@ -54,7 +54,6 @@ pub fn run(o: Options) -> i32 {
         concurrency: o.concurrency,
         rate_limit: o.rate_limit,
         gap_after: Duration::from_secs(o.gap_after_secs),
-        ..Default::default()
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
