@@ -4,8 +4,12 @@
 //! Credentials and endpoints come from the standard environment of each cloud
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL` for an
 //! S3-compatible server, `AWS_ALLOW_HTTP=true` for plain http; `GOOGLE_*`; `AZURE_*`), as
-//! object_store's `from_env` builders read them. Conditional creates, on which the archive's
-//! exactly-once rests, use `If-None-Match: *` on S3.
+//! object_store's `from_env` builders read them; for S3 also from the AWS shared config files
+//! and profiles (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`), through aws-config
+//! (see [`aws`]). Conditional creates, on which the archive's exactly-once rests, use
+//! `If-None-Match: *` on S3.
+
+mod aws;
 
 use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
@@ -70,6 +74,7 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
         }
         "s3" | "s3a" => {
             let b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            let b = aws::apply_profile(b).map_err(bad)?;
             (
                 Arc::new(b.build().map_err(backend)?),
                 parsed.path().trim_start_matches('/').to_string(),
