@@ -22,6 +22,7 @@ pub mod control;
 pub mod encode;
 pub mod error;
 pub mod index;
+pub mod index_build;
 pub mod internal;
 pub mod kraft;
 pub mod legacy;
