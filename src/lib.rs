@@ -9,8 +9,10 @@
 //!   active, transient files) and the checks over files and whole directories.
 //! - [`archive`]: ship closed, committed segments to object storage, exactly once: store
 //!   URLs, the key layout, manifests, the claim chain.
+//! - [`restore`]: read the archive back: what it holds (`ls`), and log dirs rebuilt from it.
 //! - [`cli`]: the `segvault` command line (argument parsing and rendering only).
 pub mod archive;
 pub mod cli;
 pub mod format;
 pub mod logdir;
+pub mod restore;

@@ -11,6 +11,7 @@ mod agent;
 mod archive;
 mod inspect;
 mod output;
+mod restore;
 mod verify;
 
 use std::path::PathBuf;
@@ -54,6 +55,65 @@ enum Command {
     /// Run continuously: archive on file events and a periodic rescan, serve metrics.
     #[command(long_about = agent::LONG_HELP, after_long_help = agent::AFTER_HELP)]
     Agent(agent::AgentArgs),
+    /// Show what an archive holds: clusters, brokers, topics, partitions, ranges, gaps.
+    #[command(long_about = restore::LS_HELP)]
+    Ls(LsArgs),
+    /// Rebuild a broker log dir from the archive (bare-metal or into a new cluster).
+    #[command(long_about = restore::RESTORE_HELP)]
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LsArgs {
+    /// The archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
+    #[arg(value_name = "STORE", env = "SEGVAULT_STORE")]
+    store: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+struct RestoreArgs {
+    /// The archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
+    #[arg(value_name = "STORE", env = "SEGVAULT_STORE")]
+    store: String,
+    /// The broker log dir to write (a `log.dirs` entry; created if missing).
+    #[arg(long, value_name = "LOGDIR")]
+    to: PathBuf,
+    /// bare-metal: the same broker rejoins its cluster; new-cluster: into topics created anew.
+    #[arg(long, value_enum, default_value_t = crate::restore::plan::Mode::BareMetal)]
+    mode: crate::restore::plan::Mode,
+    /// The archived cluster id (needed when the archive holds several).
+    #[arg(long, value_name = "ID")]
+    cluster: Option<String>,
+    /// Bare-metal: the node id to rebuild (needed when the archive holds several).
+    #[arg(long, value_name = "N")]
+    node: Option<i32>,
+    /// Only topics matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    topic: Option<String>,
+    /// Only this partition number.
+    #[arg(long, value_name = "N")]
+    partition: Option<i32>,
+    /// Keep only batches whose offsets are all below N.
+    #[arg(long, value_name = "N", conflicts_with = "until_time")]
+    until_offset: Option<i64>,
+    /// Keep only batches whose records are all older than T (ms since the epoch or RFC 3339).
+    #[arg(long, value_name = "T")]
+    until_time: Option<String>,
+    /// New-cluster: the topic id to write (default: the target's partition.metadata).
+    #[arg(long, value_name = "UUID")]
+    topic_id: Option<String>,
+    /// Print the plan; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace partitions that already hold data, and a differing meta.properties.
+    #[arg(long)]
+    force: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 /// Output format.
@@ -193,5 +253,24 @@ where
             format: a.format,
         }),
         Command::Agent(a) => agent::run(a),
+        Command::Ls(a) => restore::ls(restore::LsOptions {
+            store: a.store,
+            format: a.format,
+        }),
+        Command::Restore(a) => restore::restore(restore::RestoreOptions {
+            store: a.store,
+            to: a.to,
+            mode: a.mode,
+            cluster: a.cluster,
+            node: a.node,
+            topic: a.topic,
+            partition: a.partition,
+            until_offset: a.until_offset,
+            until_time: a.until_time,
+            topic_id: a.topic_id,
+            dry_run: a.dry_run,
+            force: a.force,
+            format: a.format,
+        }),
     }
 }

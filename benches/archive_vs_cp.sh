@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Archive throughput against the baselines of issue 4, measured in the same run on the same
+# real-broker log dir (>= 2 GiB, two 1 GiB closed segments; `cargo bench --bench make_logdir`),
+# page cache warm:
+#   1. `segvault archive --once` to the filesystem store   vs  `cp -r` of the dir
+#   2. `segvault archive --once` to versitygw on loopback  vs  `rclone copy` of the dir to it
+#   3. peak RSS (VmHWM) of `segvault agent` while it uploads the 1 GiB segments (file and S3)
+#
+#   benches/archive_vs_cp.sh
+#
+# Env: CARGO_TARGET_DIR, SEGVAULT_HARNESS_CACHE (Kafka jars, versitygw), SEGVAULT_BENCH_DATA,
+#      RUNS (default 3; the best run of each command counts), SEGVAULT_BIN (use this binary),
+#      BENCH_WORK (scratch dir; default a new dir under /tmp, removed at the end).
+# Throughput is bytes moved / wall time: the dir's bytes for cp and rclone, the uploaded
+# bytes segvault reports (closed segments and their files) for segvault.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+export SEGVAULT_HARNESS_CACHE=${SEGVAULT_HARNESS_CACHE:-$ROOT/target/harness-cache}
+RUNS=${RUNS:-3}
+
+DATA=$(cargo bench --bench make_logdir 2>/dev/null | tail -1)
+[ -d "$DATA" ] || { echo "no bench log dir ($DATA)" >&2; exit 2; }
+[ -n "${SEGVAULT_BIN:-}" ] || cargo build --release --bin segvault >&2
+SV=${SEGVAULT_BIN:-$TARGET/release/segvault}
+cargo build --release -p segvault-harness --bin harness >&2
+HARNESS=$TARGET/release/harness
+command -v rclone > /dev/null || apt-get install -y rclone > /dev/null 2>&1 || {
+  echo "rclone is not installed and apt-get could not install it" >&2; exit 2; }
+
+WORK=${BENCH_WORK:-$(mktemp -d /tmp/segvault-bench.XXXXXX)}
+mkdir -p "$WORK"
+S3_PID=""
+cleanup() {
+  [ -n "$S3_PID" ] && kill "$S3_PID" 2> /dev/null || true
+  [ -z "${BENCH_WORK:-}" ] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+DIR_BYTES=$(du -sb --exclude=.done "$DATA" | cut -f1)
+find "$DATA" -type f -exec cat {} + > /dev/null   # warm the page cache
+echo "log dir $DATA: $DIR_BYTES bytes; load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores" >&2
+
+now() { date +%s.%N; }
+# best SECONDS of RUNS runs of "$@", each after `prep` (untimed) and a sync.
+best() {
+  local prep=$1; shift
+  local best=""
+  for _ in $(seq "$RUNS"); do
+    eval "$prep"; sync
+    local t0 t1 t; t0=$(now); "$@" > "$WORK/last.out"; t1=$(now)
+    t=$(echo "$t1 - $t0" | bc -l)
+    echo "  $(basename "$1") ${*:2:2}: ${t}s" >&2
+    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+  done
+  echo "$best"
+}
+uploaded() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    j=json.loads(l)
+    if j.get("type")=="total": print(j["uploaded_bytes"])' "$WORK/last.out"; }
+
+# 1. filesystem
+T_CP=$(best 'rm -rf "$WORK/cp"' cp -r "$DATA" "$WORK/cp")
+T_SV=$(best 'rm -rf "$WORK/store"' "$SV" archive --once --format json --log-dir "$DATA" --store "file://$WORK/store")
+SV_BYTES=$(uploaded)
+rm -rf "$WORK/cp" "$WORK/store"
+
+# 2. S3 server on loopback
+mkfifo "$WORK/s3.in"
+"$HARNESS" s3 --bucket bench < "$WORK/s3.in" > "$WORK/s3.out" 2>&1 &
+S3_PID=$!
+exec 3> "$WORK/s3.in"
+for _ in $(seq 600); do grep -q AWS_ENDPOINT_URL "$WORK/s3.out" && break; sleep 0.1; done
+eval "$(grep '^export ' "$WORK/s3.out")"
+export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
+  RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+  RCLONE_CONFIG_BENCH_ENDPOINT=$AWS_ENDPOINT_URL RCLONE_CONFIG_BENCH_REGION=$AWS_REGION
+# A fresh destination per run (rclone would skip files already there).
+T_RC=$(best : bash -c 'rclone copy "$0" "bench:bench/rclone-$(date +%s%N)"' "$DATA")
+T_S3=$(best : bash -c '"$0" archive --once --format json --log-dir "$1" --store "s3://bench/sv-$(date +%s%N)"' "$SV" "$DATA")
+S3_BYTES=$(uploaded)
+
+# 3. agent peak RSS while uploading the 1 GiB segments
+agent_rss() { # store-url [agent flags] -> VmHWM in KiB once both closed segments are archived
+  local store=$1 log=$WORK/agent.log; shift
+  "$SV" agent --log-dir "$DATA" --store "$store" --metrics-addr off --log-format json "$@" 2> "$log" &
+  local pid=$!
+  for _ in $(seq 1200); do
+    [ "$(grep -c '"archived segment"' "$log" || true)" -ge 2 ] && break
+    kill -0 $pid 2> /dev/null || { cat "$log" >&2; exit 2; }
+    sleep 0.25
+  done
+  local hwm; hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+  kill -TERM $pid; wait $pid || true
+  echo "$hwm"
+}
+RSS_FILE=$(agent_rss "file://$WORK/agent-store")
+RSS_ZSTD=$(agent_rss "file://$WORK/agent-store-zstd" --zstd 3)
+RSS_S3=$(agent_rss "s3://bench/agent-$(date +%s)")
+exec 3>&-
+
+python3 - "$DIR_BYTES" "$T_CP" "$SV_BYTES" "$T_SV" "$T_RC" "$S3_BYTES" "$T_S3" "$RSS_FILE" "$RSS_S3" "$RSS_ZSTD" <<'EOF'
+import sys
+dirb, tcp, svb, tsv, trc, s3b, ts3, rssf, rss3, rssz = sys.argv[1:]
+dirb, svb, s3b = int(dirb), int(svb), int(s3b)
+tcp, tsv, trc, ts3 = map(float, (tcp, tsv, trc, ts3))
+mb = lambda b, t: b / 1e6 / t
+print(f"filesystem: cp -r {dirb/2**30:.2f} GiB in {tcp:.2f} s = {mb(dirb,tcp):.0f} MB/s; "
+      f"segvault {svb/2**30:.2f} GiB in {tsv:.2f} s = {mb(svb,tsv):.0f} MB/s; "
+      f"ratio {mb(svb,tsv)/mb(dirb,tcp):.2f} (target >= 0.80)")
+print(f"S3 (versitygw): rclone copy {mb(dirb,trc):.0f} MB/s ({trc:.2f} s); "
+      f"segvault {mb(s3b,ts3):.0f} MB/s ({ts3:.2f} s); ratio {mb(s3b,ts3)/mb(dirb,trc):.2f} (target >= 1.0)")
+print(f"agent peak RSS uploading 1 GiB segments: file store {int(rssf)/1024:.1f} MiB, "
+      f"file store with --zstd 3 {int(rssz)/1024:.1f} MiB, S3 {int(rss3)/1024:.1f} MiB (target < 100 MiB)")
+EOF

@@ -1,0 +1,494 @@
+//! `segvault ls` and `segvault restore`: what the archive holds, and log dirs rebuilt from it.
+
+use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
+use crate::archive;
+use crate::restore::catalog::{self, Catalog};
+use crate::restore::plan::{self, Cut, Mode, Plan, Selection};
+use crate::restore::write::{self, WriteOptions};
+use object_store::ObjectStoreExt;
+use std::path::PathBuf;
+
+pub const LS_HELP: &str = "\
+Show what an archive holds, read from the store alone: clusters, brokers with their archived
+files, topics with their ids, partitions with their offset ranges, time ranges, sizes, gaps,
+divergences and corrupt segments.
+
+Examples:
+  segvault ls file:///backup/kafka
+  segvault ls s3://bucket/kafka --format json | jq 'select(.type == \"partition\")'
+
+Exit codes: 0 the archive is consistent, 1 a partition's chain is broken or a manifest does
+not match its key, 2 usage or store error.";
+
+pub const RESTORE_HELP: &str = "\
+Rebuild a broker log dir from the archive, so a broker started on it serves the same records
+at the same offsets.
+
+Modes:
+  bare-metal   recover a lost broker: the same cluster, node id (--node), directory id and
+               topic ids. Writes meta.properties, every partition the node held (its
+               archived replication-offset-checkpoint names them) with partition.metadata,
+               leader-epoch-checkpoint and the producer snapshot, and the offset checkpoints.
+  new-cluster  restore into a brand-new cluster whose topics were created there first (same
+               names, at least as many partitions): stop its broker, then restore into its
+               log dir. Each partition keeps the new topic id (read from the target's
+               partition.metadata, or --topic-id), leader epochs are reset to 0 (batches and
+               leader-epoch-checkpoint) so the new leader's epochs stay consistent, and
+               producer state starts empty (the new cluster hands out producer ids from 0).
+
+Point in time: --until-offset N keeps the batches whose offsets are all below N;
+--until-time T (ms since the epoch, or RFC 3339) keeps, in every partition, the batches whose
+records are all older than T, stopping at the first batch that is not: one instant across all
+partitions, __consumer_offsets included. The last segment is trimmed and its indexes rebuilt.
+
+Safety: every object's SHA-256 and every batch CRC is verified after download and before
+anything is placed; each partition is built in <to>/.segvault-restore/ and renamed into place;
+the restore refuses a log dir whose .lock a running broker holds, and partitions that hold
+data unless --force; an interrupted restore resumes when run again. --dry-run prints the plan
+(partitions, ranges, objects, bytes, gaps, epoch changes) and writes nothing.
+
+Examples:
+  segvault restore file:///backup/kafka --to /var/lib/kafka/data --mode bare-metal --node 2
+  segvault restore s3://bucket/kafka --to /data --mode new-cluster --topic '^orders$' --dry-run
+  segvault restore s3://bucket/kafka --to /data --until-time 2026-11-20T08:00:00Z
+
+Exit codes: 0 restored (or planned), 1 the archive's data failed verification (nothing of that
+partition was placed), 2 usage, I/O or store error, or a refusal (lock held, data present).";
+
+pub struct LsOptions {
+    pub store: String,
+    pub format: Format,
+}
+
+pub struct RestoreOptions {
+    pub store: String,
+    pub to: PathBuf,
+    pub mode: Mode,
+    pub cluster: Option<String>,
+    pub node: Option<i32>,
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub until_offset: Option<i64>,
+    pub until_time: Option<String>,
+    pub topic_id: Option<String>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub format: Format,
+}
+
+fn runtime(cmd: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("segvault {cmd}: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn read_catalog(cmd: &str, url: &str) -> Result<(archive::Store, Catalog), i32> {
+    let store = archive::open(url).map_err(|e| {
+        eprintln!("segvault {cmd}: {e}");
+        EXIT_ERROR
+    })?;
+    let rt = runtime(cmd).ok_or(EXIT_ERROR)?;
+    let cat = rt.block_on(catalog::read(&store)).map_err(|e| {
+        eprintln!("segvault {cmd}: {e}");
+        EXIT_ERROR
+    })?;
+    Ok((store, cat))
+}
+
+fn fmt_ts(ms: Option<i64>) -> String {
+    ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms))
+        .map_or("-".into(), |t| {
+            t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        })
+}
+
+pub fn ls(o: LsOptions) -> i32 {
+    let (_, cat) = match read_catalog("ls", &o.store) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let mut problems = 0;
+    for (cid, c) in &cat.clusters {
+        match o.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"type": "cluster", "cluster_id": cid,
+                    "brokers": c.brokers.len(), "partitions": c.partitions.len()})
+            ),
+            Format::Text => println!("cluster {cid}"),
+        }
+        for (node, b) in &c.brokers {
+            match o.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"type": "broker", "cluster_id": cid, "node_id": node,
+                        "log_dirs": b.log_dirs, "metadata_snapshots": b.metadata_snapshots})
+                ),
+                Format::Text => println!(
+                    "  broker {node}: log dirs {}; {} metadata snapshots",
+                    b.log_dirs
+                        .iter()
+                        .map(|(d, f)| format!("{d} ({} files)", f.len()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    b.metadata_snapshots.len()
+                ),
+            }
+        }
+        for p in &c.partitions {
+            problems += p.problems.len() + p.corrupt.len();
+            let (tmin, tmax) = p.time_range();
+            match o.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"type": "partition", "cluster_id": cid, "topic": p.topic,
+                        "topic_id": p.topic_id, "partition": p.partition,
+                        "start_offset": p.start_offset(), "end_offset": p.end_offset(),
+                        "ranges": p.ranges.len(), "min_timestamp": tmin, "max_timestamp": tmax,
+                        "log_bytes": p.log_bytes(), "stored_bytes": p.stored_bytes(),
+                        "gaps": p.gaps(), "divergences": p.divergences, "corrupt": p.corrupt,
+                        "problems": p.problems})
+                ),
+                Format::Text => {
+                    println!(
+                        "  {}-{} (topic id {}): offsets [{}, {}) in {} ranges, {} bytes ({} stored), time {} .. {}",
+                        p.topic,
+                        p.partition,
+                        p.topic_id,
+                        p.start_offset().map_or("-".into(), |o| o.to_string()),
+                        p.end_offset().map_or("-".into(), |o| o.to_string()),
+                        p.ranges.len(),
+                        p.log_bytes(),
+                        p.stored_bytes(),
+                        fmt_ts(tmin),
+                        fmt_ts(tmax)
+                    );
+                    for (s, n) in p.gaps() {
+                        println!("    GAP [{s}, {n}): no replica had these offsets when they were archived");
+                    }
+                    for d in &p.divergences {
+                        println!("    DIVERGENCE evidence {d}");
+                    }
+                    for d in &p.corrupt {
+                        println!("    CORRUPT segment evidence {d}");
+                    }
+                    for d in &p.problems {
+                        println!("    PROBLEM {d}");
+                    }
+                }
+            }
+        }
+    }
+    if cat.clusters.is_empty() {
+        eprintln!("segvault ls: {}: no archive here", o.store);
+    }
+    if problems > 0 {
+        EXIT_PROBLEM
+    } else {
+        EXIT_OK
+    }
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} restoring [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    Some(pb)
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("--until-time {s:?}: expected ms since the epoch or RFC 3339 ({e})"))
+}
+
+pub fn restore(o: RestoreOptions) -> i32 {
+    let fail = |m: String| {
+        eprintln!("segvault restore: {m}");
+        EXIT_ERROR
+    };
+    let cut = match (o.until_offset, &o.until_time) {
+        (Some(n), None) => Some(Cut::Offset(n)),
+        (None, Some(t)) => match parse_time(t) {
+            Ok(ms) => Some(Cut::Time(ms)),
+            Err(e) => return fail(e),
+        },
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return fail("--until-offset and --until-time exclude each other".into())
+        }
+    };
+    let topic = match o.topic.as_deref().map(regex::Regex::new).transpose() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("--topic: {e}")),
+    };
+    let topic_id = match o
+        .topic_id
+        .as_deref()
+        .map(crate::format::text::Uuid::parse)
+        .transpose()
+    {
+        Ok(u) => u,
+        Err(e) => return fail(format!("--topic-id: {e}")),
+    };
+    let (store, cat) = match read_catalog("restore", &o.store) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let sel = Selection {
+        cluster_id: o.cluster.clone(),
+        node_id: o.node,
+        topic,
+        partition: o.partition,
+        cut,
+        mode: o.mode,
+    };
+    let rt = match runtime("restore") {
+        Some(rt) => rt,
+        None => return EXIT_ERROR,
+    };
+    // Bare-metal: the partitions the node held, from its archived replication checkpoint.
+    let hosted = match o.mode {
+        Mode::NewCluster => None,
+        Mode::BareMetal => match rt.block_on(hosted_partitions(&store, &cat, &sel)) {
+            Ok(h) => h,
+            Err(e) => return fail(e),
+        },
+    };
+    let hosted_fn = hosted
+        .as_ref()
+        .map(|h| move |t: &str, p: i32| h.contains(&(t.to_string(), p)));
+    let plan = match plan::plan(
+        &cat,
+        &sel,
+        hosted_fn.as_ref().map(|f| f as &dyn Fn(&str, i32) -> bool),
+    ) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    if plan.partitions.is_empty() {
+        return fail(format!(
+            "nothing to restore: no archived partition of cluster {} matches the selection",
+            plan.cluster_id
+        ));
+    }
+    if topic_id.is_some()
+        && plan
+            .partitions
+            .iter()
+            .any(|p| p.topic != plan.partitions[0].topic)
+    {
+        return fail("--topic-id applies to one topic; select it with --topic".into());
+    }
+    if o.dry_run {
+        print_plan(&plan, &o.to, o.format);
+        return EXIT_OK;
+    }
+    let bar = progress_bar(plan.fetch_bytes);
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.inc(n)
+        }
+    };
+    let opts = WriteOptions {
+        force: o.force,
+        topic_id,
+    };
+    let report = match rt.block_on(write::restore(&store, &plan, &o.to, &opts, &progress)) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(b) = &bar {
+                b.abandon();
+            }
+            eprintln!("segvault restore: {e}");
+            return if e.is_integrity() {
+                EXIT_PROBLEM
+            } else {
+                EXIT_ERROR
+            };
+        }
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match o.format {
+        Format::Json => {
+            for p in &report.partitions {
+                println!("{}", serde_json::json!({"type": "partition", "report": p}));
+            }
+            println!(
+                "{}",
+                serde_json::json!({"type": "total", "partitions": report.partitions.len(),
+                    "fetched_bytes": report.fetched_bytes, "to": o.to,
+                    "wrote_meta_properties": report.wrote_meta_properties})
+            );
+        }
+        Format::Text => {
+            for p in &report.partitions {
+                println!(
+                    "restored {}-{} offsets [{}, {}) {} segments, {} bytes{}{}{}",
+                    p.topic,
+                    p.partition,
+                    p.log_start_offset,
+                    p.log_end_offset,
+                    p.segments,
+                    p.log_bytes,
+                    p.cut_at.map_or(String::new(), |c| format!(", cut at {c}")),
+                    if p.rebuilt_indexes > 0 {
+                        format!(", {} indexes rebuilt", p.rebuilt_indexes)
+                    } else {
+                        String::new()
+                    },
+                    if p.resumed { " (already in place)" } else { "" }
+                );
+                if let Some(&(_, first)) = p.open_transactions.iter().min_by_key(|t| t.1) {
+                    println!(
+                        "  WARNING {}-{}: {} transactions are open at the restored end (their outcome was not archived); read_committed consumers stop at offset {first} until they are aborted: kafka-transactions.sh --bootstrap-server ... abort --topic {} --partition {} --start-offset {first}",
+                        p.topic,
+                        p.partition,
+                        p.open_transactions.len(),
+                        p.topic,
+                        p.partition
+                    );
+                }
+            }
+            println!(
+                "{} partitions restored into {} ({} bytes fetched)",
+                report.partitions.len(),
+                o.to.display(),
+                report.fetched_bytes
+            );
+        }
+    }
+    EXIT_OK
+}
+
+async fn hosted_partitions(
+    store: &archive::Store,
+    cat: &Catalog,
+    sel: &Selection,
+) -> Result<Option<std::collections::BTreeSet<(String, i32)>>, String> {
+    // Plan once without the filter to learn which node and log dir are meant.
+    let probe = plan::plan(cat, sel, None).map_err(|e| e.to_string())?;
+    let (Some(node), Some(dir)) = (probe.node_id, &probe.log_dir_id) else {
+        return Ok(None);
+    };
+    let key = archive::layout::broker_file(
+        &probe.cluster_id,
+        node,
+        dir,
+        "replication-offset-checkpoint",
+    );
+    let Ok(got) = store.inner.get(&key).await else {
+        return Ok(None);
+    };
+    let bytes = got.bytes().await.map_err(|e| format!("{key}: {e}"))?;
+    let entries =
+        crate::format::text::parse_offset_checkpoint(&bytes).map_err(|e| format!("{key}: {e}"))?;
+    Ok(Some(
+        entries
+            .iter()
+            .map(|e| (e.topic.to_string(), e.partition))
+            .collect(),
+    ))
+}
+
+fn print_plan(plan: &Plan, to: &std::path::Path, format: Format) {
+    match format {
+        Format::Json => {
+            for p in &plan.partitions {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "partition_plan", "topic": p.topic,
+                        "partition": p.partition, "archived_topic_id": p.archived_topic_id,
+                        "ranges": p.ranges.iter().map(|m| (m.start_offset, m.next_offset)).collect::<Vec<_>>(),
+                        "trim_last": p.trim_last, "gaps": p.gaps, "epochs": p.epochs,
+                        "divergences": p.divergences, "fetch_bytes": p.fetch_bytes})
+                );
+            }
+            println!(
+                "{}",
+                serde_json::json!({"type": "plan", "cluster_id": plan.cluster_id, "mode": plan.mode,
+                    "node_id": plan.node_id, "log_dir_id": plan.log_dir_id, "cut": plan.cut,
+                    "partitions": plan.partitions.len(), "objects": plan.objects,
+                    "fetch_bytes": plan.fetch_bytes, "to": to, "dry_run": true})
+            );
+        }
+        Format::Text => {
+            println!(
+                "plan: {:?} restore of cluster {}{} into {} (dry run: nothing written)",
+                plan.mode,
+                plan.cluster_id,
+                plan.node_id
+                    .map_or(String::new(), |n| format!(", node {n}")),
+                to.display()
+            );
+            for p in &plan.partitions {
+                let (s, e) = (
+                    p.ranges.first().map_or(0, |m| m.start_offset),
+                    p.ranges.last().map_or(0, |m| m.next_offset),
+                );
+                println!(
+                    "  {}-{}: offsets [{s}, {e}) in {} ranges, {} bytes to fetch{}",
+                    p.topic,
+                    p.partition,
+                    p.ranges.len(),
+                    p.fetch_bytes,
+                    if p.trim_last {
+                        ", last segment trimmed at the cut"
+                    } else {
+                        ""
+                    }
+                );
+                for (a, b) in &p.gaps {
+                    println!("    GAP [{a}, {b}): not in the archive; the restored log skips these offsets");
+                }
+                if p.epochs.len() > 1 {
+                    println!(
+                        "    leader epochs change at {}",
+                        p.epochs
+                            .iter()
+                            .skip(1)
+                            .map(|(e, o)| format!("{o} (epoch {e})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                if p.divergences > 0 {
+                    println!(
+                        "    {} divergence records: the archive keeps the first copy",
+                        p.divergences
+                    );
+                }
+            }
+            println!(
+                "{} partitions, {} objects, {} bytes to fetch",
+                plan.partitions.len(),
+                plan.objects,
+                plan.fetch_bytes
+            );
+        }
+    }
+}

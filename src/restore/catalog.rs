@@ -1,0 +1,401 @@
+//! What the archive holds, read from the store alone: clusters, brokers and their files,
+//! partitions with their chains of ranges, gaps, divergences and corrupt segments.
+//!
+//! The store is input like any other: every name in a key is validated before it is used,
+//! every manifest is checked against the key it was found under, and object keys a manifest
+//! names must lie under its own partition. Anything that does not fit is reported as a
+//! problem of that partition, never followed.
+
+use crate::archive::layout::{self, PartitionKey, ROOT};
+use crate::archive::manifest::{Manifest, RangeKind};
+use crate::archive::store::Store;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("store {url}, key {key}: {source}")]
+    Store {
+        url: String,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Everything the archive holds.
+#[derive(Debug, Default, Serialize)]
+pub struct Catalog {
+    pub clusters: BTreeMap<String, ClusterCatalog>,
+    /// Keys under the archive root that fit no part of the layout (ignored).
+    pub unknown_keys: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ClusterCatalog {
+    pub brokers: BTreeMap<i32, BrokerCatalog>,
+    /// Sorted by topic, partition, topic id.
+    pub partitions: Vec<PartitionCatalog>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BrokerCatalog {
+    /// Log dir id -> the files archived from it (`meta.properties`, checkpoints).
+    pub log_dirs: BTreeMap<String, Vec<String>>,
+    /// KRaft snapshots of `__cluster_metadata-0` (`<offset>-<epoch>.checkpoint`).
+    pub metadata_snapshots: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionCatalog {
+    pub topic: String,
+    pub topic_id: String,
+    pub partition: i32,
+    /// The chain's ranges in offset order (segments and gaps).
+    pub ranges: Vec<Manifest>,
+    /// `divergence/` and `corrupt/` evidence keys.
+    pub divergences: Vec<String>,
+    pub corrupt: Vec<String>,
+    /// What does not fit: a hole or overlap in the chain, a manifest that disagrees with its
+    /// key, an object key outside the partition. A restore refuses such a partition.
+    pub problems: Vec<String>,
+}
+
+impl PartitionCatalog {
+    pub fn key(&self, cluster_id: &str) -> PartitionKey {
+        PartitionKey {
+            cluster_id: cluster_id.to_string(),
+            topic: self.topic.clone(),
+            topic_id: self.topic_id.clone(),
+            partition: self.partition,
+        }
+    }
+    /// First archived offset.
+    pub fn start_offset(&self) -> Option<i64> {
+        self.ranges.first().map(|m| m.start_offset)
+    }
+    /// The offset after the last archived range.
+    pub fn end_offset(&self) -> Option<i64> {
+        self.ranges.last().map(|m| m.next_offset)
+    }
+    pub fn gaps(&self) -> Vec<(i64, i64)> {
+        self.ranges
+            .iter()
+            .filter(|m| m.kind == RangeKind::Gap)
+            .map(|m| (m.start_offset, m.next_offset))
+            .collect()
+    }
+    /// Original bytes of the archived `.log` data.
+    pub fn log_bytes(&self) -> u64 {
+        self.ranges
+            .iter()
+            .filter_map(|m| m.objects.log.as_ref().map(|o| o.size))
+            .sum()
+    }
+    /// Bytes as stored, every object.
+    pub fn stored_bytes(&self) -> u64 {
+        self.ranges
+            .iter()
+            .flat_map(|m| {
+                let o = &m.objects;
+                [
+                    &o.log,
+                    &o.index,
+                    &o.timeindex,
+                    &o.txnindex,
+                    &o.producer_snapshot,
+                ]
+                .into_iter()
+                .flatten()
+                .map(|r| r.stored_size)
+            })
+            .sum()
+    }
+    pub fn time_range(&self) -> (Option<i64>, Option<i64>) {
+        let min = self
+            .ranges
+            .iter()
+            .filter_map(|m| m.stats.min_timestamp)
+            .min();
+        let max = self
+            .ranges
+            .iter()
+            .filter_map(|m| m.stats.max_timestamp)
+            .max();
+        (min, max)
+    }
+}
+
+/// What one key under the root names.
+enum Entry {
+    BrokerFile {
+        cluster: String,
+        node: i32,
+        dir_id: String,
+        file: String,
+    },
+    MetadataSnapshot {
+        cluster: String,
+        node: i32,
+        file: String,
+    },
+    Manifest {
+        key: PartitionKey,
+        start: i64,
+    },
+    Evidence {
+        key: PartitionKey,
+        corrupt: bool,
+    },
+    /// start.json, data/, verified/: part of the layout, nothing to list.
+    Other {
+        key: PartitionKey,
+    },
+}
+
+fn parse_key(path: &Path) -> Option<Entry> {
+    let s = path
+        .as_ref()
+        .strip_prefix(ROOT)?
+        .strip_prefix("/clusters/")?;
+    let parts: Vec<&str> = s.split('/').collect();
+    let cluster = *parts.first()?;
+    layout::validate_name("cluster id", cluster).ok()?;
+    let cluster = cluster.to_string();
+    match parts.get(1..)? {
+        ["brokers", node, "log-dirs", dir_id, file] => {
+            layout::validate_name("log dir id", dir_id).ok()?;
+            layout::validate_name("file", file).ok()?;
+            Some(Entry::BrokerFile {
+                cluster,
+                node: node.parse().ok()?,
+                dir_id: dir_id.to_string(),
+                file: file.to_string(),
+            })
+        }
+        ["brokers", node, "metadata", file] => {
+            layout::validate_name("file", file).ok()?;
+            Some(Entry::MetadataSnapshot {
+                cluster,
+                node: node.parse().ok()?,
+                file: file.to_string(),
+            })
+        }
+        ["topics", topic, topic_id, partition, rest @ ..] => {
+            layout::validate_name("topic", topic).ok()?;
+            layout::validate_name("topic id", topic_id).ok()?;
+            let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
+            let key = PartitionKey {
+                cluster_id: cluster,
+                topic: topic.to_string(),
+                topic_id: topic_id.to_string(),
+                partition,
+            };
+            match rest {
+                ["chain", _] => Some(Entry::Manifest {
+                    start: layout::manifest_start(path)?,
+                    key,
+                }),
+                ["corrupt", _] => Some(Entry::Evidence { key, corrupt: true }),
+                ["divergence", _] => Some(Entry::Evidence {
+                    key,
+                    corrupt: false,
+                }),
+                _ => Some(Entry::Other { key }),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Reads the whole catalog: one listing of the archive root, then every manifest.
+pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
+    let err = |key: &Path| {
+        let (url, key) = (store.url.clone(), key.to_string());
+        move |source| CatalogError::Store { url, key, source }
+    };
+    let root = Path::from(ROOT);
+    let metas: Vec<_> = store
+        .inner
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(err(&root))?;
+    let mut cat = Catalog::default();
+    let mut parts: BTreeMap<(String, String, i32, String), PartitionCatalog> = BTreeMap::new();
+    let mut manifests: Vec<(PartitionKey, i64, Path)> = Vec::new();
+    for m in &metas {
+        match parse_key(&m.location) {
+            None => cat.unknown_keys.push(m.location.to_string()),
+            Some(Entry::BrokerFile {
+                cluster,
+                node,
+                dir_id,
+                file,
+            }) => cat
+                .clusters
+                .entry(cluster)
+                .or_default()
+                .brokers
+                .entry(node)
+                .or_default()
+                .log_dirs
+                .entry(dir_id)
+                .or_default()
+                .push(file),
+            Some(Entry::MetadataSnapshot {
+                cluster,
+                node,
+                file,
+            }) => cat
+                .clusters
+                .entry(cluster)
+                .or_default()
+                .brokers
+                .entry(node)
+                .or_default()
+                .metadata_snapshots
+                .push(file),
+            Some(Entry::Manifest { key, start }) => {
+                entry(&mut parts, &key);
+                manifests.push((key, start, m.location.clone()));
+            }
+            Some(Entry::Evidence { key, corrupt }) => {
+                let p = entry(&mut parts, &key);
+                if corrupt {
+                    p.corrupt.push(m.location.to_string())
+                } else {
+                    p.divergences.push(m.location.to_string())
+                }
+            }
+            Some(Entry::Other { key }) => {
+                entry(&mut parts, &key);
+            }
+        }
+    }
+    // Every manifest, 16 at a time.
+    let fetched: Vec<(PartitionKey, i64, Result<Manifest, String>)> =
+        futures::stream::iter(manifests.into_iter().map(|(key, start, path)| {
+            let store = store.clone();
+            async move {
+                let r = match store.inner.get(&path).await {
+                    Ok(g) => match g.bytes().await {
+                        Ok(b) => serde_json::from_slice::<Manifest>(&b)
+                            .map_err(|e| format!("manifest {path}: {e}")),
+                        Err(e) => Err(format!("manifest {path}: {e}")),
+                    },
+                    Err(e) => Err(format!("manifest {path}: {e}")),
+                };
+                (key, start, r)
+            }
+        }))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (key, start, r) in fetched {
+        let p = entry(&mut parts, &key);
+        match r.and_then(|m| check_manifest(&key, start, m)) {
+            Ok(m) => p.ranges.push(m),
+            Err(e) => p.problems.push(e),
+        }
+    }
+    for ((cluster, ..), mut p) in parts {
+        p.ranges.sort_by_key(|m| m.start_offset);
+        for w in p.ranges.windows(2) {
+            if w[0].next_offset != w[1].start_offset {
+                p.problems.push(format!(
+                    "the chain is broken: range [{}, {}) is followed by one starting at {}",
+                    w[0].start_offset, w[0].next_offset, w[1].start_offset
+                ));
+            }
+        }
+        p.divergences.sort();
+        p.corrupt.sort();
+        cat.clusters.entry(cluster).or_default().partitions.push(p);
+    }
+    for c in cat.clusters.values_mut() {
+        for b in c.brokers.values_mut() {
+            b.metadata_snapshots.sort();
+        }
+    }
+    Ok(cat)
+}
+
+fn entry<'a>(
+    parts: &'a mut BTreeMap<(String, String, i32, String), PartitionCatalog>,
+    k: &PartitionKey,
+) -> &'a mut PartitionCatalog {
+    parts
+        .entry((
+            k.cluster_id.clone(),
+            k.topic.clone(),
+            k.partition,
+            k.topic_id.clone(),
+        ))
+        .or_insert_with(|| PartitionCatalog {
+            topic: k.topic.clone(),
+            topic_id: k.topic_id.clone(),
+            partition: k.partition,
+            ranges: vec![],
+            divergences: vec![],
+            corrupt: vec![],
+            problems: vec![],
+        })
+}
+
+/// A manifest must describe the range its key names, in the partition its key names, and
+/// every object it lists must lie under that partition's `data/` for that range.
+fn check_manifest(key: &PartitionKey, start: i64, m: Manifest) -> Result<Manifest, String> {
+    let at = format!("manifest {}", key.manifest(start));
+    if m.cluster_id != key.cluster_id
+        || m.topic != key.topic
+        || m.topic_id != key.topic_id
+        || m.partition != key.partition
+        || m.start_offset != start
+    {
+        return Err(format!(
+            "{at}: describes {}/{}/{}-{} at {}, not what its key names",
+            m.cluster_id, m.topic_id, m.topic, m.partition, m.start_offset
+        ));
+    }
+    if m.next_offset <= m.start_offset {
+        return Err(format!(
+            "{at}: empty or backward range [{}, {})",
+            m.start_offset, m.next_offset
+        ));
+    }
+    let data = format!(
+        "{}/data/{:020}-{:020}/",
+        key.root(),
+        m.start_offset,
+        m.next_offset
+    );
+    let o = &m.objects;
+    for r in [
+        &o.log,
+        &o.index,
+        &o.timeindex,
+        &o.txnindex,
+        &o.producer_snapshot,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let p = Path::parse(&r.key).map_err(|e| {
+            format!(
+                "{at}: object key {:?} is not a key under {data}, it lies outside its partition: {e}",
+                r.key
+            )
+        })?;
+        if !p.as_ref().starts_with(&data) || p.as_ref() != r.key {
+            return Err(format!("{at}: object key {:?} lies outside {data}", r.key));
+        }
+    }
+    if m.kind == RangeKind::Segment && o.log.is_none() {
+        return Err(format!("{at}: a segment range without a log object"));
+    }
+    Ok(m)
+}

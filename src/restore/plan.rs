@@ -1,0 +1,317 @@
+//! What a restore will write, decided from the catalog alone (no data is read): which
+//! partitions, which ranges of each, where each is cut, which objects are fetched, how many
+//! bytes, and what cannot be restored as it was (gaps, epoch breaks, divergences). `--dry-run`
+//! prints this plan; the writer carries it out.
+
+use super::catalog::{Catalog, ClusterCatalog, PartitionCatalog};
+use crate::archive::manifest::{Manifest, RangeKind};
+use serde::Serialize;
+
+/// The two restore modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Rebuild a lost broker's log dir: the same cluster, node id and topic ids.
+    BareMetal,
+    /// Into a brand-new cluster whose topics exist already: keep its topic ids, reset epochs.
+    NewCluster,
+}
+
+/// Where each partition is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cut {
+    /// Keep the batches whose offsets are all below this one.
+    Offset(i64),
+    /// Keep the batches whose records all have timestamps below this one (ms since the
+    /// epoch), up to the first batch that does not: the same instant for every partition.
+    Time(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub cluster_id: Option<String>,
+    pub node_id: Option<i32>,
+    pub topic: Option<regex::Regex>,
+    pub partition: Option<i32>,
+    pub cut: Option<Cut>,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub cluster_id: String,
+    pub mode: Mode,
+    /// Bare-metal: the node whose log dir is rebuilt, and its archived log dir id.
+    pub node_id: Option<i32>,
+    pub log_dir_id: Option<String>,
+    /// Bare-metal: the node's newest archived KRaft snapshot, restored as its metadata log.
+    pub metadata_snapshot: Option<String>,
+    pub cut: Option<Cut>,
+    pub partitions: Vec<PartitionPlan>,
+    /// Bytes to fetch, as stored.
+    pub fetch_bytes: u64,
+    /// Objects to fetch.
+    pub objects: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionPlan {
+    pub topic: String,
+    pub partition: i32,
+    /// The archived topic id (where the data is in the store).
+    pub archived_topic_id: String,
+    /// The ranges restored, in order; the last may be trimmed at the cut.
+    pub ranges: Vec<Manifest>,
+    /// Offsets no range holds, inside what is restored.
+    pub gaps: Vec<(i64, i64)>,
+    /// Where leader epochs change inside what is restored: `(epoch, start offset)`.
+    pub epochs: Vec<(i32, i64)>,
+    /// The last range must be trimmed (the cut falls inside it).
+    pub trim_last: bool,
+    pub divergences: usize,
+    pub fetch_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Choose(String),
+}
+
+fn choose_cluster<'a>(
+    cat: &'a Catalog,
+    want: Option<&str>,
+) -> Result<(&'a String, &'a ClusterCatalog), PlanError> {
+    match want {
+        Some(id) => cat.clusters.get_key_value(id).ok_or_else(|| {
+            PlanError::Choose(format!(
+                "cluster {id} is not in the archive; it holds {}",
+                list(cat.clusters.keys())
+            ))
+        }),
+        None => {
+            let mut it = cat.clusters.iter();
+            match (it.next(), it.next()) {
+                (Some(c), None) => Ok(c),
+                (None, _) => Err(PlanError::Choose("the archive holds no cluster".into())),
+                _ => Err(PlanError::Choose(format!(
+                    "the archive holds several clusters ({}); choose one with --cluster",
+                    list(cat.clusters.keys())
+                ))),
+            }
+        }
+    }
+}
+
+fn list<T: std::fmt::Display>(it: impl Iterator<Item = T>) -> String {
+    it.map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Plans a restore. In bare-metal mode the partitions are those the chosen broker held (its
+/// archived `replication-offset-checkpoint` names them) or, failing that, every partition.
+pub fn plan(
+    cat: &Catalog,
+    sel: &Selection,
+    hosted: Option<&dyn Fn(&str, i32) -> bool>,
+) -> Result<Plan, PlanError> {
+    let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
+    let (node_id, log_dir_id) = match sel.mode {
+        Mode::NewCluster => (None, None),
+        Mode::BareMetal => {
+            let node = match sel.node_id {
+                Some(n) if cluster.brokers.contains_key(&n) => n,
+                Some(n) => {
+                    return Err(PlanError::Choose(format!(
+                    "node {n} has no files in the archive of cluster {cluster_id}; it has nodes {}",
+                    list(cluster.brokers.keys())
+                )))
+                }
+                None => {
+                    let mut it = cluster.brokers.keys();
+                    match (it.next(), it.next()) {
+                        (Some(n), None) => *n,
+                        (None, _) => {
+                            return Err(PlanError::Choose(format!(
+                                "cluster {cluster_id} has no broker files in the archive (meta.properties); bare-metal needs them"
+                            )))
+                        }
+                        _ => {
+                            return Err(PlanError::Choose(format!(
+                                "cluster {cluster_id} has several nodes ({}); choose one with --node",
+                                list(cluster.brokers.keys())
+                            )))
+                        }
+                    }
+                }
+            };
+            let dirs = &cluster.brokers[&node].log_dirs;
+            let mut it = dirs.keys();
+            let dir = match (it.next(), it.next()) {
+                (Some(d), None) => d.clone(),
+                (None, _) => {
+                    return Err(PlanError::Choose(format!(
+                        "node {node} has no archived log dir (meta.properties)"
+                    )))
+                }
+                _ => {
+                    return Err(PlanError::Choose(format!(
+                        "node {node} had several log dirs ({}); restoring more than one is not supported yet",
+                        list(dirs.keys())
+                    )))
+                }
+            };
+            (Some(node), Some(dir))
+        }
+    };
+    let mut partitions = Vec::new();
+    for p in &cluster.partitions {
+        if !selected(p, sel) {
+            continue;
+        }
+        if let Some(h) = hosted {
+            if !h(&p.topic, p.partition) {
+                continue;
+            }
+        }
+        if p.topic == "__cluster_metadata" {
+            continue; // restored from its snapshots, not as a partition
+        }
+        if !p.problems.is_empty() {
+            return Err(PlanError::Choose(format!(
+                "{}-{} (topic id {}): {}",
+                p.topic,
+                p.partition,
+                p.topic_id,
+                p.problems.join("; ")
+            )));
+        }
+        partitions.push(plan_partition(p, sel.cut));
+    }
+    // Two topic ids for one name (a topic deleted and re-created): the newest archive wins
+    // only if the user says so; refuse to guess.
+    for w in partitions.windows(2) {
+        if w[0].topic == w[1].topic && w[0].partition == w[1].partition {
+            return Err(PlanError::Choose(format!(
+                "{}-{} is archived under two topic ids ({} and {}): the topic was re-created; select one with --topic-id",
+                w[0].topic, w[0].partition, w[0].archived_topic_id, w[1].archived_topic_id
+            )));
+        }
+    }
+    let fetch_bytes = partitions.iter().map(|p| p.fetch_bytes).sum();
+    let objects = partitions
+        .iter()
+        .flat_map(|p| &p.ranges)
+        .map(|m| {
+            let o = &m.objects;
+            [
+                &o.log,
+                &o.index,
+                &o.timeindex,
+                &o.txnindex,
+                &o.producer_snapshot,
+            ]
+            .iter()
+            .filter(|x| x.is_some())
+            .count()
+        })
+        .sum();
+    // Snapshot names are `<offset:020>-<epoch:010>.checkpoint`: the newest sorts last.
+    let metadata_snapshot = node_id.and_then(|n| {
+        cluster.brokers[&n]
+            .metadata_snapshots
+            .iter()
+            .filter(|s| s.ends_with(".checkpoint"))
+            .max()
+            .cloned()
+    });
+    Ok(Plan {
+        cluster_id: cluster_id.clone(),
+        mode: sel.mode,
+        node_id,
+        log_dir_id,
+        metadata_snapshot,
+        cut: sel.cut,
+        partitions,
+        fetch_bytes,
+        objects,
+    })
+}
+
+fn selected(p: &PartitionCatalog, sel: &Selection) -> bool {
+    sel.topic.as_ref().is_none_or(|r| r.is_match(&p.topic))
+        && sel.partition.is_none_or(|n| n == p.partition)
+}
+
+fn plan_partition(p: &PartitionCatalog, cut: Option<Cut>) -> PartitionPlan {
+    let mut ranges = Vec::new();
+    let mut trim_last = false;
+    for m in &p.ranges {
+        let whole = match cut {
+            None => true,
+            Some(Cut::Offset(o)) => {
+                if m.start_offset >= o {
+                    break;
+                }
+                m.next_offset <= o
+            }
+            Some(Cut::Time(t)) => {
+                // A range whose every batch is older than t is kept whole; the first that is
+                // not is trimmed, and nothing after it is kept.
+                m.kind == RangeKind::Gap || m.stats.max_timestamp.is_none_or(|mx| mx < t)
+            }
+        };
+        ranges.push(m.clone());
+        if !whole {
+            trim_last = m.kind == RangeKind::Segment;
+            break;
+        }
+    }
+    // A trailing gap restores nothing.
+    while ranges.last().is_some_and(|m| m.kind == RangeKind::Gap) {
+        ranges.pop();
+        trim_last = false;
+    }
+    let gaps = ranges
+        .iter()
+        .filter(|m| m.kind == RangeKind::Gap)
+        .map(|m| (m.start_offset, m.next_offset))
+        .collect();
+    let mut epochs: Vec<(i32, i64)> = Vec::new();
+    for m in &ranges {
+        for &(e, o) in &m.leader_epochs {
+            match epochs.last() {
+                Some(&(le, _)) if le >= e => {}
+                _ => epochs.push((e, o.max(ranges[0].start_offset))),
+            }
+        }
+    }
+    let fetch_bytes = ranges
+        .iter()
+        .map(|m| {
+            let o = &m.objects;
+            [
+                &o.log,
+                &o.index,
+                &o.timeindex,
+                &o.txnindex,
+                &o.producer_snapshot,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|r| r.stored_size)
+            .sum::<u64>()
+        })
+        .sum();
+    PartitionPlan {
+        topic: p.topic.clone(),
+        partition: p.partition,
+        archived_topic_id: p.topic_id.clone(),
+        ranges,
+        gaps,
+        epochs,
+        trim_last,
+        divergences: p.divergences.len(),
+        fetch_bytes,
+    }
+}

@@ -1,0 +1,855 @@
+//! Carries out a restore plan: fetches each range, verifies it, and places each partition
+//! into the target log dir atomically, resumably, and only where no broker is running.
+//!
+//! **Safety, in order.**
+//! 1. The target's `.lock` must not be held: a broker holds it (a POSIX `fcntl` lock, which
+//!    is what Java's `FileChannel.tryLock` takes) for as long as it runs.
+//! 2. Each partition is built in `<to>/.segvault-restore/<topic>-<p>`: every `.log` streamed
+//!    to disk (never held in memory), its SHA-256 and size checked against the manifest, then
+//!    every batch CRC verified and the batch digest compared with the manifest's; indexes are
+//!    the archived ones when the range is a whole, untrimmed segment, else rebuilt. Every file
+//!    is fsynced, then the directory, then it is renamed into place.
+//! 3. A partition that exists and holds data is refused without `--force`.
+//! 4. A journal (`.segvault-restore/journal.json`) lists the partitions in place, so an
+//!    interrupted restore resumes where it stopped. The staging dir is removed at the end:
+//!    a broker refuses to start beside a directory whose name is not `<topic>-<partition>`.
+//!
+//! Checkpoints are merged into the target's: recovery point and high watermark at each
+//! restored partition's log end (every CRC was verified, so the broker need not scan again),
+//! log start at its first offset. No `.kafka_cleanshutdown` is written: with the recovery
+//! point at the log end the broker recovers nothing anyway, and the marker is the broker's
+//! own statement.
+
+use super::plan::{Cut, Mode, PartitionPlan, Plan};
+use crate::archive::layout;
+use crate::archive::manifest::{Manifest, ObjectRef, RangeKind};
+use crate::archive::store::Store;
+use crate::archive::summary::summarize;
+use crate::format::index_build;
+use crate::format::mapped::MappedFile;
+use crate::format::segment::log_entries;
+use crate::format::text::{self, EpochEntry, OffsetCheckpointEntry, Uuid};
+use futures::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const STAGING: &str = ".segvault-restore";
+const JOURNAL: &str = "journal.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("store {url}, key {key}: {message}")]
+    Store {
+        url: String,
+        key: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+    /// The archive's bytes are not what its manifest says: nothing of this partition is placed.
+    #[error("{key}: {message}")]
+    Integrity { key: String, message: String },
+}
+
+impl RestoreError {
+    /// Integrity problems exit 1; everything else 2.
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, RestoreError::Integrity { .. })
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
+    move |e| RestoreError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub force: bool,
+    /// New-cluster mode: the topic id to write instead of the one in the target's
+    /// `partition.metadata` (only with a single topic selected).
+    pub topic_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub topic: String,
+    pub partition: i32,
+    pub dir: PathBuf,
+    pub topic_id: String,
+    pub segments: usize,
+    pub log_bytes: u64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// Where the last segment was cut, if it was.
+    pub cut_at: Option<i64>,
+    /// Segments whose indexes were rebuilt locally (slices, trimmed, or missing indexes).
+    pub rebuilt_indexes: usize,
+    /// Already in place from an interrupted run.
+    pub resumed: bool,
+    /// Transactions begun and neither committed nor aborted below the restored end
+    /// `(producer id, first offset)`: they pin the last stable offset (read_committed
+    /// consumers stop at the earliest) until aborted, e.g. with `kafka-transactions.sh abort`.
+    pub open_transactions: Vec<(i64, i64)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub partitions: Vec<PartitionReport>,
+    pub fetched_bytes: u64,
+    pub wrote_meta_properties: bool,
+    /// The KRaft snapshot placed in `__cluster_metadata-0`, if any.
+    pub metadata_snapshot: Option<String>,
+}
+
+/// Whether a running process holds `dir/.lock` the way a broker does.
+pub fn lock_held(dir: &Path) -> Result<bool, RestoreError> {
+    let path = dir.join(".lock");
+    let f = match fs::OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    match rustix::fs::fcntl_lock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            let _ = rustix::fs::fcntl_lock(&f, rustix::fs::FlockOperation::NonBlockingUnlock);
+            Ok(false)
+        }
+        Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => Ok(true),
+        Err(e) => Err(io(&path)(e.into())),
+    }
+}
+
+fn refuse_if_locked(dir: &Path) -> Result<(), RestoreError> {
+    if lock_held(dir)? {
+        return Err(RestoreError::Refused(format!(
+            "{}: a running broker holds its .lock; stop the broker before restoring into it",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.segvault-tmp",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RestoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// A partition dir holds data if any `.log` in it is not empty.
+fn holds_data(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            e.file_name().to_string_lossy().ends_with(".log")
+                && e.metadata().is_ok_and(|m| m.len() > 0)
+        })
+    })
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Journal {
+    cluster_id: String,
+    done: BTreeSet<String>,
+}
+
+/// Restores `plan` into the log dir `to`. `progress` is told the stored bytes fetched.
+pub async fn restore(
+    store: &Store,
+    plan: &Plan,
+    to: &Path,
+    opts: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report, RestoreError> {
+    fs::create_dir_all(to).map_err(io(to))?;
+    refuse_if_locked(to)?;
+    let staging = to.join(STAGING);
+    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let journal_path = staging.join(JOURNAL);
+    let mut journal: Journal = match fs::read(&journal_path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| RestoreError::Io {
+            path: journal_path.clone(),
+            message: format!("unreadable restore journal ({e}); remove {STAGING} to start over"),
+        })?,
+        Err(_) => Journal {
+            cluster_id: plan.cluster_id.clone(),
+            done: BTreeSet::new(),
+        },
+    };
+    if journal.cluster_id != plan.cluster_id {
+        return Err(RestoreError::Refused(format!(
+            "{}: an interrupted restore of cluster {} is in progress here; finish it or remove {STAGING}",
+            to.display(),
+            journal.cluster_id
+        )));
+    }
+    let mut report = Report::default();
+    if plan.mode == Mode::BareMetal {
+        report.wrote_meta_properties = restore_meta_properties(store, plan, to, opts).await?;
+        report.metadata_snapshot = restore_metadata_snapshot(store, plan, to, opts).await?;
+    }
+    for p in &plan.partitions {
+        let name = format!("{}-{}", p.topic, p.partition);
+        let dir = to.join(&name);
+        if journal.done.contains(&name) && dir.is_dir() {
+            report.partitions.push(resumed_report(p, &dir)?);
+            continue;
+        }
+        let topic_id = match plan.mode {
+            Mode::BareMetal => p.archived_topic_id.clone(),
+            Mode::NewCluster => match opts.topic_id {
+                Some(id) => id.to_string(),
+                None => {
+                    let pm = dir.join("partition.metadata");
+                    let bytes = fs::read(&pm).map_err(|e| {
+                        RestoreError::Refused(format!(
+                            "{}: {e}; new-cluster mode restores into partitions created in the new cluster first (create topic {} there, stop the broker, then restore), or give --topic-id",
+                            pm.display(),
+                            p.topic
+                        ))
+                    })?;
+                    text::parse_partition_metadata(&bytes)
+                        .map_err(|e| RestoreError::Io {
+                            path: pm.clone(),
+                            message: e.to_string(),
+                        })?
+                        .to_string()
+                }
+            },
+        };
+        if holds_data(&dir) && !opts.force {
+            return Err(RestoreError::Refused(format!(
+                "{}: the partition already holds data; use --force to replace it",
+                dir.display()
+            )));
+        }
+        let stage = staging.join(&name);
+        if stage.exists() {
+            fs::remove_dir_all(&stage).map_err(io(&stage))?;
+        }
+        fs::create_dir_all(&stage).map_err(io(&stage))?;
+        let (r, fetched) = build_partition(store, plan, p, &stage, &topic_id, progress).await?;
+        report.fetched_bytes += fetched;
+        // Into place: the old dir (if any) moves aside first, then the new one in.
+        let aside = staging.join(format!("replaced-{name}"));
+        if dir.exists() {
+            if aside.exists() {
+                fs::remove_dir_all(&aside).map_err(io(&aside))?;
+            }
+            fs::rename(&dir, &aside).map_err(io(&dir))?;
+        }
+        fs::rename(&stage, &dir).map_err(io(&dir))?;
+        sync_dir(to)?;
+        if aside.exists() {
+            fs::remove_dir_all(&aside).map_err(io(&aside))?;
+        }
+        journal.done.insert(name);
+        write_atomic(
+            &journal_path,
+            &serde_json::to_vec(&journal).unwrap_or_default(),
+        )?;
+        report.partitions.push(PartitionReport { dir, ..r });
+    }
+    write_checkpoints(to, &report.partitions)?;
+    fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    sync_dir(to)?;
+    Ok(report)
+}
+
+fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<PartitionReport, RestoreError> {
+    let mut listing: Vec<i64> = fs::read_dir(dir)
+        .map_err(io(dir))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+        .collect();
+    listing.sort();
+    let first = listing.first().copied().unwrap_or(0);
+    let end = end_offset_of(dir, listing.last().copied())?;
+    let topic_id = fs::read(dir.join("partition.metadata"))
+        .ok()
+        .and_then(|b| text::parse_partition_metadata(&b).ok())
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    Ok(PartitionReport {
+        topic: p.topic.clone(),
+        partition: p.partition,
+        dir: dir.to_path_buf(),
+        topic_id,
+        segments: listing.len(),
+        log_bytes: 0,
+        log_start_offset: first,
+        log_end_offset: end,
+        cut_at: None,
+        rebuilt_indexes: 0,
+        resumed: true,
+        open_transactions: vec![],
+    })
+}
+
+/// The offset after the last batch of the segment with base `last_base` in `dir`.
+fn end_offset_of(dir: &Path, last_base: Option<i64>) -> Result<i64, RestoreError> {
+    let Some(base) = last_base else { return Ok(0) };
+    let path = dir.join(format!("{base:020}.log"));
+    let log = MappedFile::open(&path).map_err(io(&path))?;
+    let mut end = base;
+    for b in log_entries(log.bytes()) {
+        if let Some(l) = b.last_offset() {
+            end = l + 1;
+        }
+    }
+    Ok(end)
+}
+
+async fn fetch_small(store: &Store, r: &ObjectRef) -> Result<Vec<u8>, RestoreError> {
+    let key = StorePath::from(r.key.as_str());
+    let bytes = store
+        .inner
+        .get(&key)
+        .await
+        .map_err(|e| store_err(store, &r.key, e))?
+        .bytes()
+        .await
+        .map_err(|e| store_err(store, &r.key, e))?;
+    let data = decode(r, &bytes)?;
+    check_digest(r, &data)?;
+    Ok(data)
+}
+
+fn decode(r: &ObjectRef, stored: &[u8]) -> Result<Vec<u8>, RestoreError> {
+    match r.encoding.as_str() {
+        "identity" => Ok(stored.to_vec()),
+        "zstd-frames" => zstd::decode_all(stored).map_err(|e| RestoreError::Integrity {
+            key: r.key.clone(),
+            message: format!("zstd: {e}"),
+        }),
+        other => Err(RestoreError::Integrity {
+            key: r.key.clone(),
+            message: format!("unknown encoding {other:?}; expected identity or zstd-frames"),
+        }),
+    }
+}
+
+fn check_digest(r: &ObjectRef, data: &[u8]) -> Result<(), RestoreError> {
+    let sha = hex::encode(Sha256::digest(data));
+    if data.len() as u64 != r.size || sha != r.sha256 {
+        return Err(RestoreError::Integrity {
+            key: r.key.clone(),
+            message: format!(
+                "expected {} bytes with SHA-256 {}, found {} bytes with {sha}",
+                r.size,
+                r.sha256,
+                data.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn store_err(store: &Store, key: &str, e: object_store::Error) -> RestoreError {
+    RestoreError::Store {
+        url: store.url.clone(),
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Streams a `.log` object into `path` (decompressing zstd frames on the way), checking its
+/// size and SHA-256 against the manifest. Memory stays at one chunk whatever the size.
+async fn fetch_log(
+    store: &Store,
+    r: &ObjectRef,
+    path: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, RestoreError> {
+    let key = StorePath::from(r.key.as_str());
+    let file = File::create(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    struct Sink<'a> {
+        file: std::io::BufWriter<File>,
+        hasher: &'a mut Sha256,
+        size: &'a mut u64,
+    }
+    impl Write for Sink<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.hasher.update(b);
+            *self.size += b.len() as u64;
+            self.file.write_all(b)?;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.file.flush()
+        }
+    }
+    let sink = Sink {
+        file: std::io::BufWriter::with_capacity(1 << 20, file),
+        hasher: &mut hasher,
+        size: &mut size,
+    };
+    let zstd = match r.encoding.as_str() {
+        "identity" => false,
+        "zstd-frames" => true,
+        other => {
+            return Err(RestoreError::Integrity {
+                key: r.key.clone(),
+                message: format!("unknown encoding {other:?}"),
+            })
+        }
+    };
+    let mut out: Box<dyn Write + '_> = if zstd {
+        Box::new(zstd::stream::write::Decoder::new(sink).map_err(io(path))?)
+    } else {
+        Box::new(sink)
+    };
+    let mut stream = store
+        .inner
+        .get(&key)
+        .await
+        .map_err(|e| store_err(store, &r.key, e))?
+        .into_stream();
+    let mut fetched = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
+        fetched += chunk.len() as u64;
+        progress(chunk.len() as u64);
+        out.write_all(&chunk).map_err(|e| RestoreError::Integrity {
+            key: r.key.clone(),
+            message: format!("writing {}: {e}", path.display()),
+        })?;
+    }
+    out.flush().map_err(io(path))?;
+    drop(out);
+    let sha = hex::encode(hasher.finalize());
+    if size != r.size || sha != r.sha256 {
+        return Err(RestoreError::Integrity {
+            key: r.key.clone(),
+            message: format!(
+                "expected {} bytes with SHA-256 {}, found {size} bytes with {sha}",
+                r.size, r.sha256
+            ),
+        });
+    }
+    Ok(fetched)
+}
+
+/// Builds one partition in `stage`. Returns its report and the stored bytes fetched.
+async fn build_partition(
+    store: &Store,
+    plan: &Plan,
+    p: &PartitionPlan,
+    stage: &Path,
+    topic_id: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(PartitionReport, u64), RestoreError> {
+    let mut fetched = 0u64;
+    let mut rebuilt = 0usize;
+    let mut cut_at = None;
+    let mut end = p.ranges.first().map_or(0, |m| m.start_offset);
+    let mut snapshot: Option<(i64, Vec<u8>)> = None;
+    let mut bases = Vec::new();
+    let mut log_bytes = 0u64;
+    let segs: Vec<&Manifest> = p
+        .ranges
+        .iter()
+        .filter(|m| m.kind == RangeKind::Segment)
+        .collect();
+    // Open transactions carried from segment to segment, for rebuilt `.txnindex` files. (A
+    // chain that starts after offset 0 starts with none known.)
+    let mut txns = index_build::TxnIndexBuilder::new();
+    for (i, m) in segs.iter().enumerate() {
+        let is_last = i + 1 == segs.len();
+        let base = m.start_offset;
+        let log_path = stage.join(format!("{base:020}.log"));
+        let Some(lo) = &m.objects.log else { continue };
+        fetched += fetch_log(store, lo, &log_path, progress).await?;
+        // Verify every batch and the digest of the whole range.
+        let mut trim_to: Option<u64> = None;
+        {
+            let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
+            let s =
+                summarize(log.bytes(), base, u64::MAX).map_err(|r| RestoreError::Integrity {
+                    key: lo.key.clone(),
+                    message: r.to_string(),
+                })?;
+            if s.stats.batch_digest != m.stats.batch_digest || s.slice_position != 0 {
+                return Err(RestoreError::Integrity {
+                    key: lo.key.clone(),
+                    message: format!(
+                        "the batches differ from what the manifest records (digest {} vs {})",
+                        s.stats.batch_digest, m.stats.batch_digest
+                    ),
+                });
+            }
+            if is_last && p.trim_last {
+                trim_to = Some(cut_position(log.bytes(), plan.cut));
+            }
+        }
+        let whole = trim_to.is_none();
+        if let Some(pos) = trim_to {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&log_path)
+                .map_err(io(&log_path))?;
+            f.set_len(pos).map_err(io(&log_path))?;
+            f.sync_all().map_err(io(&log_path))?;
+            if pos == 0 && !bases.is_empty() {
+                fs::remove_file(&log_path).map_err(io(&log_path))?;
+                cut_at = Some(base);
+                break;
+            }
+        }
+        if plan.mode == Mode::NewCluster {
+            reset_leader_epochs(&log_path)?;
+        }
+        let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
+        let data = log.bytes();
+        log_bytes += data.len() as u64;
+        let seg_end = log_entries(data)
+            .filter_map(|b| b.last_offset())
+            .last()
+            .map_or(base, |l| l + 1);
+        if let Some(pos) = trim_to {
+            cut_at = Some(seg_end);
+            let _ = pos;
+        }
+        // Indexes: the broker's own for a whole segment archived whole, else rebuilt.
+        let archived = whole && m.slice_position == 0 && m.objects.index.is_some();
+        let (index, timeindex, txnindex) = if archived {
+            let index = fetch_small(store, m.objects.index.as_ref().unwrap()).await?;
+            let timeindex = match &m.objects.timeindex {
+                Some(t) => fetch_small(store, t).await?,
+                None => vec![],
+            };
+            let txnindex = match &m.objects.txnindex {
+                Some(t) => Some(fetch_small(store, t).await?),
+                None => None,
+            };
+            txns.add_segment(data)
+                .map_err(|e| RestoreError::Integrity {
+                    key: lo.key.clone(),
+                    message: e.to_string(),
+                })?;
+            (index, timeindex, txnindex)
+        } else {
+            rebuilt += 1;
+            let integrity = |e: crate::format::error::FormatError| RestoreError::Integrity {
+                key: lo.key.clone(),
+                message: e.to_string(),
+            };
+            let built =
+                index_build::build_indexes(data, base, index_build::DEFAULT_INDEX_INTERVAL_BYTES)
+                    .map_err(integrity)?;
+            let aborted = txns.add_segment(data).map_err(integrity)?;
+            let txn = index_build::encode_txn_index(&aborted);
+            (
+                built.offset_index,
+                built.time_index,
+                (!txn.is_empty()).then_some(txn),
+            )
+        };
+        for (ext, bytes) in [("index", Some(&index)), ("timeindex", Some(&timeindex))]
+            .into_iter()
+            .chain(std::iter::once(("txnindex", txnindex.as_ref())))
+        {
+            if let Some(b) = bytes {
+                let path = stage.join(format!("{base:020}.{ext}"));
+                let mut f = File::create(&path).map_err(io(&path))?;
+                f.write_all(b).map_err(io(&path))?;
+                f.sync_all().map_err(io(&path))?;
+            }
+        }
+        File::open(&log_path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&log_path))?;
+        bases.push(base);
+        end = seg_end.max(if whole { m.next_offset } else { seg_end });
+        // Producer state: the snapshot at this range's end, if it is whole; else keep the
+        // previous one (at this segment's base) and let the broker replay the cut segment.
+        if whole {
+            if let Some(s) = &m.objects.producer_snapshot {
+                snapshot = Some((m.next_offset, fetch_small(store, s).await?));
+            }
+        }
+        if !whole {
+            break;
+        }
+    }
+    match plan.mode {
+        Mode::BareMetal => {
+            if let Some((at, bytes)) = snapshot.filter(|(at, _)| *at <= end) {
+                let path = stage.join(format!("{at:020}.snapshot"));
+                write_file(&path, &bytes)?;
+            }
+        }
+        Mode::NewCluster => {
+            // A new cluster hands out producer ids from 0 again: restored producer state
+            // would collide with its new producers. Start with none at the log end.
+            let path = stage.join(format!("{end:020}.snapshot"));
+            write_file(
+                &path,
+                &crate::format::snapshot::write_producer_snapshot(&[]),
+            )?;
+        }
+    }
+    let first = p.ranges.first().map_or(0, |m| m.start_offset);
+    let epochs: Vec<EpochEntry> = match plan.mode {
+        Mode::BareMetal => p
+            .epochs
+            .iter()
+            .filter(|(_, o)| *o < end)
+            .map(|&(epoch, start_offset)| EpochEntry {
+                epoch,
+                start_offset,
+            })
+            .collect(),
+        Mode::NewCluster => vec![EpochEntry {
+            epoch: 0,
+            start_offset: first,
+        }],
+    };
+    write_file(
+        &stage.join("leader-epoch-checkpoint"),
+        text::write_leader_epoch_checkpoint(&epochs).as_bytes(),
+    )?;
+    let uuid = Uuid::parse(topic_id)
+        .map_err(|e| RestoreError::Refused(format!("topic id {topic_id}: {e}")))?;
+    write_file(
+        &stage.join("partition.metadata"),
+        text::write_partition_metadata(&uuid).as_bytes(),
+    )?;
+    if bases.is_empty() {
+        // Nothing before the cut: an empty log starting where the archive starts.
+        write_file(&stage.join(format!("{first:020}.log")), b"")?;
+        end = first;
+    }
+    sync_dir(stage)?;
+    Ok((
+        PartitionReport {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            dir: stage.to_path_buf(),
+            topic_id: topic_id.to_string(),
+            segments: bases.len().max(1),
+            log_bytes,
+            log_start_offset: first,
+            log_end_offset: end,
+            cut_at,
+            rebuilt_indexes: rebuilt,
+            resumed: false,
+            open_transactions: txns
+                .open_transactions()
+                .iter()
+                .map(|(&pid, &first)| (pid, first))
+                .collect(),
+        },
+        fetched,
+    ))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
+    let mut f = File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Byte position of the first batch at or after the cut.
+fn cut_position(data: &[u8], cut: Option<Cut>) -> u64 {
+    for b in log_entries(data) {
+        let past = match cut {
+            Some(Cut::Offset(o)) => b.last_offset().is_none_or(|l| l >= o),
+            Some(Cut::Time(t)) => b.max_timestamp().is_some_and(|ts| ts >= t),
+            None => false,
+        };
+        if past {
+            return b.position();
+        }
+    }
+    data.len() as u64
+}
+
+/// Sets PartitionLeaderEpoch (bytes 12..16, outside the CRC) of every v2 batch to 0, so a
+/// new cluster's leader-epoch cache, which starts at epoch 0, is consistent with the log.
+fn reset_leader_epochs(path: &Path) -> Result<(), RestoreError> {
+    use std::os::unix::fs::FileExt;
+    let positions: Vec<u64> = {
+        let log = MappedFile::open(path).map_err(io(path))?;
+        log_entries(log.bytes())
+            .filter(|b| b.magic() == 2 && b.partition_leader_epoch() != Some(0))
+            .map(|b| b.position())
+            .collect()
+    };
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    for pos in positions {
+        f.write_all_at(&0i32.to_be_bytes(), pos + 12)
+            .map_err(io(path))?;
+    }
+    f.sync_all().map_err(io(path))
+}
+
+/// Bare-metal: the node's own `meta.properties` (same cluster, node and directory ids).
+async fn restore_meta_properties(
+    store: &Store,
+    plan: &Plan,
+    to: &Path,
+    opts: &WriteOptions,
+) -> Result<bool, RestoreError> {
+    let (Some(node), Some(dir_id)) = (plan.node_id, &plan.log_dir_id) else {
+        return Ok(false);
+    };
+    let key = layout::broker_file(&plan.cluster_id, node, dir_id, "meta.properties");
+    let bytes = store
+        .inner
+        .get(&key)
+        .await
+        .map_err(|e| store_err(store, key.as_ref(), e))?
+        .bytes()
+        .await
+        .map_err(|e| store_err(store, key.as_ref(), e))?;
+    let meta = text::parse_meta_properties(&bytes).map_err(|e| RestoreError::Integrity {
+        key: key.to_string(),
+        message: e.to_string(),
+    })?;
+    if meta.cluster_id.as_deref() != Some(plan.cluster_id.as_str()) || meta.node_id != Some(node) {
+        return Err(RestoreError::Integrity {
+            key: key.to_string(),
+            message: format!(
+                "names cluster {:?} node {:?}, not the cluster {} node {node} it is archived under",
+                meta.cluster_id, meta.node_id, plan.cluster_id
+            ),
+        });
+    }
+    let path = to.join("meta.properties");
+    if let Ok(existing) = fs::read(&path) {
+        if existing == bytes.as_ref() {
+            return Ok(false);
+        }
+        if !opts.force {
+            return Err(RestoreError::Refused(format!(
+                "{}: exists and differs from node {node}'s archived meta.properties (another node or cluster formatted this dir?); use --force to replace it",
+                path.display()
+            )));
+        }
+    }
+    write_atomic(&path, &bytes)?;
+    Ok(true)
+}
+
+/// Bare-metal: the node's newest archived KRaft snapshot, as the whole of
+/// `__cluster_metadata-0`. The broker starts from it (its log is empty, so the snapshot is
+/// ahead of it) and fetches everything later from the quorum. Skipped if the target already
+/// has a metadata log, unless `--force`.
+async fn restore_metadata_snapshot(
+    store: &Store,
+    plan: &Plan,
+    to: &Path,
+    opts: &WriteOptions,
+) -> Result<Option<String>, RestoreError> {
+    let (Some(node), Some(name)) = (plan.node_id, plan.metadata_snapshot.as_ref()) else {
+        return Ok(None);
+    };
+    let dir = to.join("__cluster_metadata-0");
+    if dir.exists() && !opts.force {
+        return Ok(None);
+    }
+    let key = layout::metadata_snapshot(&plan.cluster_id, node, name);
+    let bytes = store
+        .inner
+        .get(&key)
+        .await
+        .map_err(|e| store_err(store, key.as_ref(), e))?
+        .bytes()
+        .await
+        .map_err(|e| store_err(store, key.as_ref(), e))?;
+    // A snapshot is a log of record batches: verify every CRC before placing it.
+    let mut walk = log_entries(&bytes);
+    for _ in walk.by_ref() {}
+    match walk.finish() {
+        crate::format::segment::SegmentEnd::Clean => {}
+        crate::format::segment::SegmentEnd::Corrupt(e) => {
+            return Err(RestoreError::Integrity {
+                key: key.to_string(),
+                message: e.to_string(),
+            })
+        }
+        crate::format::segment::SegmentEnd::PartialTail { position, bytes } => {
+            return Err(RestoreError::Integrity {
+                key: key.to_string(),
+                message: format!("a partial batch of {bytes} bytes at byte {position}"),
+            })
+        }
+    }
+    let stage = to.join(STAGING).join("__cluster_metadata-0");
+    if stage.exists() {
+        fs::remove_dir_all(&stage).map_err(io(&stage))?;
+    }
+    fs::create_dir_all(&stage).map_err(io(&stage))?;
+    write_file(&stage.join(name), &bytes)?;
+    sync_dir(&stage)?;
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    fs::rename(&stage, &dir).map_err(io(&dir))?;
+    sync_dir(to)?;
+    Ok(Some(name.clone()))
+}
+
+/// Merges the restored partitions into the target's offset checkpoints.
+fn write_checkpoints(to: &Path, parts: &[PartitionReport]) -> Result<(), RestoreError> {
+    let files: [(&str, fn(&PartitionReport) -> i64); 3] = [
+        ("recovery-point-offset-checkpoint", |p| p.log_end_offset),
+        ("replication-offset-checkpoint", |p| p.log_end_offset),
+        ("log-start-offset-checkpoint", |p| p.log_start_offset),
+    ];
+    for (name, value) in files {
+        let path = to.join(name);
+        let existing = fs::read(&path).unwrap_or_default();
+        let mut merged: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        if !existing.is_empty() {
+            let entries =
+                text::parse_offset_checkpoint(&existing).map_err(|e| RestoreError::Io {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            for e in entries {
+                merged.insert((e.topic.to_string(), e.partition), e.offset);
+            }
+        }
+        for p in parts {
+            merged.insert((p.topic.clone(), p.partition), value(p));
+        }
+        let entries: Vec<OffsetCheckpointEntry> = merged
+            .iter()
+            .map(|((t, p), o)| OffsetCheckpointEntry {
+                topic: t,
+                partition: *p,
+                offset: *o,
+            })
+            .collect();
+        write_atomic(&path, text::write_offset_checkpoint(&entries).as_bytes())?;
+    }
+    Ok(())
+}

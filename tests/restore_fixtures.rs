@@ -1,0 +1,477 @@
+//! `segvault ls` and `segvault restore` over archives of the real fixture log dirs: what comes
+//! back is byte for byte what the broker wrote, cuts land on batch boundaries with indexes
+//! rebuilt as the broker builds them, and bad archives, locked or occupied targets and
+//! interruptions are handled without placing anything unverified.
+
+use segvault::format::index_build;
+use segvault_harness::fixtures::copy_dir;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("kafka-{version}"))
+        .join("clean")
+}
+
+fn segvault(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "panic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Archives a copy of the fixture of `version`; returns (the copy, the store URL).
+fn archived(tmp: &Path, version: &str) -> (PathBuf, String) {
+    let src = tmp.join("src");
+    copy_dir(&fixture(version), &src, &[]).unwrap();
+    let url = format!("file://{}", tmp.join("store").display());
+    let out = segvault(&[
+        "archive",
+        "--once",
+        "--store",
+        &url,
+        "--log-dir",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (src, url)
+}
+
+fn segment_bases(dir: &Path) -> Vec<i64> {
+    let mut v: Vec<i64> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+fn checkpoint(path: &Path) -> BTreeMap<(String, i32), i64> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                (f[0].to_string(), f[1].parse().unwrap()),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ls_shows_clusters_brokers_partitions_and_ranges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, url) = archived(tmp.path(), "4.3.1");
+    let out = segvault(&["ls", &url, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines = json_lines(&out);
+    let meta = fs::read_to_string(src.join("meta.properties")).unwrap();
+    let cluster = lines.iter().find(|l| l["type"] == "cluster").unwrap();
+    assert!(meta.contains(&format!(
+        "cluster.id={}",
+        cluster["cluster_id"].as_str().unwrap()
+    )));
+    let broker = lines.iter().find(|l| l["type"] == "broker").unwrap();
+    assert_eq!(broker["node_id"], 1);
+    assert!(!broker["metadata_snapshots"].as_array().unwrap().is_empty());
+    // Every partition with closed segments, with the offsets of its closed segments.
+    let parts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "partition").collect();
+    assert!(parts.len() >= 10);
+    for p in parts {
+        let name = format!("{}-{}", p["topic"].as_str().unwrap(), p["partition"]);
+        let bases = segment_bases(&src.join(&name));
+        assert_eq!(p["start_offset"].as_i64(), Some(bases[0]), "{name}");
+        assert_eq!(
+            p["end_offset"].as_i64(),
+            bases.last().copied(),
+            "{name}: up to the active segment"
+        );
+        let pm = fs::read_to_string(src.join(&name).join("partition.metadata")).unwrap();
+        assert!(pm.ends_with(p["topic_id"].as_str().unwrap()), "{name}");
+        assert_eq!(p["gaps"], serde_json::json!([]));
+    }
+    let text = String::from_utf8(segvault(&["ls", &url]).stdout).unwrap();
+    assert!(
+        text.contains("codec-zstd-0 (topic id") && text.contains("offsets [0, "),
+        "{text}"
+    );
+}
+
+/// Bare-metal restore of both versions' fixtures: meta.properties, every archived partition
+/// with byte-identical segments and indexes, partition.metadata and the leader epochs, the
+/// producer snapshot at the log end, and checkpoints at the restored log ends.
+#[test]
+fn bare_metal_restores_the_archived_segments_byte_for_byte() {
+    for v in ["3.9.2", "4.3.1"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, url) = archived(tmp.path(), v);
+        let dst = tmp.path().join("dst");
+        let dry = segvault(&[
+            "restore",
+            &url,
+            "--to",
+            dst.to_str().unwrap(),
+            "--dry-run",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(
+            dry.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&dry.stderr)
+        );
+        assert!(!dst.exists(), "{v}: --dry-run wrote {}", dst.display());
+        let plan = json_lines(&dry);
+        let total = plan.iter().find(|l| l["type"] == "plan").unwrap();
+        assert!(total["objects"].as_u64() > Some(20));
+
+        let out = segvault(&[
+            "restore",
+            &url,
+            "--to",
+            dst.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{v}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            fs::read(dst.join("meta.properties")).unwrap(),
+            fs::read(src.join("meta.properties")).unwrap()
+        );
+        assert!(!dst.join(".segvault-restore").exists());
+        let restored: Vec<Value> = json_lines(&out)
+            .into_iter()
+            .filter(|l| l["type"] == "partition")
+            .map(|l| l["report"].clone())
+            .collect();
+        assert!(restored.len() >= 10, "{v}");
+        let rp = checkpoint(&dst.join("recovery-point-offset-checkpoint"));
+        let hw = checkpoint(&dst.join("replication-offset-checkpoint"));
+        for r in &restored {
+            let name = format!("{}-{}", r["topic"].as_str().unwrap(), r["partition"]);
+            let (s, d) = (src.join(&name), dst.join(&name));
+            let closed: Vec<i64> = {
+                let b = segment_bases(&s);
+                b[..b.len() - 1].to_vec()
+            };
+            assert_eq!(segment_bases(&d), closed, "{v} {name}");
+            for base in &closed {
+                for ext in ["log", "index", "timeindex", "txnindex"] {
+                    let f = format!("{base:020}.{ext}");
+                    let want = fs::read(s.join(&f)).ok();
+                    assert_eq!(fs::read(d.join(&f)).ok(), want, "{v} {name}/{f}");
+                }
+            }
+            let end = *segment_bases(&s).last().unwrap();
+            assert_eq!(r["log_end_offset"].as_i64(), Some(end), "{v} {name}");
+            assert_eq!(
+                rp[&(
+                    r["topic"].as_str().unwrap().to_string(),
+                    r["partition"].as_i64().unwrap() as i32
+                )],
+                end
+            );
+            assert_eq!(
+                hw[&(
+                    r["topic"].as_str().unwrap().to_string(),
+                    r["partition"].as_i64().unwrap() as i32
+                )],
+                end
+            );
+            assert_eq!(
+                fs::read(d.join("partition.metadata")).unwrap(),
+                fs::read(s.join("partition.metadata")).unwrap(),
+                "{v} {name}"
+            );
+            // The snapshot the broker wrote at the roll that closed the last restored segment.
+            let snap = format!("{end:020}.snapshot");
+            assert_eq!(
+                fs::read(d.join(&snap)).ok(),
+                fs::read(s.join(&snap)).ok(),
+                "{v} {name}/{snap}"
+            );
+            // Leader epochs: the broker's entries that start below the restored end.
+            let epochs = |p: &Path| -> Vec<String> {
+                fs::read_to_string(p.join("leader-epoch-checkpoint"))
+                    .unwrap()
+                    .lines()
+                    .skip(2)
+                    .filter(|l| l.split(' ').nth(1).unwrap().parse::<i64>().unwrap() < end)
+                    .map(String::from)
+                    .collect()
+            };
+            assert_eq!(epochs(&d), epochs(&s), "{v} {name}");
+        }
+        // Again into the same dir: refused, data is present; --force replaces it.
+        let again = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+        assert_eq!(again.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+        let forced = segvault(&["restore", &url, "--to", dst.to_str().unwrap(), "--force"]);
+        assert_eq!(
+            forced.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&forced.stderr)
+        );
+    }
+}
+
+/// A cut by offset keeps the batches below it: the last segment is the broker's bytes up to
+/// the batch boundary, and its indexes are rebuilt exactly as the broker builds them for
+/// those bytes.
+#[test]
+fn until_offset_cuts_at_a_batch_boundary_and_rebuilds_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, url) = archived(tmp.path(), "4.3.1");
+    let dst = tmp.path().join("dst");
+    let name = "codec-none-0";
+    let cut = 33; // inside the second closed segment ([25, 40))
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--topic",
+        "^codec-none$",
+        "--partition",
+        "0",
+        "--until-offset",
+        &cut.to_string(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = dst.join(name);
+    let bases = segment_bases(&d);
+    let last = *bases.last().unwrap();
+    let restored = fs::read(d.join(format!("{last:020}.log"))).unwrap();
+    let original = fs::read(src.join(name).join(format!("{last:020}.log"))).unwrap();
+    assert!(restored.len() < original.len() && original.starts_with(&restored));
+    // Every batch kept ends below the cut; the next one in the original does not.
+    let mut pos = 0;
+    let mut end = last;
+    while pos < restored.len() {
+        let base = i64::from_be_bytes(restored[pos..pos + 8].try_into().unwrap());
+        let len = i32::from_be_bytes(restored[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        let delta = i32::from_be_bytes(restored[pos + 23..pos + 27].try_into().unwrap()) as i64;
+        assert!(base + delta < cut);
+        end = base + delta + 1;
+        pos += 12 + len;
+    }
+    let next_base = i64::from_be_bytes(original[pos..pos + 8].try_into().unwrap());
+    let next_delta = i32::from_be_bytes(original[pos + 23..pos + 27].try_into().unwrap()) as i64;
+    assert!(next_base + next_delta >= cut);
+    let built = index_build::build_indexes(&restored, last, 4096).unwrap();
+    assert_eq!(
+        fs::read(d.join(format!("{last:020}.index"))).unwrap(),
+        built.offset_index
+    );
+    assert_eq!(
+        fs::read(d.join(format!("{last:020}.timeindex"))).unwrap(),
+        built.time_index
+    );
+    let rp = checkpoint(&dst.join("recovery-point-offset-checkpoint"));
+    assert_eq!(rp[&("codec-none".to_string(), 0)], end);
+    // Only the selected partition was restored.
+    assert!(!dst.join("codec-none-1").exists() && !dst.join("codec-zstd-0").exists());
+}
+
+/// An archived object whose bytes were changed: the restore exits 1 naming the key, and the
+/// partition is not placed; once the object is repaired, running the restore again resumes:
+/// partitions already in place are kept, the rest are restored.
+#[test]
+fn a_tampered_object_is_refused_and_the_restore_resumes_after_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let store = tmp.path().join("store");
+    let dst = tmp.path().join("dst");
+    // The first range of codec-zstd-1 (partitions are restored in name order; it is not first).
+    let key = walk(&store)
+        .into_iter()
+        .find(|k| {
+            k.contains("/topics/codec-zstd/")
+                && k.contains("/1/data/00000000000000000000-")
+                && k.ends_with("/log")
+        })
+        .unwrap();
+    let original = fs::read(&key).unwrap();
+    let mut bad = original.clone();
+    let at = bad.len() - 5;
+    bad[at] ^= 0x40;
+    fs::write(&key, &bad).unwrap();
+    let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("codec-zstd") && err.contains("SHA-256"),
+        "{err}"
+    );
+    assert!(!dst.join("codec-zstd-1").exists());
+    assert!(
+        dst.join("codec-gzip-0").is_dir(),
+        "partitions before it are placed"
+    );
+    fs::write(&key, &original).unwrap();
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "partition")
+        .map(|l| l["report"].clone())
+        .collect();
+    let resumed = |n: &str| {
+        reports
+            .iter()
+            .find(|r| format!("{}-{}", r["topic"].as_str().unwrap(), r["partition"]) == n)
+            .unwrap()["resumed"]
+            .clone()
+    };
+    assert_eq!(resumed("codec-gzip-0"), true);
+    assert_eq!(resumed("codec-zstd-1"), false);
+    assert!(dst.join("codec-zstd-1").is_dir());
+    assert!(!dst.join(".segvault-restore").exists());
+}
+
+/// Keys and names read from the store are input: a manifest pointing outside its partition,
+/// or one that disagrees with its key, stops the restore of that partition (exit 2, named)
+/// and shows in `ls` (exit 1). Nothing is written outside --to.
+#[test]
+fn a_manifest_pointing_outside_its_partition_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let store = tmp.path().join("store");
+    let manifest = walk(&store)
+        .into_iter()
+        .find(|k| k.contains("/topics/txn/") && k.contains("/chain/"))
+        .unwrap();
+    let mut m: Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    m["objects"]["log"]["key"] = "segvault/v1/../../../../etc/passwd".into();
+    fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let ls = segvault(&["ls", &url]);
+    assert_eq!(ls.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("PROBLEM"));
+    let dst = tmp.path().join("dst");
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--topic",
+        "^txn$",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("txn-") && err.contains("outside"), "{err}");
+    assert!(!dst.join("txn-0").exists() && !dst.join("txn-1").exists());
+}
+
+/// A restore refuses a log dir whose .lock another process holds with an fcntl lock, as a
+/// running broker does.
+#[test]
+fn a_locked_log_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let dst = tmp.path().join("dst");
+    fs::create_dir_all(&dst).unwrap();
+    // Another process (flock(1) takes flock locks, not fcntl ones; python's fcntl.lockf takes
+    // the POSIX lock Java's FileChannel.tryLock takes) holds the lock while the restore runs.
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a+'); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+        ])
+        .arg(dst.join(".lock"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(".lock"), "{err}");
+    assert!(!dst.join("meta.properties").exists());
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn walk(d: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in fs::read_dir(&p).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                out.push(path.to_string_lossy().into_owned())
+            }
+        }
+    }
+    out.sort();
+    out
+}
