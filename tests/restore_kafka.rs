@@ -77,7 +77,7 @@ fn bare_metal(version: &str) {
     ]);
     assert_eq!(code, 0, "{out}{err}");
 
-    c.restart_on(1, &[original.clone()]).unwrap();
+    c.restart_on(1, std::slice::from_ref(&original)).unwrap();
     let before = serve(&c.client());
     // The node is lost.
     c.kill(1).unwrap();
@@ -121,7 +121,7 @@ fn bare_metal(version: &str) {
     let total = lines.iter().find(|l| l["type"] == "total").unwrap();
     assert!(total["metadata_snapshot"].is_null() || total["metadata_snapshot"].is_string());
 
-    c.restart_on(1, &[restored.clone()]).unwrap();
+    c.restart_on(1, std::slice::from_ref(&restored)).unwrap();
     let after = serve(&c.client());
     let mut compared = 0;
     let mut pinned = 0;
@@ -168,7 +168,10 @@ fn bare_metal(version: &str) {
         !restart_log.contains("Recovering unflushed segment"),
         "{version}: the broker recovered segments of the restored dir"
     );
-    eprintln!("{version}: {compared} records served identically after a bare-metal restore");
+    eprintln!(
+        "{version}: {compared} records served identically after a bare-metal restore; \
+         {pinned} partition views stop at a transaction left open"
+    );
 }
 
 #[test]

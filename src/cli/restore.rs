@@ -104,7 +104,7 @@ fn read_catalog(cmd: &str, url: &str) -> Result<(archive::Store, Catalog), i32> 
 }
 
 fn fmt_ts(ms: Option<i64>) -> String {
-    ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms))
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map_or("-".into(), |t| {
             t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
         })
@@ -280,11 +280,7 @@ pub fn restore(o: RestoreOptions) -> i32 {
     let hosted_fn = hosted
         .as_ref()
         .map(|h| move |t: &str, p: i32| h.contains(&(t.to_string(), p)));
-    let plan = match plan::plan(
-        &cat,
-        &sel,
-        hosted_fn.as_ref().map(|f| f as &dyn Fn(&str, i32) -> bool),
-    ) {
+    let plan = match plan::plan(&cat, &sel, hosted_fn.as_ref().map(|f| f as &plan::Hosted)) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };

@@ -108,13 +108,12 @@ fn list<T: std::fmt::Display>(it: impl Iterator<Item = T>) -> String {
     it.map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Whether the node being rebuilt held `(topic, partition)`.
+pub type Hosted<'a> = dyn Fn(&str, i32) -> bool + 'a;
+
 /// Plans a restore. In bare-metal mode the partitions are those the chosen broker held (its
 /// archived `replication-offset-checkpoint` names them) or, failing that, every partition.
-pub fn plan(
-    cat: &Catalog,
-    sel: &Selection,
-    hosted: Option<&dyn Fn(&str, i32) -> bool>,
-) -> Result<Plan, PlanError> {
+pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<Plan, PlanError> {
     let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
     let (node_id, log_dir_id) = match sel.mode {
         Mode::NewCluster => (None, None),

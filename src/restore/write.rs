@@ -819,7 +819,8 @@ async fn restore_metadata_snapshot(
 
 /// Merges the restored partitions into the target's offset checkpoints.
 fn write_checkpoints(to: &Path, parts: &[PartitionReport]) -> Result<(), RestoreError> {
-    let files: [(&str, fn(&PartitionReport) -> i64); 3] = [
+    type Value = fn(&PartitionReport) -> i64;
+    let files: [(&str, Value); 3] = [
         ("recovery-point-offset-checkpoint", |p| p.log_end_offset),
         ("replication-offset-checkpoint", |p| p.log_end_offset),
         ("log-start-offset-checkpoint", |p| p.log_start_offset),
