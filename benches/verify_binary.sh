@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times the real `segvault verify` binary over the bench segment, in the same run as the raw
-# CRC-32C pass and the library walk (benches/verify.rs), and prints MB/s and ratios.
+# CRC-32C pass and the library walk (benches/verify.rs), and as a fresh `raw_crc` process
+# (examples/raw_crc.rs: mmap + one crc32c pass), and prints MB/s and both ratios.
 #
 #   benches/verify_binary.sh ["verify --shallow;verify"]   (variants separated by ;)
 #
@@ -12,5 +13,10 @@ export SEGVAULT_HARNESS_CACHE=${SEGVAULT_HARNESS_CACHE:-$PWD/target/harness-cach
 cargo bench --bench make_segment > /dev/null
 # SEGVAULT_BIN: use this binary instead of building target/release/segvault.
 [ -n "${SEGVAULT_BIN:-}" ] || cargo build --release --bin segvault >&2
-SEGVAULT_VERIFY_BIN=${SEGVAULT_BIN:-$TARGET/release/segvault} SEGVAULT_VERIFY_ARGS="${*:-verify --shallow;verify}" \
+# The whole-process baseline: a fresh process that maps the segment and CRCs it.
+cargo build --release --example raw_crc >&2
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+SEGVAULT_VERIFY_BIN=${SEGVAULT_BIN:-$TARGET/release/segvault} SEGVAULT_RAW_BIN=$TARGET/release/examples/raw_crc \
+  SEGVAULT_VERIFY_ARGS="${*:-verify --shallow;verify}" \
   cargo bench --bench verify 2>&1 | grep -E '^summary:|time:|thrpt:|^verify_segment'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::output::{payload, payload_text, Out};
+use serde::Serialize;
+
+use super::output::{push_escaped, push_payload_text, JsonPayload, Out};
 use super::{Format, Payload, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
 use crate::format::names::{parse_file_name, FileName, SegmentFileKind};
 use crate::logdir::check::{
@@ -165,6 +167,8 @@ fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
                     } else {
                         None
                     },
+                    // This thread renders while a helper frames and checks CRCs ahead.
+                    pipeline: true,
                     ..WalkOptions::default()
                 };
                 let mut sink = |e: Event<'_>| render(e, format, pmode, &mut worst, out, None);
@@ -327,35 +331,79 @@ fn render(
     }
 }
 
-fn record_json(r: &RecordView<'_>, mode: Payload) -> Value {
-    let mut v = json!({
-        "file": r.file,
-        "batch_position": r.batch_position,
-        "offset": r.offset,
-        "timestamp": r.timestamp,
-        "key_size": r.key.map_or(-1, |k| k.len() as i64),
-        "value_size": r.value.map_or(-1, |k| k.len() as i64),
-        "headers": r.headers.iter().map(|(k, val)| {
-            let mut h = json!({"key": String::from_utf8_lossy(k)});
-            if mode != Payload::None {
-                h["value"] = json!(val.and_then(|b| payload(b, mode)));
-            }
-            h
-        }).collect::<Vec<_>>(),
-        "control": r.control,
-        "decoded": r.decoded,
-    });
-    if mode != Payload::None {
-        v["key"] = json!(r.key.and_then(|b| payload(b, mode)));
-        v["value"] = json!(r.value.and_then(|b| payload(b, mode)));
+/// A record's JSON line, borrowed (keys in the order of the `serde_json::Value` this
+/// replaced: `type`, then alphabetical).
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    batch_position: u64,
+    control: &'a Option<Value>,
+    decoded: &'a Option<Value>,
+    file: &'a Path,
+    headers: HeadersJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<JsonPayload<'a>>,
+    key_size: i64,
+    offset: i64,
+    timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<JsonPayload<'a>>,
+    value_size: i64,
+}
+
+struct HeadersJson<'a> {
+    headers: &'a [(&'a [u8], Option<&'a [u8]>)],
+    mode: Payload,
+}
+
+#[derive(Serialize)]
+struct HeaderJson<'a> {
+    key: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<JsonPayload<'a>>,
+}
+
+impl Serialize for HeadersJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.headers.iter().map(|(k, v)| HeaderJson {
+            key: String::from_utf8_lossy(k),
+            value: (self.mode != Payload::None).then_some(JsonPayload {
+                bytes: *v,
+                mode: self.mode,
+            }),
+        }))
     }
-    v
+}
+
+fn record_json<'a>(r: &'a RecordView<'a>, mode: Payload) -> RecordJson<'a> {
+    let with_payload = mode != Payload::None;
+    RecordJson {
+        ty: "record",
+        batch_position: r.batch_position,
+        control: &r.control,
+        decoded: &r.decoded,
+        file: r.file,
+        headers: HeadersJson {
+            headers: &r.headers,
+            mode,
+        },
+        key: with_payload.then_some(JsonPayload { bytes: r.key, mode }),
+        key_size: r.key.map_or(-1, |k| k.len() as i64),
+        offset: r.offset,
+        timestamp: r.timestamp,
+        value: with_payload.then_some(JsonPayload {
+            bytes: r.value,
+            mode,
+        }),
+        value_size: r.value.map_or(-1, |v| v.len() as i64),
+    }
 }
 
 fn render_json(e: Event<'_>, mode: Payload, out: &mut Out) {
     match e {
         Event::Batch(b) => out.json("batch", b),
-        Event::Record(r) => out.json("record", &record_json(r, mode)),
+        Event::Record(r) => out.json_line(&record_json(r, mode)),
         Event::IndexEntry(i) => out.json("index_entry", i),
         Event::Problem(p) => out.json("problem", p),
         Event::Info(v) => {
@@ -385,6 +433,50 @@ pub fn problem_text(p: &Problem) -> String {
         where_.push_str(&format!(" offset {o}"));
     }
     format!("{marker} [{}] {where_}: {}", p.kind, p.message)
+}
+
+/// Appends the text line of a record (without the newline) to `buf`.
+fn record_text(r: &RecordView<'_>, mode: Payload, buf: &mut Vec<u8>) {
+    let mut n = itoa::Buffer::new();
+    buf.extend_from_slice(b"  | offset: ");
+    buf.extend_from_slice(n.format(r.offset).as_bytes());
+    buf.extend_from_slice(b" timestamp: ");
+    match r.timestamp {
+        Some(t) => buf.extend_from_slice(n.format(t).as_bytes()),
+        None => buf.extend_from_slice(b"none"),
+    }
+    buf.extend_from_slice(b" keySize: ");
+    buf.extend_from_slice(n.format(r.key.map_or(-1, |k| k.len() as i64)).as_bytes());
+    buf.extend_from_slice(b" valueSize: ");
+    buf.extend_from_slice(n.format(r.value.map_or(-1, |v| v.len() as i64)).as_bytes());
+    if !r.headers.is_empty() {
+        buf.extend_from_slice(b" headers: [");
+        for (i, (k, v)) in r.headers.iter().enumerate() {
+            if i > 0 {
+                buf.extend_from_slice(b", ");
+            }
+            push_escaped(buf, k);
+            if mode != Payload::None {
+                buf.push(b'=');
+                push_payload_text(buf, *v, mode);
+            }
+        }
+        buf.push(b']');
+    }
+    // Writing JSON to a Vec cannot fail (a Value always serializes).
+    if let Some(c) = &r.control {
+        buf.extend_from_slice(b" control: ");
+        let _ = serde_json::to_writer(&mut *buf, c);
+    } else if let Some(d) = &r.decoded {
+        buf.extend_from_slice(b" decoded: ");
+        let _ = serde_json::to_writer(&mut *buf, d);
+    }
+    if mode != Payload::None && r.control.is_none() {
+        buf.extend_from_slice(b" key: ");
+        push_payload_text(buf, r.key, mode);
+        buf.extend_from_slice(b" value: ");
+        push_payload_text(buf, r.value, mode);
+    }
 }
 
 fn render_text(e: Event<'_>, mode: Payload, out: &mut Out) {
@@ -417,41 +509,8 @@ fn render_text(e: Event<'_>, mode: Payload, out: &mut Out) {
             out.line(&s);
         }
         Event::Record(r) => {
-            let mut s = format!(
-                "  | offset: {} timestamp: {} keySize: {} valueSize: {}",
-                r.offset,
-                opt(r.timestamp),
-                r.key.map_or(-1, |k| k.len() as i64),
-                r.value.map_or(-1, |v| v.len() as i64),
-            );
-            if !r.headers.is_empty() {
-                let hs: Vec<String> = r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        let k = String::from_utf8_lossy(k).escape_debug().to_string();
-                        if mode == Payload::None {
-                            k
-                        } else {
-                            format!("{k}={}", payload_text(*v, mode))
-                        }
-                    })
-                    .collect();
-                s.push_str(&format!(" headers: [{}]", hs.join(", ")));
-            }
-            if let Some(c) = &r.control {
-                s.push_str(&format!(" control: {c}"));
-            } else if let Some(d) = &r.decoded {
-                s.push_str(&format!(" decoded: {d}"));
-            }
-            if mode != Payload::None && r.control.is_none() {
-                s.push_str(&format!(
-                    " key: {} value: {}",
-                    payload_text(r.key, mode),
-                    payload_text(r.value, mode)
-                ));
-            }
-            out.line(&s);
+            record_text(r, mode, out.buf());
+            out.end_line();
         }
         Event::IndexEntry(i) => {
             let s = match i.index {

@@ -139,6 +139,91 @@ pub(crate) fn compact_nullable_bytes(input: &[u8]) -> PResult<'_, Option<&[u8]>>
     Ok((rest, Some(b)))
 }
 
+/// Fast, allocation-free cursor readers over a byte slice for the hot path (records of
+/// uncompressed batches). They decode exactly what [`unsigned_varint`], [`varint`],
+/// [`varlong`] and [`varint_nullable_bytes`] decode, but return `None` on any failure
+/// instead of an error: callers then re-run the nom parsers to report the precise error.
+pub(crate) mod fast {
+    /// [`super::unsigned_varint`] at `*pos`.
+    #[inline(always)]
+    pub(crate) fn unsigned_varint(b: &[u8], pos: &mut usize) -> Option<u32> {
+        let mut p = *pos;
+        let first = *b.get(p)?;
+        p += 1;
+        if first & 0x80 == 0 {
+            *pos = p;
+            return Some(u32::from(first));
+        }
+        let mut value = u32::from(first & 0x7f);
+        for i in 1..5u32 {
+            let byte = *b.get(p)?;
+            p += 1;
+            value |= u32::from(byte & 0x7f).wrapping_shl(7 * i);
+            if byte & 0x80 == 0 {
+                *pos = p;
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// [`super::varint`] at `*pos`.
+    #[inline(always)]
+    pub(crate) fn varint(b: &[u8], pos: &mut usize) -> Option<i32> {
+        let raw = unsigned_varint(b, pos)?;
+        Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    /// [`super::varlong`] at `*pos`.
+    #[inline(always)]
+    pub(crate) fn varlong(b: &[u8], pos: &mut usize) -> Option<i64> {
+        let mut p = *pos;
+        let mut raw: u64 = 0;
+        for i in 0..10u32 {
+            let byte = *b.get(p)?;
+            p += 1;
+            raw |= u64::from(byte & 0x7f).wrapping_shl(7 * i);
+            if byte & 0x80 == 0 {
+                *pos = p;
+                return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        None
+    }
+
+    /// `len` bytes at `*pos`.
+    #[inline(always)]
+    pub(crate) fn take<'a>(b: &'a [u8], pos: &mut usize, len: usize) -> Option<&'a [u8]> {
+        let end = pos.checked_add(len)?;
+        let s = b.get(*pos..end)?;
+        *pos = end;
+        Some(s)
+    }
+
+    /// [`super::varint_nullable_bytes`] at `*pos`.
+    #[inline(always)]
+    pub(crate) fn varint_nullable_bytes<'a>(
+        b: &'a [u8],
+        pos: &mut usize,
+    ) -> Option<Option<&'a [u8]>> {
+        let len = varint(b, pos)?;
+        if len < 0 {
+            return Some(None);
+        }
+        take(b, pos, len as u32 as usize).map(Some)
+    }
+
+    /// [`super::varint_bytes`] at `*pos`.
+    #[inline(always)]
+    pub(crate) fn varint_bytes<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+        let len = varint(b, pos)?;
+        if len < 0 {
+            return None;
+        }
+        take(b, pos, len as u32 as usize)
+    }
+}
+
 /// Encodes a zigzag varint (used by writers and tests).
 pub fn encode_varint(value: i32, out: &mut Vec<u8>) {
     encode_unsigned_varint(((value << 1) ^ (value >> 31)) as u32, out)
@@ -216,6 +301,52 @@ mod tests {
         // 6 continuation bytes: too long, not a panic.
         assert!(varint(&[0xff; 6]).is_err());
         assert!(varlong(&[0xff; 11]).is_err());
+        // The fast readers agree with the nom parsers, including on failures.
+        let mut inputs: Vec<Vec<u8>> = vec![vec![], vec![0x80], vec![0xff; 6], vec![0xff; 11]];
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            300,
+            i64::from(i32::MAX),
+            i64::MIN,
+            1 << 40,
+        ] {
+            let mut b = Vec::new();
+            encode_varlong(v, &mut b);
+            b.extend_from_slice(b"abc");
+            inputs.push(b);
+        }
+        for i in 0..=255u8 {
+            inputs.push(vec![i, 0x81, 0x01, 7, 7]);
+        }
+        for b in &inputs {
+            let mut p = 0;
+            let f = fast::varint(b, &mut p);
+            assert_eq!(f, varint(b).ok().map(|(_, v)| v), "{b:?}");
+            if let Ok((rest, _)) = varint(b) {
+                assert_eq!(p, b.len() - rest.len());
+            }
+            let mut p = 0;
+            assert_eq!(
+                fast::varlong(b, &mut p),
+                varlong(b).ok().map(|(_, v)| v),
+                "{b:?}"
+            );
+            let mut p = 0;
+            assert_eq!(
+                fast::varint_nullable_bytes(b, &mut p),
+                varint_nullable_bytes(b).ok().map(|(_, v)| v),
+                "{b:?}"
+            );
+            let mut p = 0;
+            assert_eq!(
+                fast::varint_bytes(b, &mut p),
+                varint_bytes(b).ok().map(|(_, v)| v)
+            );
+        }
         // Truncated.
         let e = run(&[0x80u8][..], 10, "varint", varint).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Truncated);

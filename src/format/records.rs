@@ -16,7 +16,7 @@ use super::batch::{Compression, RecordBatch};
 use super::compression::{decompressor, Capped};
 use super::error::{ErrorKind, FormatError, Result};
 use super::primitives::{
-    read_varint_from, run, varint, varint_bytes, varint_nullable_bytes, varlong,
+    fast, read_varint_from, run, varint, varint_bytes, varint_nullable_bytes, varlong,
 };
 
 /// Memory bounds for decoding records.
@@ -97,9 +97,53 @@ fn header(input: &[u8]) -> super::primitives::PResult<'_, HeaderParts<'_>> {
     Ok((input, (key, value)))
 }
 
+/// The hot path of [`parse_record_body`]: the same checks without error reporting
+/// (`None` on any failure; the caller then re-parses with nom for the precise error).
+#[inline(always)]
+fn parse_record_body_fast(body: &[u8], length: i32) -> Option<Record<'_>> {
+    let mut p = 0usize;
+    let attributes = *body.first()? as i8;
+    p += 1;
+    let timestamp_delta = fast::varlong(body, &mut p)?;
+    let offset_delta = fast::varint(body, &mut p)?;
+    let key = fast::varint_nullable_bytes(body, &mut p)?;
+    let value = fast::varint_nullable_bytes(body, &mut p)?;
+    let header_count = fast::varint(body, &mut p)?;
+    if header_count < 0 {
+        return None;
+    }
+    let headers_start = p;
+    for _ in 0..header_count {
+        fast::varint_bytes(body, &mut p)?;
+        fast::varint_nullable_bytes(body, &mut p)?;
+    }
+    if p != body.len() {
+        return None;
+    }
+    Some(Record {
+        length,
+        attributes,
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+        header_count: header_count as u32,
+        headers_raw: body.get(headers_start..).unwrap_or(&[]),
+    })
+}
+
 /// Parses a record body (the bytes after its Length varint, exactly `length` of them).
 /// `position` is where the body starts (for errors).
 pub fn parse_record_body(body: &[u8], length: i32, position: u64) -> Result<Record<'_>> {
+    if let Some(r) = parse_record_body_fast(body, length) {
+        return Ok(r);
+    }
+    parse_record_body_slow(body, length, position)
+}
+
+/// [`parse_record_body`] with nom, reporting where and what failed.
+#[cold]
+fn parse_record_body_slow(body: &[u8], length: i32, position: u64) -> Result<Record<'_>> {
     let (rest, (attributes, timestamp_delta, offset_delta, key, value, header_count)) = run(
         body,
         position,
@@ -257,6 +301,20 @@ impl<'a> Records<'a> {
             Source::Plain { data, pos } => {
                 let data: &'a [u8] = data;
                 let start = *pos;
+                // Fast path: a well-formed record; anything else is re-parsed below for
+                // the precise error.
+                let mut p = start;
+                if let Some(len) = fast::varint(data, &mut p) {
+                    if len >= 0 && len as usize <= self.limits.max_record_bytes {
+                        let body_start = p;
+                        if let Some(body) = fast::take(data, &mut p, len as usize) {
+                            if let Some(rec) = parse_record_body_fast(body, len) {
+                                *pos = body_start + len as usize;
+                                return Some(Ok(rec));
+                            }
+                        }
+                    }
+                }
                 let rest = data.get(start..).unwrap_or(&[]);
                 let file_pos = self.batch_position + 61 + start as u64;
                 let parsed = run(rest, file_pos, "a record length varint", varint).and_then(
@@ -417,5 +475,82 @@ impl<'a> Records<'a> {
     /// Decodes and validates every record; returns how many there were.
     pub fn verify(self) -> Result<u32> {
         self.try_for_each(|_| Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::primitives::{encode_varint, encode_varlong};
+    use proptest::prelude::*;
+
+    /// A record body with the given fields, then `extra` appended (to break it).
+    fn body(
+        ts: i64,
+        od: i32,
+        key: Option<&[u8]>,
+        headers: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Vec<u8> {
+        let mut b = vec![0u8];
+        encode_varlong(ts, &mut b);
+        encode_varint(od, &mut b);
+        for f in [key, Some(&b"value"[..])] {
+            match f {
+                None => encode_varint(-1, &mut b),
+                Some(f) => {
+                    encode_varint(f.len() as i32, &mut b);
+                    b.extend_from_slice(f);
+                }
+            }
+        }
+        encode_varint(headers.len() as i32, &mut b);
+        for (k, v) in headers {
+            encode_varint(k.len() as i32, &mut b);
+            b.extend_from_slice(k);
+            match v {
+                None => encode_varint(-1, &mut b),
+                Some(v) => {
+                    encode_varint(v.len() as i32, &mut b);
+                    b.extend_from_slice(v);
+                }
+            }
+        }
+        b
+    }
+
+    fn agree(b: &[u8]) {
+        let fast = parse_record_body_fast(b, b.len() as i32);
+        let slow = parse_record_body_slow(b, b.len() as i32, 0);
+        match (fast, slow) {
+            (Some(f), Ok(s)) => assert_eq!(f, s),
+            (None, Err(_)) => {}
+            (f, s) => panic!("fast {f:?} vs slow {s:?} on {b:?}"),
+        }
+    }
+
+    proptest! {
+        /// The fast path and the nom path accept the same bodies and decode them alike.
+        #[test]
+        fn fast_and_slow_record_parsers_agree(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            agree(&bytes);
+        }
+
+        #[test]
+        fn fast_and_slow_agree_on_near_valid_bodies(
+            ts in any::<i64>(), od in any::<i32>(), key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+            headers in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..4), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..4))), 0..3),
+            cut in any::<usize>(), flip in any::<(usize, u8)>(),
+        ) {
+            let b = body(ts, od, key.as_deref(), &headers);
+            agree(&b);
+            prop_assert!(parse_record_body_fast(&b, b.len() as i32).is_some());
+            agree(&b[..cut % (b.len() + 1)]);
+            let mut c = b.clone();
+            let i = flip.0 % c.len();
+            c[i] ^= flip.1;
+            agree(&c);
+            c.push(0);
+            agree(&c);
+        }
     }
 }

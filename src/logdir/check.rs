@@ -28,7 +28,7 @@ use crate::format::internal::{
 };
 use crate::format::kraft::{decode_metadata_record, parse_quorum_state, MetadataFields};
 use crate::format::mapped::MappedFile;
-use crate::format::segment::{log_entries, Batch, SegmentEnd};
+use crate::format::segment::{log_entries, Batch, LogEntries, SegmentEnd};
 use crate::format::snapshot::parse_producer_snapshot;
 use crate::format::{ErrorKind, FormatError, Limits};
 
@@ -198,6 +198,9 @@ pub struct WalkOptions {
     /// Read only the index files given (their `.log` is absent): entries and structure,
     /// no cross-check.
     pub index_only: bool,
+    /// Frame entries and verify their CRCs on a helper thread, ahead of the one handling
+    /// them (output is the same; for a single large file, e.g. `inspect`).
+    pub pipeline: bool,
 }
 
 impl Default for WalkOptions {
@@ -211,6 +214,7 @@ impl Default for WalkOptions {
             decoder: Decoder::None,
             seek_index: None,
             index_only: false,
+            pipeline: false,
         }
     }
 }
@@ -260,7 +264,7 @@ pub struct BatchLine {
 }
 
 impl BatchLine {
-    fn new(file: &Path, position: u64, b: &Batch<'_>) -> BatchLine {
+    fn new(file: &Path, position: u64, b: &Batch<'_>, crc_valid: bool) -> BatchLine {
         let (epoch_p, seq, ts_type, horizon, crc) = match b {
             Batch::V2(v) => (
                 v.header.producer_epoch,
@@ -307,7 +311,7 @@ impl BatchLine {
             codec,
             records: b.shallow_record_count(),
             crc,
-            crc_valid: b.crc_ok(),
+            crc_valid,
             partition_leader_epoch: b.partition_leader_epoch(),
             producer_id: b.producer_id(),
             producer_epoch: epoch_p,
@@ -859,6 +863,23 @@ fn index_zero_tail_problem(
     )
 }
 
+/// Bytes and entries of one window of the pipelined walk in [`check_segment`]: small
+/// enough to stay in cache, large enough that handing one over costs nothing.
+const WINDOW_BYTES: usize = 1 << 20;
+const WINDOW_ENTRIES: usize = 64;
+
+/// Frames the next window of entries into `into`, each with its CRC verdict.
+fn next_window<'a>(walk: &mut LogEntries<'a>, into: &mut Vec<(Batch<'a>, bool)>) {
+    into.clear();
+    let mut bytes = 0usize;
+    while bytes < WINDOW_BYTES && into.len() < WINDOW_ENTRIES {
+        let Some(b) = walk.next() else { break };
+        bytes = bytes.saturating_add(b.size());
+        let ok = b.crc_ok();
+        into.push((b, ok));
+    }
+}
+
 /// Walks a segment: see the module doc. Returns `Err` only when a file cannot be opened.
 pub fn check_segment(
     input: &SegmentInput,
@@ -1027,18 +1048,20 @@ pub fn check_segment(
     let mut first_checked = false;
     let limits = Limits::default();
 
-    for b in walk.by_ref() {
+    // One entry: its events, records, offset checks and index cross-checks. `crc_ok` is
+    // the entry's CRC verdict, computed by the caller (possibly ahead, on another thread).
+    let mut process = |b: Batch<'_>, crc_ok: bool| {
         let pos = start_pos + b.position();
         let size = b.size() as u64;
         let last = b.last_offset().unwrap_or(i64::MAX);
         if let Some(from) = opts.from_offset {
             if last < from {
-                continue;
+                return;
             }
         }
         out.file_stats.batches += 1;
         out.file_stats.bytes += size;
-        let line = BatchLine::new(file, pos, &b);
+        let line = BatchLine::new(file, pos, &b, crc_ok);
         if opts.emit_batches {
             out.emit(Event::Batch(&line));
         }
@@ -1193,6 +1216,41 @@ pub fn check_segment(
                 }
                 None => {}
             }
+        }
+    };
+    if opts.pipeline {
+        // While this thread handles one window of entries, a helper thread frames the
+        // next ones and verifies their CRCs (faulting their pages in). Bounded: at most
+        // two windows queued, one being framed, one being handled.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Batch<'_>, bool)>>(2);
+        let helper_walk = walk;
+        let joined = std::thread::scope(|s| {
+            let helper = s.spawn(move || {
+                let mut walk = helper_walk;
+                loop {
+                    let mut w = Vec::new();
+                    next_window(&mut walk, &mut w);
+                    if w.is_empty() || tx.send(w).is_err() {
+                        break;
+                    }
+                }
+                walk
+            });
+            for w in rx {
+                for (b, crc_ok) in w {
+                    process(b, crc_ok);
+                }
+            }
+            helper.join()
+        });
+        walk = match joined {
+            Ok(w) => w,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+    } else {
+        for b in walk.by_ref() {
+            let crc_ok = b.crc_ok();
+            process(b, crc_ok);
         }
     }
 
