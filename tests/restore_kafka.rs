@@ -94,13 +94,74 @@ fn bare_metal(version: &str) {
         "json",
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    let lines: Vec<Value> = out
+    let ends = restored_ends(&out);
+    assert!(ends.len() >= 10, "{version}: {ends:?}");
+    c.restart_on(1, std::slice::from_ref(&restored)).unwrap();
+    let after = serve(&c.client());
+    let compared = assert_served_below_ends(version, &before, &after, &ends, "bare-metal");
+    assert!(
+        compared > 500,
+        "{version}: only {compared} records compared"
+    );
+    // The restored log dir was not recovered from scratch: the broker found every CRC
+    // verified (recovery point at the log end) and did not rebuild any index.
+    let log = std::fs::read_to_string(&c.node(1).unwrap().log_file).unwrap();
+    let restart_log = &log[log.rfind("restored").unwrap_or(0)..];
+    assert!(
+        !restart_log.contains("Recovering unflushed segment"),
+        "{version}: the broker recovered segments of the restored dir"
+    );
+    eprintln!("{version}: {compared} records served identically after a bare-metal restore");
+}
+
+/// Compares what a restored broker serves with what the original served, below each
+/// restored partition's end (read_committed below the first transaction left open there).
+/// Returns the number of records compared.
+fn assert_served_below_ends(
+    version: &str,
+    before: &Served,
+    after: &Served,
+    ends: &BTreeMap<(String, i32), (i64, Option<i64>)>,
+    mode: &str,
+) -> usize {
+    let mut compared = 0;
+    for ((topic, iso), parts) in before {
+        for (p, served) in parts {
+            let (mut end, open) = ends.get(&(topic.clone(), *p)).copied().unwrap_or((0, None));
+            let now = &after[&(topic.clone(), *iso)][p];
+            // Bare-metal keeps producer state: a transaction whose marker was in the
+            // unarchived tail stays open and read_committed stops at its first offset. A new
+            // cluster starts with no producer state: nothing is open, nothing pinned.
+            if *iso == Isolation::ReadCommitted && mode == "bare-metal" {
+                if let Some(first) = open {
+                    assert_eq!(
+                        now.end_offset, first,
+                        "{version} {topic}-{p}: last stable offset"
+                    );
+                    end = first;
+                }
+            }
+            let want: Vec<&Record> = served.records.iter().filter(|r| r.offset < end).collect();
+            let got: Vec<&Record> = now.records.iter().collect();
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{version} {topic}-{p} {iso:?}: records below {end}"
+            );
+            assert!(
+                got == want,
+                "{version} {topic}-{p} {iso:?}: other records served"
+            );
+            compared += got.len();
+        }
+    }
+    compared
+}
+
+fn restored_ends(stdout: &str) -> BTreeMap<(String, i32), (i64, Option<i64>)> {
+    stdout
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    // (log end, first offset of the earliest transaction left open) per restored partition.
-    let ends: BTreeMap<(String, i32), (i64, Option<i64>)> = lines
-        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|l| l["type"] == "partition")
         .map(|l| {
             let r = &l["report"];
@@ -116,62 +177,180 @@ fn bare_metal(version: &str) {
             );
             (tp, (r["log_end_offset"].as_i64().unwrap(), open))
         })
-        .collect();
-    assert!(ends.len() >= 10, "{version}: {ends:?}");
-    let total = lines.iter().find(|l| l["type"] == "total").unwrap();
-    assert!(total["metadata_snapshot"].is_null() || total["metadata_snapshot"].is_string());
+        .collect()
+}
 
-    c.restart_on(1, std::slice::from_ref(&restored)).unwrap();
-    let after = serve(&c.client());
-    let mut compared = 0;
-    let mut pinned = 0;
-    for ((topic, iso), parts) in &before {
-        for (p, served) in parts {
-            let (mut end, open) = ends.get(&(topic.clone(), *p)).copied().unwrap_or((0, None));
-            let now = &after[&(topic.clone(), *iso)][p];
-            if *iso == Isolation::ReadCommitted {
-                // A transaction whose marker was in the unarchived active segment is open in
-                // the restored log: read_committed stops at its first offset, which the
-                // restore reported.
-                if let Some(first) = open {
-                    assert_eq!(
-                        now.end_offset, first,
-                        "{version} {topic}-{p}: last stable offset"
-                    );
-                    end = first;
-                    pinned += 1;
-                }
-            }
-            let want: Vec<&Record> = served.records.iter().filter(|r| r.offset < end).collect();
-            let got: Vec<&Record> = now.records.iter().collect();
-            assert_eq!(
-                got.len(),
-                want.len(),
-                "{version} {topic}-{p} {iso:?}: records below the restored end {end}"
-            );
-            assert!(
-                got == want,
-                "{version} {topic}-{p} {iso:?}: the restored broker serves other records"
-            );
-            compared += got.len();
-        }
+/// New cluster: a brand-new cluster (another cluster id) creates the topics, its broker is
+/// stopped, the archive is restored into its log dir with `--mode new-cluster`, and the
+/// broker serves the archived records at the same offsets; then new records are produced
+/// to and consumed from every restored partition, continuing at the restored end.
+fn new_cluster(version: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", tmp.path().join("store").display());
+    let mut a = Cluster::start(ClusterSpec::combined(version)).unwrap();
+    a.stop(1).unwrap();
+    let original = a.root().join("original");
+    copy_dir(&fixture(version), &original, &[]).unwrap();
+    let (code, out, err) = segvault(&[
+        "archive",
+        "--once",
+        "--store",
+        &url,
+        "--log-dir",
+        original.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    a.restart_on(1, std::slice::from_ref(&original)).unwrap();
+    let before = serve(&a.client());
+    drop(a);
+
+    let mut b = Cluster::start(ClusterSpec::combined(version)).unwrap();
+    let client = b.client();
+    let mut specs = workload::standard(fixtures::FIXTURE_SCALE, fixtures::FIXTURE_BASE_TS).topics;
+    specs.push(workload::TopicSpec {
+        name: fixtures::COMPACTED_TOPIC.into(),
+        partitions: 1,
+        configs: vec![
+            ("cleanup.policy".into(), "compact".into()),
+            ("retention.ms".into(), "-1".into()),
+        ],
+    });
+    for t in &specs {
+        let cfg: Vec<(&str, &str)> = t
+            .configs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        client.create_topic(&t.name, t.partitions, 1, &cfg).unwrap();
     }
+    let log_dir = b.log_dirs(1).unwrap()[0].clone();
+    // The broker creates the partition dirs as the metadata reaches it.
+    let want: usize = specs.iter().map(|t| t.partitions as usize).sum();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while topic_ids(&log_dir)
+        .keys()
+        .filter(|k| !k.starts_with("__"))
+        .count()
+        < want
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partition dirs never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ids_before = topic_ids(&log_dir);
+    b.stop(1).unwrap();
+    let (code, out, err) = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        log_dir.to_str().unwrap(),
+        "--mode",
+        "new-cluster",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ends = restored_ends(&out);
+    assert!(ends.len() >= 10, "{version}: {ends:?}");
+    // The new cluster's topic ids are kept.
+    assert_eq!(topic_ids(&log_dir), ids_before);
+    b.restart(1).unwrap();
+    let client = b.client();
+    let after = serve(&client);
+    let compared = assert_served_below_ends(version, &before, &after, &ends, "new-cluster");
     assert!(
         compared > 500,
         "{version}: only {compared} records compared"
     );
-    // The restored log dir was not recovered from scratch: the broker found every CRC
-    // verified (recovery point at the log end) and did not rebuild any index.
-    let log = std::fs::read_to_string(&c.node(1).unwrap().log_file).unwrap();
-    let restart_log = &log[log.rfind("restored").unwrap_or(0)..];
-    assert!(
-        !restart_log.contains("Recovering unflushed segment"),
-        "{version}: the broker recovered segments of the restored dir"
-    );
+
+    // New records continue every restored partition at its end.
+    let mut plan = Plan::new();
+    plan.producer("after", &[("acks", "all")]);
+    for (topic, p) in ends.keys() {
+        plan.send(Send {
+            producer: "after".into(),
+            topic: topic.clone(),
+            partition: Some(*p),
+            timestamp: None,
+            key: Some(b"after-restore".to_vec()),
+            value: Some(format!("{topic}-{p}").into_bytes()),
+            headers: vec![],
+            aborted: false,
+        });
+    }
+    plan.close("after");
+    let produced = client.run(&plan).unwrap();
+    for ack in &produced.acks {
+        let (end, _) = ends[&(ack.topic.clone(), ack.partition)];
+        assert!(
+            ack.offset >= end,
+            "{version} {}-{}: new record at {} below the restored end {end}",
+            ack.topic,
+            ack.partition,
+            ack.offset
+        );
+    }
+    let again = serve(&client);
+    for ((topic, p), (end, _)) in &ends {
+        let recs = &again[&(topic.clone(), Isolation::ReadUncommitted)][p].records;
+        let new: Vec<&Record> = recs
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(b"after-restore"))
+            .collect();
+        assert_eq!(
+            new.len(),
+            1,
+            "{version} {topic}-{p}: the new record is not served once"
+        );
+        assert!(new[0].offset >= *end);
+        // The restored records are still there, unchanged.
+        let old: Vec<&Record> = recs.iter().filter(|r| r.offset < *end).collect();
+        let want: Vec<&Record> = before[&(topic.clone(), Isolation::ReadUncommitted)][p]
+            .records
+            .iter()
+            .filter(|r| r.offset < *end)
+            .collect();
+        assert!(
+            old == want,
+            "{version} {topic}-{p}: restored records changed after new writes"
+        );
+    }
+    let log = std::fs::read_to_string(&b.node(1).unwrap().log_file).unwrap();
+    for bad in [
+        "Truncation detected",
+        "OFFSET_OUT_OF_RANGE",
+        "marked stray",
+        "InconsistentTopicId",
+    ] {
+        assert!(!log.contains(bad), "{version}: the broker logged {bad:?}");
+    }
     eprintln!(
-        "{version}: {compared} records served identically after a bare-metal restore; \
-         {pinned} partition views stop at a transaction left open"
+        "{version}: new cluster serves {compared} restored records and continues every partition"
     );
+}
+
+/// `topic-partition -> topic id` of every partition dir in a log dir.
+fn topic_ids(log_dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(log_dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pm = std::fs::read_to_string(e.path().join("partition.metadata")).ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), pm))
+        })
+        .collect()
+}
+
+#[test]
+fn new_cluster_restore_is_served_and_continues_3_9_2() {
+    new_cluster("3.9.2");
+}
+
+#[test]
+fn new_cluster_restore_is_served_and_continues_4_3_1() {
+    new_cluster("4.3.1");
 }
 
 #[test]
