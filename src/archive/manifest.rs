@@ -51,6 +51,21 @@ pub struct Objects {
     pub producer_snapshot: Option<ObjectRef>,
 }
 
+impl Objects {
+    /// Every object present, in a fixed order (log, index, timeindex, txnindex, snapshot).
+    pub fn iter(&self) -> impl Iterator<Item = &ObjectRef> {
+        [
+            &self.log,
+            &self.index,
+            &self.timeindex,
+            &self.txnindex,
+            &self.producer_snapshot,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     pub node_id: i32,

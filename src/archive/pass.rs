@@ -616,16 +616,7 @@ async fn archive_partition(
             rate.as_deref(),
         )
         .await?;
-        let bytes: u64 = [
-            &objects.log,
-            &objects.index,
-            &objects.timeindex,
-            &objects.txnindex,
-            &objects.producer_snapshot,
-        ]
-        .iter()
-        .filter_map(|o| o.as_ref().map(|o| o.stored_size))
-        .sum();
+        let bytes: u64 = objects.iter().map(|o| o.stored_size).sum();
         let m = range_manifest(
             &key,
             b,
@@ -985,16 +976,7 @@ async fn put_file(
 }
 
 async fn delete_objects(store: &Store, o: &Objects) {
-    for r in [
-        &o.log,
-        &o.index,
-        &o.timeindex,
-        &o.txnindex,
-        &o.producer_snapshot,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for r in o.iter() {
         let _ = store.inner.delete(&Path::from(r.key.as_str())).await;
     }
 }

@@ -99,19 +99,7 @@ impl PartitionCatalog {
     pub fn stored_bytes(&self) -> u64 {
         self.ranges
             .iter()
-            .flat_map(|m| {
-                let o = &m.objects;
-                [
-                    &o.log,
-                    &o.index,
-                    &o.timeindex,
-                    &o.txnindex,
-                    &o.producer_snapshot,
-                ]
-                .into_iter()
-                .flatten()
-                .map(|r| r.stored_size)
-            })
+            .flat_map(|m| m.objects.iter().map(|r| r.stored_size))
             .sum()
     }
     pub fn time_range(&self) -> (Option<i64>, Option<i64>) {
@@ -374,16 +362,7 @@ fn check_manifest(key: &PartitionKey, start: i64, m: Manifest) -> Result<Manifes
         m.next_offset
     );
     let o = &m.objects;
-    for r in [
-        &o.log,
-        &o.index,
-        &o.timeindex,
-        &o.txnindex,
-        &o.producer_snapshot,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for r in o.iter() {
         let p = Path::parse(&r.key).map_err(|e| {
             format!(
                 "{at}: object key {:?} is not a key under {data}, it lies outside its partition: {e}",

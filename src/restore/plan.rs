@@ -201,19 +201,7 @@ pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<P
     let objects = partitions
         .iter()
         .flat_map(|p| &p.ranges)
-        .map(|m| {
-            let o = &m.objects;
-            [
-                &o.log,
-                &o.index,
-                &o.timeindex,
-                &o.txnindex,
-                &o.producer_snapshot,
-            ]
-            .iter()
-            .filter(|x| x.is_some())
-            .count()
-        })
+        .map(|m| m.objects.iter().count())
         .sum();
     // Snapshot names are `<offset:020>-<epoch:010>.checkpoint`: the newest sorts last.
     let metadata_snapshot = node_id.and_then(|n| {
@@ -287,20 +275,7 @@ fn plan_partition(p: &PartitionCatalog, cut: Option<Cut>) -> PartitionPlan {
     }
     let fetch_bytes = ranges
         .iter()
-        .map(|m| {
-            let o = &m.objects;
-            [
-                &o.log,
-                &o.index,
-                &o.timeindex,
-                &o.txnindex,
-                &o.producer_snapshot,
-            ]
-            .into_iter()
-            .flatten()
-            .map(|r| r.stored_size)
-            .sum::<u64>()
-        })
+        .map(|m| m.objects.iter().map(|r| r.stored_size).sum::<u64>())
         .sum();
     PartitionPlan {
         topic: p.topic.clone(),
