@@ -323,14 +323,7 @@ fn end_offset_of(dir: &Path, last_base: Option<i64>) -> Result<i64, RestoreError
 
 async fn fetch_small(store: &Store, r: &ObjectRef) -> Result<Vec<u8>, RestoreError> {
     let key = StorePath::from(r.key.as_str());
-    let bytes = store
-        .inner
-        .get(&key)
-        .await
-        .map_err(|e| store_err(store, &r.key, e))?
-        .bytes()
-        .await
-        .map_err(|e| store_err(store, &r.key, e))?;
+    let bytes = get_all(store, &key).await?;
     let data = decode(r, &bytes)?;
     check_digest(r, &data)?;
     Ok(data)
@@ -364,6 +357,18 @@ fn check_digest(r: &ObjectRef, data: &[u8]) -> Result<(), RestoreError> {
         });
     }
     Ok(())
+}
+
+/// The whole object at `key` (small objects only: indexes, snapshots, broker files).
+async fn get_all(store: &Store, key: &StorePath) -> Result<bytes::Bytes, RestoreError> {
+    store
+        .inner
+        .get(key)
+        .await
+        .map_err(|e| store_err(store, key.as_ref(), e))?
+        .bytes()
+        .await
+        .map_err(|e| store_err(store, key.as_ref(), e))
 }
 
 fn store_err(store: &Store, key: &str, e: object_store::Error) -> RestoreError {
@@ -721,14 +726,7 @@ async fn restore_meta_properties(
         return Ok(false);
     };
     let key = layout::broker_file(&plan.cluster_id, node, dir_id, "meta.properties");
-    let bytes = store
-        .inner
-        .get(&key)
-        .await
-        .map_err(|e| store_err(store, key.as_ref(), e))?
-        .bytes()
-        .await
-        .map_err(|e| store_err(store, key.as_ref(), e))?;
+    let bytes = get_all(store, &key).await?;
     let meta = text::parse_meta_properties(&bytes).map_err(|e| RestoreError::Integrity {
         key: key.to_string(),
         message: e.to_string(),
@@ -776,14 +774,7 @@ async fn restore_metadata_snapshot(
         return Ok(None);
     }
     let key = layout::metadata_snapshot(&plan.cluster_id, node, name);
-    let bytes = store
-        .inner
-        .get(&key)
-        .await
-        .map_err(|e| store_err(store, key.as_ref(), e))?
-        .bytes()
-        .await
-        .map_err(|e| store_err(store, key.as_ref(), e))?;
+    let bytes = get_all(store, &key).await?;
     // A snapshot is a log of record batches: verify every CRC before placing it.
     let mut walk = log_entries(&bytes);
     for _ in walk.by_ref() {}
