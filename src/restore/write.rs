@@ -474,6 +474,7 @@ async fn build_partition(
     let mut snapshot: Option<(i64, Vec<u8>)> = None;
     let mut bases = Vec::new();
     let mut log_bytes = 0u64;
+    let mut empty_at: Option<i64> = None;
     let segs: Vec<&Manifest> = p
         .ranges
         .iter()
@@ -489,7 +490,8 @@ async fn build_partition(
         let Some(lo) = &m.objects.log else { continue };
         fetched += fetch_log(store, lo, &log_path, progress).await?;
         // Verify every batch and the digest of the whole range.
-        let mut trim_to: Option<u64> = None;
+        // (byte position, base offset of the first batch not kept) when this range is cut.
+        let mut trim_to: Option<(u64, Option<i64>)> = None;
         {
             let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
             let s =
@@ -511,16 +513,22 @@ async fn build_partition(
             }
         }
         let whole = trim_to.is_none();
-        if let Some(pos) = trim_to {
+        if let Some((pos, cut_base)) = trim_to {
             let f = fs::OpenOptions::new()
                 .write(true)
                 .open(&log_path)
                 .map_err(io(&log_path))?;
             f.set_len(pos).map_err(io(&log_path))?;
             f.sync_all().map_err(io(&log_path))?;
-            if pos == 0 && !bases.is_empty() {
+            if pos == 0 {
+                // Nothing of this range is kept.
                 fs::remove_file(&log_path).map_err(io(&log_path))?;
-                cut_at = Some(base);
+                cut_at = Some(cut_base.unwrap_or(base));
+                if bases.is_empty() {
+                    // The log restarts empty where the cut is, so the offsets already used
+                    // (the cleaner may have left none of them a record) are not reused.
+                    empty_at = cut_at;
+                }
                 break;
             }
         }
@@ -534,10 +542,15 @@ async fn build_partition(
             .filter_map(|b| b.last_offset())
             .last()
             .map_or(base, |l| l + 1);
-        if let Some(pos) = trim_to {
-            cut_at = Some(seg_end);
-            let _ = pos;
-        }
+        // A cut log ends where the first batch not kept began.
+        let seg_end = match trim_to {
+            Some((_, cut_base)) => {
+                let e = cut_base.unwrap_or(seg_end).max(seg_end);
+                cut_at = Some(e);
+                e
+            }
+            None => seg_end,
+        };
         // Indexes: the broker's own for a whole segment archived whole, else rebuilt.
         let archived = whole && m.slice_position == 0 && m.objects.index.is_some();
         let (index, timeindex, txnindex) = if archived {
@@ -643,10 +656,14 @@ async fn build_partition(
         &stage.join("partition.metadata"),
         text::write_partition_metadata(&uuid).as_bytes(),
     )?;
+    let mut first = first;
     if bases.is_empty() {
-        // Nothing before the cut: an empty log starting where the archive starts.
-        write_file(&stage.join(format!("{first:020}.log")), b"")?;
-        end = first;
+        // Nothing before the cut: an empty log starting at the cut (or where the archive
+        // starts).
+        let at = empty_at.unwrap_or(first);
+        write_file(&stage.join(format!("{at:020}.log")), b"")?;
+        end = at;
+        first = at;
     }
     sync_dir(stage)?;
     Ok((
@@ -678,8 +695,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
     f.sync_all().map_err(io(path))
 }
 
-/// Byte position of the first batch at or after the cut.
-fn cut_position(data: &[u8], cut: Option<Cut>) -> u64 {
+/// Byte position and base offset of the first batch at or after the cut.
+fn cut_position(data: &[u8], cut: Option<Cut>) -> (u64, Option<i64>) {
     for b in log_entries(data) {
         let past = match cut {
             Some(Cut::Offset(o)) => b.last_offset().is_none_or(|l| l >= o),
@@ -687,10 +704,10 @@ fn cut_position(data: &[u8], cut: Option<Cut>) -> u64 {
             None => false,
         };
         if past {
-            return b.position();
+            return (b.position(), Some(b.base_offset()));
         }
     }
-    data.len() as u64
+    (data.len() as u64, None)
 }
 
 /// Sets PartitionLeaderEpoch (bytes 12..16, outside the CRC) of every v2 batch to 0, so a
