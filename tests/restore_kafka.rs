@@ -26,9 +26,39 @@ fn fixture(version: &str) -> PathBuf {
         .join("clean")
 }
 
-fn segvault(args: &[&str]) -> (i32, String, String) {
+/// Where the archive lives: a filesystem store, or a real S3 server (versitygw) on loopback.
+struct Archive {
+    url: String,
+    env: Vec<(&'static str, String)>,
+    _s3: Option<S3Server>,
+}
+
+impl Archive {
+    fn file(dir: &Path) -> Archive {
+        Archive {
+            url: format!("file://{}", dir.join("store").display()),
+            env: vec![],
+            _s3: None,
+        }
+    }
+    fn s3() -> Archive {
+        let s3 = S3Server::start(&["archive"]).unwrap();
+        Archive {
+            url: "s3://archive/kafka".into(),
+            env: s3.env(),
+            _s3: Some(s3),
+        }
+    }
+    /// Runs segvault with the store's environment.
+    fn segvault(&self, args: &[&str]) -> (i32, String, String) {
+        segvault_env(args, &self.env)
+    }
+}
+
+fn segvault_env(args: &[&str], env: &[(&'static str, String)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
     (
@@ -62,14 +92,13 @@ fn serve(client: &Client) -> Served {
     out
 }
 
-fn bare_metal(version: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", tmp.path().join("store").display());
+fn bare_metal(version: &str, archive: &Archive) {
+    let url = archive.url.clone();
     let mut c = Cluster::start(ClusterSpec::combined(version)).unwrap();
     c.stop(1).unwrap();
     let original = c.root().join("original");
     copy_dir(&fixture(version), &original, &[]).unwrap();
-    let (code, out, err) = segvault(&[
+    let (code, out, err) = archive.segvault(&[
         "archive",
         "--once",
         "--store",
@@ -85,7 +114,7 @@ fn bare_metal(version: &str) {
     c.kill(1).unwrap();
 
     let restored = c.root().join("restored");
-    let (code, out, err) = segvault(&[
+    let (code, out, err) = archive.segvault(&[
         "restore",
         &url,
         "--to",
@@ -121,7 +150,7 @@ fn bare_metal(version: &str) {
     let t = fixtures::FIXTURE_BASE_TS + 61_000;
     c.kill(1).unwrap();
     let at_t = c.root().join("at-t");
-    let (code, out, err) = segvault(&[
+    let (code, out, err) = archive.segvault(&[
         "restore",
         &url,
         "--to",
@@ -256,14 +285,13 @@ fn restored_ends(stdout: &str) -> BTreeMap<(String, i32), (i64, Option<i64>)> {
 /// stopped, the archive is restored into its log dir with `--mode new-cluster`, and the
 /// broker serves the archived records at the same offsets; then new records are produced
 /// to and consumed from every restored partition, continuing at the restored end.
-fn new_cluster(version: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", tmp.path().join("store").display());
+fn new_cluster(version: &str, archive: &Archive) {
+    let url = archive.url.clone();
     let mut a = Cluster::start(ClusterSpec::combined(version)).unwrap();
     a.stop(1).unwrap();
     let original = a.root().join("original");
     copy_dir(&fixture(version), &original, &[]).unwrap();
-    let (code, out, err) = segvault(&[
+    let (code, out, err) = archive.segvault(&[
         "archive",
         "--once",
         "--store",
@@ -313,7 +341,7 @@ fn new_cluster(version: &str) {
     }
     let ids_before = topic_ids(&log_dir);
     b.stop(1).unwrap();
-    let (code, out, err) = segvault(&[
+    let (code, out, err) = archive.segvault(&[
         "restore",
         &url,
         "--to",
@@ -417,20 +445,42 @@ fn topic_ids(log_dir: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn new_cluster_restore_is_served_and_continues_3_9_2() {
-    new_cluster("3.9.2");
+    let tmp = tempfile::tempdir().unwrap();
+    new_cluster("3.9.2", &Archive::file(tmp.path()));
 }
 
 #[test]
 fn new_cluster_restore_is_served_and_continues_4_3_1() {
-    new_cluster("4.3.1");
+    let tmp = tempfile::tempdir().unwrap();
+    new_cluster("4.3.1", &Archive::file(tmp.path()));
+}
+
+/// Both flows again with the archive on a real S3 server (the second archive pass over the
+/// same fixture uploads nothing: the archive is idempotent).
+fn through_s3(version: &str) {
+    let archive = Archive::s3();
+    bare_metal(version, &archive);
+    new_cluster(version, &archive);
+}
+
+#[test]
+fn bare_metal_point_in_time_and_new_cluster_through_s3_3_9_2() {
+    through_s3("3.9.2");
+}
+
+#[test]
+fn bare_metal_point_in_time_and_new_cluster_through_s3_4_3_1() {
+    through_s3("4.3.1");
 }
 
 #[test]
 fn bare_metal_and_point_in_time_restores_are_served_3_9_2() {
-    bare_metal("3.9.2");
+    let tmp = tempfile::tempdir().unwrap();
+    bare_metal("3.9.2", &Archive::file(tmp.path()));
 }
 
 #[test]
 fn bare_metal_and_point_in_time_restores_are_served_4_3_1() {
-    bare_metal("4.3.1");
+    let tmp = tempfile::tempdir().unwrap();
+    bare_metal("4.3.1", &Archive::file(tmp.path()));
 }
