@@ -108,12 +108,20 @@ pub async fn put_bytes(
                 }
             }
         }
-        w.shutdown().await
+        Ok::<(), std::io::Error>(())
     }
     .await;
+    let result = match result {
+        Ok(()) => w.shutdown().await,
+        Err(e) => {
+            // Abort the multipart upload so no part lingers; the key was never completed.
+            // (Only before shutdown: a BufWriter whose shutdown failed cannot be aborted. Its
+            // parts then linger until the bucket's AbortIncompleteMultipartUpload rule.)
+            let _ = w.abort().await;
+            Err(e)
+        }
+    };
     if let Err(e) = result {
-        // Abort the multipart upload so no part lingers; the key was never completed.
-        let _ = w.abort().await;
         return Err(object_store::Error::Generic {
             store: "upload",
             source: Box::new(e),
