@@ -14,6 +14,9 @@
 # Throughput is bytes moved / wall time: the dir's bytes for cp and rclone, the uploaded
 # bytes segvault reports (closed segments and their files) for segvault.
 set -euo pipefail
+# `best` and friends run inside $(...): without this a failing command there would not stop
+# the script (an earlier version timed an rclone that failed at once).
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -49,7 +52,10 @@ best() {
   local best=""
   for _ in $(seq "$RUNS"); do
     eval "$prep"; sync
-    local t0 t1 t; t0=$(now); "$@" > "$WORK/last.out"; t1=$(now)
+    local t0 t1 t; t0=$(now)
+    "$@" > "$WORK/last.out" 2> "$WORK/last.err" || {
+      echo "failed ($?): $*" >&2; cat "$WORK/last.out" "$WORK/last.err" >&2; exit 1; }
+    t1=$(now)
     t=$(echo "$t1 - $t0" | bc -l)
     echo "  $(basename "$1") ${*:2:2}: ${t}s" >&2
     if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
@@ -76,9 +82,22 @@ for _ in $(seq 600); do grep -q AWS_ENDPOINT_URL "$WORK/s3.out" && break; sleep 
 eval "$(grep '^export ' "$WORK/s3.out")"
 export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
   RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
-  RCLONE_CONFIG_BENCH_ENDPOINT=$AWS_ENDPOINT_URL RCLONE_CONFIG_BENCH_REGION=$AWS_REGION
-# A fresh destination per run (rclone would skip files already there).
-T_RC=$(best : bash -c 'rclone copy "$0" "bench:bench/rclone-$(date +%s%N)"' "$DATA")
+  RCLONE_CONFIG_BENCH_ENDPOINT=$AWS_ENDPOINT_URL RCLONE_CONFIG_BENCH_REGION=$AWS_REGION \
+  RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+# rclone's AWS SDK fails at once ("unable to load custom CA bundle") when AWS_CA_BUNDLE is set
+# (as on CI images): plain http on loopback needs none.
+rclone_() { env -u AWS_CA_BUNDLE rclone "$@"; }
+# A fresh destination per run (rclone would skip files already there); each run is checked
+# by listing what arrived.
+rclone_run() {
+  local dst; dst="bench:bench/rclone-$(date +%s%N)"
+  rclone_ copy "$1" "$dst"
+  local got; got=$(rclone_ size --json "$dst" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+  [ "$got" = "$2" ] || { echo "rclone copied $got bytes of $2" >&2; return 1; }
+}
+export -f rclone_ rclone_run
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}'; }
+T_RC=$(best : bash -c 'rclone_run "$0" "$1"' "$DATA" "$(file_bytes "$DATA")")
 T_S3=$(best : bash -c '"$0" archive --once --format json --log-dir "$1" --store "s3://bench/sv-$(date +%s%N)"' "$SV" "$DATA")
 S3_BYTES=$(uploaded)
 

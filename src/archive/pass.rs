@@ -20,7 +20,7 @@
 use super::layout::{self, PartitionKey};
 use super::manifest::{Manifest, ObjectRef, Objects, RangeKind, Source, FORMAT};
 use super::store::Store;
-use super::summary::{summarize, Refusal, Summary};
+use super::summary::{summarize_releasing, Refusal, Summary};
 use super::upload::{put_bytes, Encoding, RateLimit};
 use crate::format::mapped::MappedFile;
 use crate::format::text::Uuid;
@@ -717,14 +717,19 @@ fn count_unarchived(
     }
 }
 
-/// [`summarize`] is CPU work over a whole segment: on a multi-threaded runtime it runs with
-/// `block_in_place`, so the other partitions' uploads keep their worker threads.
-fn summarize_blocking(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, Refusal> {
+/// [`summarize`](super::summary::summarize) is CPU work over a whole segment: on a
+/// multi-threaded runtime it runs with `block_in_place`, so the other partitions' uploads keep
+/// their worker threads. The pages the walk has passed are released as it goes, so the
+/// mapping's resident pages stay at a window, not the segment.
+fn summarize_blocking(log: &MappedFile, start: i64, frame_bytes: u64) -> Result<Summary, Refusal> {
+    let run = || {
+        let s = summarize_releasing(log, start, frame_bytes, |done| log.release(0..done));
+        log.release(0..log.len());
+        s
+    };
     match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| summarize(data, start, frame_bytes))
-        }
-        _ => summarize(data, start, frame_bytes),
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+        _ => run(),
     }
 }
 
@@ -898,7 +903,7 @@ async fn upload_objects(
     i: usize,
     start: i64,
     next: i64,
-    log: &[u8],
+    log: &MappedFile,
     s: &Summary,
     opts: &Options,
     rate: Option<&RateLimit>,
@@ -917,9 +922,12 @@ async fn upload_objects(
     let mut objects = Objects::default();
     let lk = key.data(start, next, b.node_id, name);
     objects.log = Some(
-        put_bytes(&store.inner, &lk, slice, encoding, &frames, rate)
-            .await
-            .map_err(store_err(store, &lk))?,
+        put_bytes(&store.inner, &lk, slice, encoding, &frames, rate, &|done| {
+            let at = s.slice_position as usize;
+            log.release(at..at + done)
+        })
+        .await
+        .map_err(store_err(store, &lk))?,
     );
     // Indexes describe the whole segment: only meaningful for a whole-segment range.
     if s.slice_position == 0 {
@@ -969,9 +977,17 @@ async fn put_file(
             })
         }
     };
-    let r = put_bytes(&store.inner, key, &f, Encoding::Identity, &[], rate)
-        .await
-        .map_err(store_err(store, key))?;
+    let r = put_bytes(
+        &store.inner,
+        key,
+        &f,
+        Encoding::Identity,
+        &[],
+        rate,
+        &|done| f.release(0..done),
+    )
+    .await
+    .map_err(store_err(store, key))?;
     Ok(Some(r))
 }
 

@@ -54,6 +54,22 @@ impl std::fmt::Display for Refusal {
 /// Verifies `data` (a whole `.log`) and summarises the batches from the first one whose base
 /// offset is at or above `start`.
 pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, Refusal> {
+    summarize_releasing(data, start, frame_bytes, |_| {})
+}
+
+/// Bytes walked between two calls of `done`.
+pub const RELEASE_EVERY: usize = 16 << 20;
+
+/// [`summarize`], calling `done(p)` every [`RELEASE_EVERY`] bytes or so with a position `p`
+/// the walk has passed and never reads below again, so a caller can drop the mapping's
+/// pages before `p` (see `MappedFile::release`).
+pub fn summarize_releasing(
+    data: &[u8],
+    start: i64,
+    frame_bytes: u64,
+    mut done: impl FnMut(usize),
+) -> Result<Summary, Refusal> {
+    let mut released = 0usize;
     let mut s = Summary {
         slice_position: data.len() as u64,
         stats: RangeStats::default(),
@@ -67,6 +83,10 @@ pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, R
     let mut in_slice = false;
     for batch in entries.by_ref() {
         let position = batch.position();
+        if position as usize >= released + RELEASE_EVERY {
+            released = position as usize;
+            done(released);
+        }
         let base = batch.base_offset();
         let last = batch.last_offset().ok_or_else(|| Refusal::Corrupt {
             position,

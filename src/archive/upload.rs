@@ -63,7 +63,9 @@ pub enum Encoding {
 }
 
 /// Uploads `data` to `key`. `frame_starts` are (position within `data`, first offset) where
-/// zstd frames may start; ignored for identity.
+/// zstd frames may start; ignored for identity. `done(n)` is called as the first `n` bytes of
+/// `data` have been copied out (into the writer's buffer or a compressed frame) and are not
+/// read again, so a caller can release those pages of a mapping.
 pub async fn put_bytes(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
@@ -71,6 +73,7 @@ pub async fn put_bytes(
     encoding: Encoding,
     frame_starts: &[(u64, i64)],
     rate: Option<&RateLimit>,
+    done: &(dyn Fn(usize) + Sync),
 ) -> object_store::Result<ObjectRef> {
     let mut w =
         BufWriter::with_capacity(store.clone(), key.clone(), PART_BYTES).with_max_concurrency(2);
@@ -87,6 +90,7 @@ pub async fn put_bytes(
                     sha.update(chunk);
                     w.write_all(chunk).await?;
                     stored += chunk.len() as u64;
+                    done(stored as usize);
                 }
             }
             Encoding::Zstd(level) => {
@@ -99,6 +103,7 @@ pub async fn put_bytes(
                     let raw = &data[from as usize..to as usize];
                     sha.update(raw);
                     let frame = zstd::bulk::compress(raw, level)?;
+                    done(to as usize);
                     if let Some(r) = rate {
                         r.take(frame.len()).await;
                     }
