@@ -492,6 +492,8 @@ async fn build_partition(
         // Verify every batch and the digest of the whole range.
         // (byte position, base offset of the first batch not kept) when this range is cut.
         let mut trim_to: Option<(u64, Option<i64>)> = None;
+        // The offset after the range's last batch, from the verifying walk (no second walk).
+        let walked_end;
         {
             let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
             let s =
@@ -508,6 +510,7 @@ async fn build_partition(
                     ),
                 });
             }
+            walked_end = s.stats.last_batch_offset.map_or(base, |l| l + 1);
             if is_last && p.trim_last {
                 trim_to = Some(cut_position(log.bytes(), plan.cut));
             }
@@ -538,18 +541,14 @@ async fn build_partition(
         let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
         let data = log.bytes();
         log_bytes += data.len() as u64;
-        let seg_end = log_entries(data)
-            .filter_map(|b| b.last_offset())
-            .last()
-            .map_or(base, |l| l + 1);
         // A cut log ends where the first batch not kept began.
         let seg_end = match trim_to {
             Some((_, cut_base)) => {
-                let e = cut_base.unwrap_or(seg_end).max(seg_end);
+                let e = cut_base.unwrap_or(walked_end);
                 cut_at = Some(e);
                 e
             }
-            None => seg_end,
+            None => walked_end,
         };
         // Indexes: the broker's own for a whole segment archived whole, else rebuilt.
         let archived = whole && m.slice_position == 0 && m.objects.index.is_some();
