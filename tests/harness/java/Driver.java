@@ -9,7 +9,8 @@
 //   create-topic B NAME PARTITIONS RF [k=v ...]   -> "topic NAME ID"
 //   describe B                                     -> "partition TOPIC ID P LEADER R1,R2,.."
 //   plan B FILE                                    -> runs a produce plan (see runPlan), "ack ..."
-//   consume B TOPIC read_committed|read_uncommitted -> "rec ..." lines, then "end P OFFSET"
+//   consume B read_committed|read_uncommitted TOPIC... -> "rec TOPIC P ..." lines, then
+//                                                     "end TOPIC P OFFSET" per partition
 //   group-consume B GROUP TOPIC MAX ISOLATION      -> "committed P OFFSET"
 //   group-offsets B                                -> "group G TOPIC P OFFSET"
 import java.io.BufferedReader;
@@ -42,7 +43,7 @@ public class Driver {
       case "create-topic": createTopic(bootstrap, Arrays.copyOfRange(args, 2, args.length)); break;
       case "describe": describe(bootstrap); break;
       case "plan": runPlan(bootstrap, args[2]); break;
-      case "consume": consume(bootstrap, args[2], args[3]); break;
+      case "consume": consume(bootstrap, args[2], Arrays.copyOfRange(args, 3, args.length)); break;
       case "group-consume": groupConsume(bootstrap, args[2], args[3], Integer.parseInt(args[4]), args[5]); break;
       case "group-offsets": groupOffsets(bootstrap); break;
       default: die("unknown command " + cmd);
@@ -267,12 +268,15 @@ public class Driver {
     return tps;
   }
 
-  // Reads every partition from its start to the end offset taken at the start (the high
-  // watermark, or the last stable offset under read_committed). Fails if the deadline passes
-  // first: a short read must never look like a complete one.
-  static void consume(String bootstrap, String topic, String isolation) throws Exception {
+  // Reads every partition of every TOPIC from its start to the end offset taken at the start
+  // (the high watermark, or the last stable offset under read_committed), in one consumer:
+  // one JVM for a whole check instead of one per topic. Fails if the deadline passes first:
+  // a short read must never look like a complete one.
+  static void consume(String bootstrap, String isolation, String[] topics) throws Exception {
+    if (topics.length == 0) die("consume: no topic given");
     try (KafkaConsumer<byte[], byte[]> c = consumer(bootstrap, isolation, null)) {
-      List<TopicPartition> tps = partitions(c, topic);
+      List<TopicPartition> tps = new ArrayList<>();
+      for (String topic : topics) tps.addAll(partitions(c, topic));
       c.assign(tps);
       c.seekToBeginning(tps);
       Map<TopicPartition, Long> end = retry("end offsets", () -> c.endOffsets(tps, Duration.ofSeconds(30)));
@@ -280,16 +284,16 @@ public class Driver {
       Set<TopicPartition> open = new HashSet<>();
       for (TopicPartition tp : tps) if (c.position(tp) < end.get(tp)) open.add(tp);
       while (!open.isEmpty()) {
-        if (System.currentTimeMillis() > deadline) die("consume " + topic + ": deadline passed with " + open + " unfinished");
+        if (System.currentTimeMillis() > deadline) die("consume " + String.join(",", topics) + ": deadline passed with " + open + " unfinished");
         for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
           TopicPartition tp = new TopicPartition(r.topic(), r.partition());
           if (r.offset() >= end.get(tp)) continue;
-          System.out.println("rec\t" + r.partition() + "\t" + r.offset() + "\t" + r.timestamp() + "\t"
+          System.out.println("rec\t" + r.topic() + "\t" + r.partition() + "\t" + r.offset() + "\t" + r.timestamp() + "\t"
               + r.timestampType().id + "\t" + enc(r.key()) + "\t" + enc(r.value()) + "\t" + headers(r.headers()));
         }
         open.removeIf(tp -> c.position(tp) >= end.get(tp));
       }
-      for (TopicPartition tp : tps) System.out.println("end\t" + tp.partition() + "\t" + end.get(tp));
+      for (TopicPartition tp : tps) System.out.println("end\t" + tp.topic() + "\t" + tp.partition() + "\t" + end.get(tp));
     }
   }
 

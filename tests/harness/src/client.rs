@@ -439,50 +439,60 @@ impl Client {
     /// Consumes `topic` end to end (every partition, from the start to the end offset seen at
     /// the start) with the given isolation.
     pub fn consume(&self, topic: &str, iso: Isolation) -> Result<BTreeMap<i32, PartitionRecords>> {
-        let mut out: BTreeMap<i32, PartitionRecords> = BTreeMap::new();
-        let lines = self.driver(&["consume", topic, iso.as_str()])?;
-        let mut ends = 0;
+        let mut all = self.consume_many(&[topic], iso)?;
+        all.remove(topic)
+            .ok_or_else(|| anyhow!("consuming {topic}: the driver reported no partitions"))
+    }
+
+    /// Consumes every topic of `topics` end to end in one driver run (one JVM), as
+    /// [`Client::consume`] does for one.
+    pub fn consume_many(
+        &self,
+        topics: &[&str],
+        iso: Isolation,
+    ) -> Result<BTreeMap<String, BTreeMap<i32, PartitionRecords>>> {
+        let mut args = vec!["consume", iso.as_str()];
+        args.extend_from_slice(topics);
+        let lines = self.driver(&args)?;
+        let mut out: BTreeMap<String, BTreeMap<i32, PartitionRecords>> = BTreeMap::new();
+        fn entry<'a>(
+            out: &'a mut BTreeMap<String, BTreeMap<i32, PartitionRecords>>,
+            topic: &str,
+            p: i32,
+        ) -> &'a mut PartitionRecords {
+            out.entry(topic.to_string())
+                .or_default()
+                .entry(p)
+                .or_insert(PartitionRecords {
+                    records: vec![],
+                    end_offset: -1,
+                })
+        }
         for l in &lines {
             let f: Vec<&str> = l.split('\t').collect();
             match f[0] {
-                "rec" => {
-                    let p: i32 = f[1].parse()?;
-                    out.entry(p)
-                        .or_insert(PartitionRecords {
-                            records: vec![],
-                            end_offset: -1,
-                        })
-                        .records
-                        .push(Record {
-                            offset: f[2].parse()?,
-                            timestamp: f[3].parse()?,
-                            key: dec(f[5])?,
-                            value: dec(f[6])?,
-                            headers: dec_headers(&f[7..])?,
-                        });
-                }
-                "end" => {
-                    let p: i32 = f[1].parse()?;
-                    out.entry(p)
-                        .or_insert(PartitionRecords {
-                            records: vec![],
-                            end_offset: -1,
-                        })
-                        .end_offset = f[2].parse()?;
-                    ends += 1;
-                }
+                "rec" => entry(&mut out, f[1], f[2].parse()?).records.push(Record {
+                    offset: f[3].parse()?,
+                    timestamp: f[4].parse()?,
+                    key: dec(f[6])?,
+                    value: dec(f[7])?,
+                    headers: dec_headers(&f[8..])?,
+                }),
+                "end" => entry(&mut out, f[1], f[2].parse()?).end_offset = f[3].parse()?,
                 _ => {}
             }
         }
-        if ends == 0 {
-            bail!("consuming {topic}: the driver reported no partitions");
-        }
-        for (p, pr) in &out {
-            if pr.end_offset < 0 {
-                bail!("consuming {topic}: partition {p} has records but no end offset");
-            }
-            if pr.records.windows(2).any(|w| w[0].offset >= w[1].offset) {
-                bail!("consuming {topic}: partition {p} came back out of order");
+        for topic in topics {
+            let parts = out
+                .get(*topic)
+                .ok_or_else(|| anyhow!("consuming {topic}: the driver reported no partitions"))?;
+            for (p, pr) in parts {
+                if pr.end_offset < 0 {
+                    bail!("consuming {topic}: partition {p} has records but no end offset");
+                }
+                if pr.records.windows(2).any(|w| w[0].offset >= w[1].offset) {
+                    bail!("consuming {topic}: partition {p} came back out of order");
+                }
             }
         }
         Ok(out)

@@ -7,7 +7,9 @@
 //! time: Kafka 4 no longer accepts a `segment.bytes` below 1 MiB, and time rolls work the
 //! same on every version without sleeping.
 
-use crate::client::{Client, GroupOffsets, Isolation, Plan, Produced, Send, TopicDigest};
+use crate::client::{
+    Client, GroupOffsets, Isolation, PartitionDigest, Plan, Produced, Send, TopicDigest,
+};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
@@ -303,10 +305,15 @@ impl WorkloadRun {
     /// Consumes every workload topic under both isolation levels and returns the digests, in
     /// the same shape as [`WorkloadRun::expected`].
     pub fn observe(&self, client: &Client) -> Result<BTreeMap<(String, Isolation), TopicDigest>> {
+        let topics: Vec<&str> = self.partitions.keys().map(String::as_str).collect();
         let mut m = BTreeMap::new();
-        for t in self.partitions.keys() {
-            for iso in Isolation::BOTH {
-                m.insert((t.clone(), iso), client.digest(t, iso)?);
+        for iso in Isolation::BOTH {
+            for (t, parts) in client.consume_many(&topics, iso)? {
+                let d = parts
+                    .into_iter()
+                    .map(|(p, r)| (p, PartitionDigest::of(&r.records)))
+                    .collect();
+                m.insert((t, iso), d);
             }
         }
         Ok(m)
