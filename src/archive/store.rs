@@ -11,6 +11,7 @@
 
 mod aws;
 
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
@@ -22,6 +23,17 @@ use url::Url;
 pub struct Store {
     pub inner: Arc<dyn ObjectStore>,
     pub url: String,
+    /// The same store as `inner` when it is a local directory (`file://`): lets the archive
+    /// and the restore read and write its files directly (one kernel copy, no chunked async
+    /// streaming), with the same key-to-path mapping and durability as `inner`.
+    pub local: Option<Arc<LocalFileSystem>>,
+}
+
+impl Store {
+    /// The file that holds `key` in a local store; `None` for object stores.
+    pub fn local_path(&self, key: &StorePath) -> Option<object_store::Result<std::path::PathBuf>> {
+        self.local.as_ref().map(|l| l.path_to_filesystem(key))
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -61,6 +73,7 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
         url: url.to_string(),
         source,
     };
+    let mut local = None;
     let (store, prefix): (Arc<dyn ObjectStore>, String) = match parsed.scheme() {
         "file" => {
             let path = parsed
@@ -68,9 +81,9 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
                 .map_err(|_| bad("expected file:///absolute/path".into()))?;
             std::fs::create_dir_all(&path)
                 .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
-            let fs =
-                object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(backend)?;
-            (Arc::new(fs), String::new())
+            let fs = Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(backend)?);
+            local = Some(fs.clone());
+            (fs, String::new())
         }
         "s3" | "s3a" => {
             let b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
@@ -111,5 +124,6 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
     Ok(Store {
         inner,
         url: url.to_string(),
+        local,
     })
 }

@@ -3,8 +3,9 @@
 //! offsets that only go up, and the counts a manifest records.
 
 use super::manifest::RangeStats;
-use crate::format::segment::{log_entries, SegmentEnd};
+use crate::format::segment::{log_entries, Batch, LogEntries, SegmentEnd, HEADER_SIZE_UP_TO_MAGIC};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 
 /// What the archived slice of a segment holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,30 +71,160 @@ pub fn summarize_releasing(
     mut done: impl FnMut(usize),
 ) -> Result<Summary, Refusal> {
     let mut released = 0usize;
-    let mut s = Summary {
-        slice_position: data.len() as u64,
-        stats: RangeStats::default(),
-        frame_starts: Vec::new(),
-    };
-    let mut magic = std::collections::BTreeSet::new();
-    let mut codecs = std::collections::BTreeSet::new();
-    let mut digest = Sha256::new();
-    let mut entries = log_entries(data);
-    let mut previous_last: Option<i64> = None;
-    let mut in_slice = false;
-    for batch in entries.by_ref() {
-        let position = batch.position();
-        if position as usize >= released + RELEASE_EVERY {
-            released = position as usize;
+    let mut w = Walker::new(data, start, frame_bytes);
+    w.advance(data.len(), data.len(), |batch| {
+        let position = batch.position() as usize;
+        if position >= released + RELEASE_EVERY {
+            released = position;
             done(released);
         }
+    });
+    w.finish()
+}
+
+/// The walk of [`summarize`], one step at a time, over data that may still be arriving (a
+/// restore writing a file it verifies behind the writer) or that a caller consumes as it is
+/// verified (an upload that copies only verified bytes): each [`advance`](Walker::advance)
+/// walks, verifies and summarises the next complete entries, and says up to where.
+#[derive(Debug)]
+pub struct Walker<'a> {
+    data: &'a [u8],
+    entries: LogEntries<'a>,
+    start: i64,
+    frame_bytes: u64,
+    s: Summary,
+    magic: BTreeSet<u8>,
+    codecs: BTreeSet<String>,
+    digest: Sha256,
+    previous_last: Option<i64>,
+    in_slice: bool,
+    /// Set when the walk has reached the end of `data` cleanly.
+    ended: bool,
+    /// Set when the walk stopped at a problem; nothing more is walked.
+    failed: Option<Refusal>,
+}
+
+impl<'a> Walker<'a> {
+    /// A walk over `data` (a whole `.log`; see [`summarize`] for `start` and `frame_bytes`).
+    pub fn new(data: &'a [u8], start: i64, frame_bytes: u64) -> Walker<'a> {
+        Walker {
+            data,
+            entries: log_entries(data),
+            start,
+            frame_bytes,
+            s: Summary {
+                slice_position: data.len() as u64,
+                stats: RangeStats::default(),
+                frame_starts: Vec::new(),
+            },
+            magic: BTreeSet::new(),
+            codecs: BTreeSet::new(),
+            digest: Sha256::new(),
+            previous_last: None,
+            in_slice: false,
+            ended: false,
+            failed: None,
+        }
+    }
+
+    /// Every entry below this byte position is verified and summarised (an entry boundary).
+    pub fn position(&self) -> u64 {
+        self.entries.position()
+    }
+
+    /// Where the archived slice begins, once the walk has got there (or ended without).
+    pub fn slice_position(&self) -> Option<u64> {
+        (self.in_slice || self.ended).then_some(self.s.slice_position)
+    }
+
+    /// Whether the walk is over: at the end of the data, or stopped at a problem.
+    pub fn is_over(&self) -> bool {
+        self.ended || self.failed.is_some()
+    }
+
+    /// Why the walk stopped early, if it did.
+    pub fn failure(&self) -> Option<&Refusal> {
+        self.failed.as_ref()
+    }
+
+    /// Walks the entries that begin before `target` and lie wholly within the first `avail`
+    /// bytes of the data (all of it when `avail` is its length), calling `each` with every
+    /// entry that is verified (its CRC included) and summarised. Returns the new
+    /// [`position`](Walker::position). With `avail` at the data's length and `target` at or
+    /// past it, walks to the end.
+    pub fn advance(
+        &mut self,
+        target: usize,
+        avail: usize,
+        mut each: impl FnMut(&Batch<'a>),
+    ) -> u64 {
+        let len = self.data.len();
+        let avail = avail.min(len);
+        while !self.is_over() {
+            let pos = self.entries.position() as usize;
+            if pos >= target && pos < len {
+                break;
+            }
+            if avail < len && !self.complete_at(pos, avail) {
+                break; // the rest of this entry has not arrived yet
+            }
+            match self.entries.next() {
+                Some(batch) => {
+                    if let Err(r) = self.add(&batch) {
+                        self.failed = Some(r);
+                        break;
+                    }
+                    each(&batch);
+                }
+                None => match self.entries.finish() {
+                    SegmentEnd::Clean => self.ended = true,
+                    SegmentEnd::PartialTail { position, bytes } => {
+                        self.failed = Some(Refusal::Corrupt {
+                            position,
+                            offset: self.previous_last.map(|l| l + 1),
+                            message: format!(
+                                "a closed segment ends with a partial batch of {bytes} bytes"
+                            ),
+                        })
+                    }
+                    SegmentEnd::Corrupt(e) => {
+                        self.failed = Some(Refusal::Corrupt {
+                            position: e.position(),
+                            offset: e.offset,
+                            message: e.to_string(),
+                        })
+                    }
+                },
+            }
+        }
+        self.entries.position()
+    }
+
+    /// Whether the entry at `pos` lies within the first `avail` bytes (enough of it for the
+    /// walk to judge it: its header when the size it states is impossible).
+    fn complete_at(&self, pos: usize, avail: usize) -> bool {
+        let Some(size) = self.data.get(pos + 8..pos + 12) else {
+            return false;
+        };
+        let size = i32::from_be_bytes([size[0], size[1], size[2], size[3]]);
+        let need = if size < 0 {
+            HEADER_SIZE_UP_TO_MAGIC
+        } else {
+            (12 + size as usize).max(HEADER_SIZE_UP_TO_MAGIC)
+        };
+        pos.saturating_add(need) <= avail
+    }
+
+    /// One verified entry into the summary.
+    fn add(&mut self, batch: &Batch<'_>) -> Result<(), Refusal> {
+        let position = batch.position();
         let base = batch.base_offset();
         let last = batch.last_offset().ok_or_else(|| Refusal::Corrupt {
             position,
             offset: Some(base),
             message: "last offset overflows".into(),
         })?;
-        if let Some(p) = previous_last {
+        if let Some(p) = self.previous_last {
             if base <= p {
                 return Err(Refusal::Corrupt {
                     position,
@@ -102,31 +233,32 @@ pub fn summarize_releasing(
                 });
             }
         }
-        let gap_before = previous_last.map_or(0, |p| base - p - 1);
-        previous_last = Some(last);
-        if !in_slice {
-            if last < start {
-                continue;
+        let gap_before = self.previous_last.map_or(0, |p| base - p - 1);
+        self.previous_last = Some(last);
+        if !self.in_slice {
+            if last < self.start {
+                return Ok(());
             }
-            if base < start {
+            if base < self.start {
                 return Err(Refusal::Misaligned {
                     position,
                     batch_base: base,
                     batch_last: last,
-                    start,
+                    start: self.start,
                 });
             }
-            in_slice = true;
-            s.slice_position = position;
+            self.in_slice = true;
+            self.s.slice_position = position;
         }
-        let since_frame = s
+        let since_frame = self
+            .s
             .frame_starts
             .last()
             .map_or(u64::MAX, |&(p, _)| position - p);
-        if since_frame >= frame_bytes {
-            s.frame_starts.push((position, base));
+        if since_frame >= self.frame_bytes {
+            self.s.frame_starts.push((position, base));
         }
-        let st = &mut s.stats;
+        let st = &mut self.s.stats;
         st.first_batch_offset.get_or_insert(base);
         st.last_batch_offset = Some(last);
         st.batches += 1;
@@ -142,42 +274,38 @@ pub fn summarize_releasing(
         }
         st.transactional_batches += batch.is_transactional() as u64;
         st.control_batches += batch.is_control() as u64;
-        magic.insert(batch.magic());
-        codecs.insert(
-            batch
-                .compression()
-                .map_or("unknown", |c| c.name())
-                .to_string(),
-        );
+        self.magic.insert(batch.magic());
+        if let Some(c) = batch.compression() {
+            if !self.codecs.contains(c.name()) {
+                self.codecs.insert(c.name().to_string());
+            }
+        } else if !self.codecs.contains("unknown") {
+            self.codecs.insert("unknown".to_string());
+        }
         if let Some(ts) = batch.max_timestamp().filter(|&t| t >= 0) {
             st.min_timestamp = Some(st.min_timestamp.map_or(ts, |m: i64| m.min(ts)));
             st.max_timestamp = Some(st.max_timestamp.map_or(ts, |m: i64| m.max(ts)));
         }
-        digest.update(base.to_be_bytes());
-        digest.update(last.to_be_bytes());
-        digest.update(crc_of(batch.bytes()).to_be_bytes());
+        self.digest.update(base.to_be_bytes());
+        self.digest.update(last.to_be_bytes());
+        self.digest.update(crc_of(batch.bytes()).to_be_bytes());
+        Ok(())
     }
-    match entries.finish() {
-        SegmentEnd::Clean => {}
-        SegmentEnd::PartialTail { position, bytes } => {
-            return Err(Refusal::Corrupt {
-                position,
-                offset: previous_last.map(|l| l + 1),
-                message: format!("a closed segment ends with a partial batch of {bytes} bytes"),
-            })
+
+    /// Walks whatever is left (all of the data must be there by now) and returns the summary,
+    /// or why the segment cannot be archived.
+    pub fn finish(mut self) -> Result<Summary, Refusal> {
+        let len = self.data.len();
+        self.advance(len, len, |_| {});
+        if let Some(r) = self.failed {
+            return Err(r);
         }
-        SegmentEnd::Corrupt(e) => {
-            return Err(Refusal::Corrupt {
-                position: e.position(),
-                offset: e.offset,
-                message: e.to_string(),
-            })
-        }
+        let mut s = self.s;
+        s.stats.batch_digest = hex::encode(self.digest.finalize());
+        s.stats.magic = self.magic.into_iter().collect();
+        s.stats.codecs = self.codecs.into_iter().collect();
+        Ok(s)
     }
-    s.stats.batch_digest = hex::encode(digest.finalize());
-    s.stats.magic = magic.into_iter().collect();
-    s.stats.codecs = codecs.into_iter().collect();
-    Ok(s)
 }
 
 /// The stored CRC field of a batch or legacy message (bytes 17..21 for v2, 12..16 legacy):
@@ -233,6 +361,47 @@ mod tests {
         ));
         // The digest of the shared batches does not depend on where the slice starts.
         assert_ne!(all.stats.batch_digest, tail.stats.batch_digest);
+    }
+
+    /// The walk fed a few bytes at a time (as a restore writes a file it verifies behind
+    /// the writer) gives what the walk over the whole data gives, clean or not, and never
+    /// walks an entry that has not wholly arrived.
+    #[test]
+    fn a_walk_over_arriving_data_agrees_with_the_whole_walk() {
+        let data = segment(&[(0, 5), (5, 3), (8, 40), (48, 1), (49, 7)]);
+        let mut flipped = data.clone();
+        flipped[data.len() / 2] ^= 4;
+        let cut = data[..data.len() - 3].to_vec();
+        for d in [&data, &flipped, &cut] {
+            for start in [0, 8] {
+                let whole = summarize(d, start, 64);
+                for step in [1, 3, 17, 100, 1 << 20] {
+                    let mut w = Walker::new(d, start, 64);
+                    let mut avail = 0;
+                    let mut seen = 0;
+                    while avail < d.len() {
+                        avail = (avail + step).min(d.len());
+                        w.advance(usize::MAX, avail, |b| {
+                            assert!(b.position() as usize + b.size() <= avail);
+                            seen += 1;
+                        });
+                        assert!(w.position() as usize <= avail);
+                    }
+                    assert_eq!(w.finish(), whole, "step {step}, start {start}");
+                    let _ = seen;
+                }
+                // A small target walks at least one entry a call, and stops at it.
+                let mut w = Walker::new(d, start, 64);
+                let mut calls = 0;
+                while !w.is_over() {
+                    let p = w.position() as usize;
+                    w.advance(p + 1, d.len(), |_| {});
+                    calls += 1;
+                    assert!(calls < 100);
+                }
+                assert_eq!(w.finish(), whole);
+            }
+        }
     }
 
     #[test]

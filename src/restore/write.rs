@@ -4,11 +4,13 @@
 //! **Safety, in order.**
 //! 1. The target's `.lock` must not be held: a broker holds it (a POSIX `fcntl` lock, which
 //!    is what Java's `FileChannel.tryLock` takes) for as long as it runs.
-//! 2. Each partition is built in `<to>/.segvault-restore/<topic>-<p>`: every `.log` streamed
-//!    to disk (never held in memory), its SHA-256 and size checked against the manifest, then
-//!    every batch CRC verified and the batch digest compared with the manifest's; indexes are
-//!    the archived ones when the range is a whole, untrimmed segment, else rebuilt. Every file
-//!    is fsynced, then the directory, then it is renamed into place.
+//! 2. Each partition is built in `<to>/.segvault-restore/<topic>-<p>`: every `.log` copied
+//!    (a local store's file in the kernel) or streamed to disk, never held in memory, and
+//!    verified in the same pass over the written file: its size and SHA-256 against the
+//!    manifest, every batch CRC, the batch digest against the manifest's (see `Verifier`);
+//!    indexes are the archived ones when the range is a whole, untrimmed segment, else
+//!    rebuilt. Every file is fsynced, then the directory, then it is renamed into place.
+//!    Partitions are built concurrently, one per core, and placed one at a time.
 //! 3. A partition that exists and holds data is refused without `--force`.
 //! 4. A journal (`.segvault-restore/journal.json`) lists the partitions in place, so an
 //!    interrupted restore resumes where it stopped. The staging dir is removed at the end:
@@ -24,10 +26,11 @@ use super::plan::{Cut, Mode, PartitionPlan, Plan};
 use crate::archive::layout;
 use crate::archive::manifest::{Manifest, ObjectRef, RangeKind};
 use crate::archive::store::Store;
-use crate::archive::summary::summarize;
+use crate::archive::summary::{Summary, Walker};
+use crate::format::index::AbortedTxn;
 use crate::format::index_build;
 use crate::format::mapped::MappedFile;
-use crate::format::segment::log_entries;
+use crate::format::segment::{log_entries, Batch};
 use crate::format::text::{self, EpochEntry, OffsetCheckpointEntry, Uuid};
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
@@ -36,8 +39,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const STAGING: &str = ".segvault-restore";
 const JOURNAL: &str = "journal.json";
@@ -110,6 +114,12 @@ pub struct Report {
     pub wrote_meta_properties: bool,
     /// The KRaft snapshot placed in `__cluster_metadata-0`, if any.
     pub metadata_snapshot: Option<String>,
+    /// What the broker will find about its last shutdown: `written` (every partition in the
+    /// dir was verified by this restore, so segvault wrote `.kafka_cleanshutdown` and the
+    /// broker starts without recovering any segment), `kept` (the target already had one),
+    /// or `absent` (the dir holds partitions this restore did not verify: the broker
+    /// recovers from their recovery points, as after a crash).
+    pub clean_shutdown: &'static str,
 }
 
 /// Whether a running process holds `dir/.lock` the way a broker does.
@@ -175,6 +185,12 @@ struct Journal {
 }
 
 /// Restores `plan` into the log dir `to`. `progress` is told the stored bytes fetched.
+///
+/// Partitions are built concurrently, as many at once as there are cores (each build is one
+/// pass of copy, verification and hashing over its data, then an fsync of every file), and
+/// placed one at a time as each is ready: renamed into place, then recorded in the journal.
+/// They are started in plan order; the first failure stops any further start, lets the builds
+/// already under way finish (each is placed if it verifies), and is returned.
 pub async fn restore(
     store: &Store,
     plan: &Plan,
@@ -209,72 +225,177 @@ pub async fn restore(
         report.wrote_meta_properties = restore_meta_properties(store, plan, to, opts).await?;
         report.metadata_snapshot = restore_metadata_snapshot(store, plan, to, opts).await?;
     }
-    for p in &plan.partitions {
-        let name = format!("{}-{}", p.topic, p.partition);
-        let dir = to.join(&name);
-        if journal.done.contains(&name) && dir.is_dir() {
-            report.partitions.push(resumed_report(p, &dir)?);
-            continue;
-        }
-        let topic_id = match plan.mode {
-            Mode::BareMetal => p.archived_topic_id.clone(),
-            Mode::NewCluster => match opts.topic_id {
-                Some(id) => id.to_string(),
-                None => {
-                    let pm = dir.join("partition.metadata");
-                    let bytes = fs::read(&pm).map_err(|e| {
-                        RestoreError::Refused(format!(
-                            "{}: {e}; new-cluster mode restores into partitions created in the new cluster first (create topic {} there, stop the broker, then restore), or give --topic-id",
-                            pm.display(),
-                            p.topic
-                        ))
-                    })?;
-                    text::parse_partition_metadata(&bytes)
-                        .map_err(|e| RestoreError::Io {
-                            path: pm.clone(),
-                            message: e.to_string(),
-                        })?
-                        .to_string()
+    let shared = Arc::new(plan.clone());
+    let width = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let mut running: tokio::task::JoinSet<(usize, String, BuildResult)> =
+        tokio::task::JoinSet::new();
+    let mut placed: Vec<(usize, PartitionReport)> = Vec::new();
+    let mut failure: Option<RestoreError> = None;
+    let mut next = 0;
+    loop {
+        while failure.is_none() && running.len() < width && next < plan.partitions.len() {
+            let i = next;
+            next += 1;
+            match prepare(plan, i, to, &staging, &journal, opts) {
+                Ok(Prepared::Resumed(r)) => placed.push((i, r)),
+                Ok(Prepared::Build {
+                    name,
+                    stage,
+                    topic_id,
+                }) => {
+                    let (store, plan, tx) = (store.clone(), shared.clone(), tx.clone());
+                    running.spawn(async move {
+                        let progress = move |n: u64| {
+                            let _ = tx.send(n);
+                        };
+                        let p = &plan.partitions[i];
+                        let r =
+                            build_partition(&store, &plan, p, &stage, &topic_id, &progress).await;
+                        (i, name, r)
+                    });
                 }
-            },
-        };
-        if holds_data(&dir) && !opts.force {
-            return Err(RestoreError::Refused(format!(
-                "{}: the partition already holds data; use --force to replace it",
-                dir.display()
-            )));
-        }
-        let stage = staging.join(&name);
-        if stage.exists() {
-            fs::remove_dir_all(&stage).map_err(io(&stage))?;
-        }
-        fs::create_dir_all(&stage).map_err(io(&stage))?;
-        let (r, fetched) = build_partition(store, plan, p, &stage, &topic_id, progress).await?;
-        report.fetched_bytes += fetched;
-        // Into place: the old dir (if any) moves aside first, then the new one in.
-        let aside = staging.join(format!("replaced-{name}"));
-        if dir.exists() {
-            if aside.exists() {
-                fs::remove_dir_all(&aside).map_err(io(&aside))?;
+                Err(e) => failure = Some(e),
             }
-            fs::rename(&dir, &aside).map_err(io(&dir))?;
         }
-        fs::rename(&stage, &dir).map_err(io(&dir))?;
-        sync_dir(to)?;
-        if aside.exists() {
-            fs::remove_dir_all(&aside).map_err(io(&aside))?;
+        if running.is_empty() {
+            break;
         }
-        journal.done.insert(name);
-        write_atomic(
-            &journal_path,
-            &serde_json::to_vec(&journal).unwrap_or_default(),
-        )?;
-        report.partitions.push(PartitionReport { dir, ..r });
+        tokio::select! {
+            Some(n) = rx.recv() => progress(n),
+            Some(done) = running.join_next() => {
+                let outcome = match done {
+                    Ok((i, name, Ok((r, fetched)))) => {
+                        report.fetched_bytes += fetched;
+                        blocking(|| place(to, &staging, &name, &journal_path, &mut journal))
+                            .map(|dir| placed.push((i, PartitionReport { dir, ..r })))
+                    }
+                    Ok((_, _, Err(e))) => Err(e),
+                    Err(e) => Err(RestoreError::Io {
+                        path: staging.clone(),
+                        message: format!("a partition's restore stopped: {e}"),
+                    }),
+                };
+                if let Err(e) = outcome {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
     }
+    while let Ok(n) = rx.try_recv() {
+        progress(n);
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    placed.sort_by_key(|(i, _)| *i);
+    report.partitions = placed.into_iter().map(|(_, r)| r).collect();
     write_checkpoints(to, &report.partitions)?;
     fs::remove_dir_all(&staging).map_err(io(&staging))?;
     sync_dir(to)?;
     Ok(report)
+}
+
+type BuildResult = Result<(PartitionReport, u64), RestoreError>;
+
+enum Prepared {
+    /// In place from an interrupted run.
+    Resumed(PartitionReport),
+    /// To build in `stage` (created empty), then place as `name`.
+    Build {
+        name: String,
+        stage: PathBuf,
+        topic_id: String,
+    },
+}
+
+/// The checks before partition `i` is built: the journal (already in place?), the topic id
+/// to write, data already there (refused without `--force`); then its staging dir, empty.
+fn prepare(
+    plan: &Plan,
+    i: usize,
+    to: &Path,
+    staging: &Path,
+    journal: &Journal,
+    opts: &WriteOptions,
+) -> Result<Prepared, RestoreError> {
+    let p = &plan.partitions[i];
+    let name = format!("{}-{}", p.topic, p.partition);
+    let dir = to.join(&name);
+    if journal.done.contains(&name) && dir.is_dir() {
+        return Ok(Prepared::Resumed(resumed_report(p, &dir)?));
+    }
+    let topic_id = match plan.mode {
+        Mode::BareMetal => p.archived_topic_id.clone(),
+        Mode::NewCluster => match opts.topic_id {
+            Some(id) => id.to_string(),
+            None => {
+                let pm = dir.join("partition.metadata");
+                let bytes = fs::read(&pm).map_err(|e| {
+                    RestoreError::Refused(format!(
+                        "{}: {e}; new-cluster mode restores into partitions created in the new cluster first (create topic {} there, stop the broker, then restore), or give --topic-id",
+                        pm.display(),
+                        p.topic
+                    ))
+                })?;
+                text::parse_partition_metadata(&bytes)
+                    .map_err(|e| RestoreError::Io {
+                        path: pm.clone(),
+                        message: e.to_string(),
+                    })?
+                    .to_string()
+            }
+        },
+    };
+    if holds_data(&dir) && !opts.force {
+        return Err(RestoreError::Refused(format!(
+            "{}: the partition already holds data; use --force to replace it",
+            dir.display()
+        )));
+    }
+    let stage = staging.join(&name);
+    if stage.exists() {
+        fs::remove_dir_all(&stage).map_err(io(&stage))?;
+    }
+    fs::create_dir_all(&stage).map_err(io(&stage))?;
+    Ok(Prepared::Build {
+        name,
+        stage,
+        topic_id,
+    })
+}
+
+/// Renames the built partition `name` from the staging dir into place (the old dir, if any,
+/// aside first), then records it in the journal. Returns where it now is.
+fn place(
+    to: &Path,
+    staging: &Path,
+    name: &str,
+    journal_path: &Path,
+    journal: &mut Journal,
+) -> Result<PathBuf, RestoreError> {
+    let dir = to.join(name);
+    let stage = staging.join(name);
+    let aside = staging.join(format!("replaced-{name}"));
+    if dir.exists() {
+        if aside.exists() {
+            fs::remove_dir_all(&aside).map_err(io(&aside))?;
+        }
+        fs::rename(&dir, &aside).map_err(io(&dir))?;
+    }
+    fs::rename(&stage, &dir).map_err(io(&dir))?;
+    sync_dir(to)?;
+    if aside.exists() {
+        fs::remove_dir_all(&aside).map_err(io(&aside))?;
+    }
+    journal.done.insert(name.to_string());
+    write_atomic(
+        journal_path,
+        &serde_json::to_vec(&journal).unwrap_or_default(),
+    )?;
+    Ok(dir)
 }
 
 fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<PartitionReport, RestoreError> {
@@ -379,39 +500,226 @@ fn store_err(store: &Store, key: &str, e: object_store::Error) -> RestoreError {
     }
 }
 
-/// Streams a `.log` object into `path` (decompressing zstd frames on the way), checking its
-/// size and SHA-256 against the manifest. Memory stays at one chunk whatever the size.
+/// Bytes fetched (copied, or decoded) between two steps of the verifying walk.
+const FETCH_CHUNK: usize = 8 << 20;
+/// The walk and the hash alternate over windows of this size, so the hash reads what the CRC
+/// walk has just brought into the cache.
+const VERIFY_STEP: usize = 1 << 20;
+/// Writeback of the verified part of a `.log` is started (and our mapping of it dropped)
+/// every this many bytes, so the disk works while the rest is fetched and verified.
+const WRITEBACK_EVERY: usize = 16 << 20;
+
+/// Runs blocking work (file copies, the verifying walk, fsync) from async code: on a
+/// multi-threaded runtime under `block_in_place`, so the runtime keeps its other worker for
+/// the other partitions' tasks; inline otherwise.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// What the verifying walk over one fetched `.log` found.
+struct LogCheck {
+    fetched: u64,
+    summary: Summary,
+    /// (byte position, base offset) of the first batch at or after the cut, when this range
+    /// may be cut and one is.
+    cut: Option<(u64, i64)>,
+    /// The aborted transactions of the batches before the cut (or of all), in marker order.
+    aborted: Vec<AbortedTxn>,
+    /// The transaction state before this range, when the walk found the batches inconsistent
+    /// with it: the error is reported (by a walk from this state) where the index is built.
+    txn_failed_from: Option<index_build::TxnIndexBuilder>,
+}
+
+/// Per-batch work of the verifying walk besides the summary: where a cut falls, and the
+/// transaction state (`TxnIndexBuilder`) carried from range to range.
+struct Tracker<'t> {
+    cut: Option<Option<Cut>>,
+    cut_at: Option<(u64, i64)>,
+    txns: &'t mut index_build::TxnIndexBuilder,
+    saved: Option<index_build::TxnIndexBuilder>,
+    aborted: Vec<AbortedTxn>,
+}
+
+impl Tracker<'_> {
+    fn batch(&mut self, b: &Batch<'_>) {
+        if self.cut_at.is_some() {
+            return; // batches after the cut are verified, not kept
+        }
+        if let Some(cut) = self.cut {
+            if cut_here(b, cut) {
+                self.cut_at = Some((b.position(), b.base_offset()));
+                return;
+            }
+        }
+        if self.saved.is_some() {
+            return; // the transaction walk has failed; see `LogCheck::txn_failed_from`
+        }
+        // `TxnIndexBuilder::add_segment` over the whole segment would change its state only
+        // for v2 batches with a producer that are transactional, control, or from a producer
+        // with a transaction open: feeding it just those (each a one-batch "segment") gives
+        // the same state and aborted transactions without another walk.
+        let pid = b.producer_id();
+        if b.magic() != 2
+            || pid < 0
+            || !(b.is_transactional()
+                || b.is_control()
+                || self.txns.open_transactions().contains_key(&pid))
+        {
+            return;
+        }
+        let before = self.txns.clone();
+        match self.txns.add_segment(b.bytes()) {
+            Ok(a) => self.aborted.extend(a),
+            Err(_) => self.saved = Some(before),
+        }
+    }
+}
+
+/// Whether a batch is at or past the cut (`cut_position`'s test).
+fn cut_here(b: &Batch<'_>, cut: Option<Cut>) -> bool {
+    match cut {
+        Some(Cut::Offset(o)) => b.last_offset().is_none_or(|l| l >= o),
+        Some(Cut::Time(t)) => b.max_timestamp().is_some_and(|ts| ts >= t),
+        None => false,
+    }
+}
+
+/// Verifies a `.log` as it is written: the file is sized to the manifest's size and mapped
+/// first; as bytes arrive, the walk verifies every batch whose bytes are all there (CRC,
+/// framing, offsets; the summary and batch digest; the cut; the transaction state), the
+/// SHA-256 follows the walk over the same bytes while they are in the cache, and the verified
+/// part is released from the mapping and its writeback started. One pass over the data, and
+/// what is verified is the file that will be placed.
+struct Verifier<'a, 't> {
+    r: &'a ObjectRef,
+    file: &'a File,
+    map: &'a MappedFile,
+    data: &'a [u8],
+    walker: Walker<'a>,
+    track: Tracker<'t>,
+    sha: Sha256,
+    arrived: usize,
+    hashed: usize,
+    flushed: usize,
+}
+
+impl<'a, 't> Verifier<'a, 't> {
+    fn integrity(&self, message: String) -> RestoreError {
+        RestoreError::Integrity {
+            key: self.r.key.clone(),
+            message,
+        }
+    }
+
+    /// `n` more bytes of the file have been written.
+    fn arrived(&mut self, n: usize) -> Result<(), RestoreError> {
+        self.arrived += n;
+        if self.arrived > self.data.len() {
+            return Err(self.integrity(format!(
+                "expected {} bytes with SHA-256 {}, found more than {} bytes",
+                self.r.size, self.r.sha256, self.r.size
+            )));
+        }
+        self.step(self.arrived);
+        Ok(())
+    }
+
+    /// Walks and hashes what has arrived, in windows; starts writeback behind.
+    fn step(&mut self, avail: usize) {
+        loop {
+            let target = self.hashed + VERIFY_STEP;
+            let track = &mut self.track;
+            let walked = self.walker.advance(target, avail, |b| track.batch(b)) as usize;
+            // The walk stops at the first problem; the hash covers every byte regardless, so
+            // that a changed object is reported as such (size and SHA-256 first, as before).
+            let upto = if self.walker.failure().is_some() {
+                avail
+            } else {
+                walked.min(avail)
+            };
+            if upto <= self.hashed {
+                break;
+            }
+            self.sha.update(&self.data[self.hashed..upto]);
+            self.hashed = upto;
+        }
+        if self.hashed >= self.flushed + WRITEBACK_EVERY {
+            self.flush_behind(self.hashed);
+        }
+    }
+
+    /// Drops `[flushed, upto)` from this process's page tables and starts its writeback:
+    /// `POSIX_FADV_DONTNEED` writes dirty pages back (without waiting) before it drops the
+    /// clean ones, and the walk never reads below `upto` again. The fsync before placement is
+    /// what makes the file durable; this only starts the disk earlier. Failure is harmless.
+    fn flush_behind(&mut self, upto: usize) {
+        if upto <= self.flushed {
+            return;
+        }
+        self.map.release(self.flushed..upto);
+        let _ = rustix::fs::fadvise(
+            self.file,
+            self.flushed as u64,
+            std::num::NonZeroU64::new((upto - self.flushed) as u64),
+            rustix::fs::Advice::DontNeed,
+        );
+        self.flushed = upto;
+    }
+
+    /// Everything has been written: the size, the SHA-256 and every batch are checked.
+    fn finish(mut self, fetched: u64) -> Result<LogCheck, RestoreError> {
+        let len = self.data.len();
+        if self.arrived == len {
+            self.step(len);
+        }
+        if self.hashed < self.arrived {
+            self.sha.update(&self.data[self.hashed..self.arrived]);
+            self.hashed = self.arrived;
+        }
+        self.flush_behind(self.arrived);
+        let sha = hex::encode(std::mem::take(&mut self.sha).finalize());
+        if self.arrived != len || sha != self.r.sha256 {
+            return Err(self.integrity(format!(
+                "expected {} bytes with SHA-256 {}, found {} bytes with {sha}",
+                self.r.size, self.r.sha256, self.arrived
+            )));
+        }
+        let summary = self
+            .walker
+            .finish()
+            .map_err(|refusal| RestoreError::Integrity {
+                key: self.r.key.clone(),
+                message: refusal.to_string(),
+            })?;
+        Ok(LogCheck {
+            fetched,
+            summary,
+            cut: self.track.cut_at,
+            aborted: self.track.aborted,
+            txn_failed_from: self.track.saved,
+        })
+    }
+}
+
+/// The `.log` of one range into `path` (decompressing zstd frames on the way), verified as it
+/// arrives (see [`Verifier`]): its size and SHA-256 against the manifest, every batch, and,
+/// for the last range of a cut log (`cut` is `Some`), where the cut falls. `txns` moves on
+/// over the batches kept. Memory stays at a chunk and a window of the mapping whatever the
+/// size. A local store's file is copied in the kernel; other stores are streamed.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_log(
     store: &Store,
     r: &ObjectRef,
     path: &Path,
+    base: i64,
+    cut: Option<Option<Cut>>,
+    txns: &mut index_build::TxnIndexBuilder,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<u64, RestoreError> {
+) -> Result<LogCheck, RestoreError> {
     let key = StorePath::from(r.key.as_str());
-    let file = File::create(path).map_err(io(path))?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    struct Sink<'a> {
-        file: std::io::BufWriter<File>,
-        hasher: &'a mut Sha256,
-        size: &'a mut u64,
-    }
-    impl Write for Sink<'_> {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.hasher.update(b);
-            *self.size += b.len() as u64;
-            self.file.write_all(b)?;
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            self.file.flush()
-        }
-    }
-    let sink = Sink {
-        file: std::io::BufWriter::with_capacity(1 << 20, file),
-        hasher: &mut hasher,
-        size: &mut size,
-    };
     let zstd = match r.encoding.as_str() {
         "identity" => false,
         "zstd-frames" => true,
@@ -422,43 +730,238 @@ async fn fetch_log(
             })
         }
     };
-    let mut out: Box<dyn Write + '_> = if zstd {
-        Box::new(zstd::stream::write::Decoder::new(sink).map_err(io(path))?)
-    } else {
-        Box::new(sink)
-    };
-    let mut stream = store
-        .inner
-        .get(&key)
-        .await
-        .map_err(|e| store_err(store, &r.key, e))?
-        .into_stream();
-    let mut fetched = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
-        fetched += chunk.len() as u64;
-        progress(chunk.len() as u64);
-        out.write_all(&chunk).map_err(|e| RestoreError::Integrity {
-            key: r.key.clone(),
-            message: format!("writing {}: {e}", path.display()),
-        })?;
-    }
-    out.flush().map_err(io(path))?;
-    drop(out);
-    let sha = hex::encode(hasher.finalize());
-    if size != r.size || sha != r.sha256 {
-        return Err(RestoreError::Integrity {
-            key: r.key.clone(),
-            message: format!(
-                "expected {} bytes with SHA-256 {}, found {size} bytes with {sha}",
-                r.size, r.sha256
-            ),
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io(path))?;
+    file.set_len(r.size).map_err(io(path))?;
+    let map = MappedFile::open(path).map_err(io(path))?;
+    let data = map.bytes();
+    if data.len() as u64 != r.size {
+        return Err(RestoreError::Io {
+            path: path.to_path_buf(),
+            message: format!("sized to {} bytes, mapped {}", r.size, data.len()),
         });
     }
-    Ok(fetched)
+    let mut v = Verifier {
+        r,
+        file: &file,
+        map: &map,
+        data,
+        walker: Walker::new(data, base, u64::MAX),
+        track: Tracker {
+            cut,
+            cut_at: None,
+            txns,
+            saved: None,
+            aborted: Vec::new(),
+        },
+        sha: Sha256::new(),
+        arrived: 0,
+        hashed: 0,
+        flushed: 0,
+    };
+    let write_err = |e: std::io::Error| RestoreError::Io {
+        path: path.to_path_buf(),
+        message: format!("writing: {e}"),
+    };
+    let mut fetched = 0u64;
+    if let Some(src) = store.local_path(&key) {
+        let src = src.map_err(|e| store_err(store, &r.key, e))?;
+        blocking(|| {
+            let f = File::open(&src).map_err(|e| RestoreError::Store {
+                url: store.url.clone(),
+                key: r.key.clone(),
+                message: format!("{}: {e}", src.display()),
+            })?;
+            let read_err = |e: std::io::Error| RestoreError::Store {
+                url: store.url.clone(),
+                key: r.key.clone(),
+                message: format!("reading {}: {e}", src.display()),
+            };
+            if !zstd {
+                // `io::copy` between files is a `copy_file_range` in the kernel.
+                let mut out = &file;
+                loop {
+                    // At most one byte more than the manifest's size: enough to tell.
+                    let want = (FETCH_CHUNK as u64).min(r.size - v.arrived as u64 + 1);
+                    let n =
+                        std::io::copy(&mut (&f).take(want), &mut out).map_err(write_err)? as usize;
+                    if n == 0 {
+                        break;
+                    }
+                    fetched += n as u64;
+                    progress(n as u64);
+                    v.arrived(n)?;
+                }
+            } else {
+                let counted = Counted {
+                    inner: &f,
+                    progress,
+                    n: &mut fetched,
+                };
+                let mut dec = zstd::stream::read::Decoder::new(counted).map_err(read_err)?;
+                let mut buf = vec![0u8; FETCH_CHUNK];
+                let mut out = &file;
+                loop {
+                    let n = read_full(&mut dec, &mut buf).map_err(|e| RestoreError::Integrity {
+                        key: r.key.clone(),
+                        message: format!("zstd: {e}"),
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    let room = (v.data.len() - v.arrived).min(n);
+                    out.write_all(&buf[..room]).map_err(write_err)?;
+                    v.arrived(n)?;
+                }
+            }
+            Ok::<(), RestoreError>(())
+        })?;
+    } else {
+        let mut stream = store
+            .inner
+            .get(&key)
+            .await
+            .map_err(|e| store_err(store, &r.key, e))?
+            .into_stream();
+        let sink = Sink {
+            file: &file,
+            buf: Vec::with_capacity(1 << 20),
+            v: &mut v,
+        };
+        let err = |e| sink_error(e, r, path);
+        if zstd {
+            let mut dec = zstd::stream::write::Decoder::new(sink).map_err(io(path))?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
+                fetched += chunk.len() as u64;
+                progress(chunk.len() as u64);
+                dec.write_all(&chunk).map_err(err)?;
+            }
+            dec.flush().map_err(err)?;
+            dec.into_inner().flush_buf().map_err(err)?;
+        } else {
+            let mut sink = sink;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
+                fetched += chunk.len() as u64;
+                progress(chunk.len() as u64);
+                sink.write_all(&chunk).map_err(err)?;
+            }
+            sink.flush_buf().map_err(err)?;
+        }
+    }
+    blocking(|| v.finish(fetched))
 }
 
-/// Builds one partition in `stage`. Returns its report and the stored bytes fetched.
+/// A stored-bytes counter around a local store's file (for the progress of zstd objects).
+struct Counted<'a> {
+    inner: &'a File,
+    progress: &'a (dyn Fn(u64) + Sync),
+    n: &'a mut u64,
+}
+
+impl std::io::Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.n += n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Streamed bytes into the file, in blocks of up to 1 MiB, each handed to the verifier.
+struct Sink<'s, 'a, 't> {
+    file: &'s File,
+    buf: Vec<u8>,
+    v: &'s mut Verifier<'a, 't>,
+}
+
+/// An integrity error from the verifier, carried through `io::Write` (the zstd decoder).
+#[derive(Debug)]
+struct Rejected(RestoreError);
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl std::error::Error for Rejected {}
+
+impl Sink<'_, '_, '_> {
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let n = self.buf.len();
+        let room = (self.v.data.len() - self.v.arrived).min(n);
+        let mut out = self.file;
+        out.write_all(&self.buf[..room])?;
+        self.buf.clear();
+        self.v
+            .arrived(n)
+            .map_err(|e| std::io::Error::other(Rejected(e)))
+    }
+}
+
+fn sink_write(s: &mut Sink<'_, '_, '_>, b: &[u8]) -> std::io::Result<()> {
+    s.buf.extend_from_slice(b);
+    if s.buf.len() >= 1 << 20 {
+        s.flush_buf()?;
+    }
+    Ok(())
+}
+
+impl Write for Sink<'_, '_, '_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        sink_write(self, b)?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An error while writing a streamed object: the verifier's own, or one of the file or the
+/// zstd decoder.
+fn sink_error(e: std::io::Error, r: &ObjectRef, path: &Path) -> RestoreError {
+    if e.get_ref().is_some_and(|i| i.is::<Rejected>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(rej) = inner.downcast::<Rejected>() {
+                return rej.0;
+            }
+        }
+        return RestoreError::Integrity {
+            key: r.key.clone(),
+            message: "rejected".into(),
+        };
+    }
+    RestoreError::Integrity {
+        key: r.key.clone(),
+        message: format!("writing {}: {e}", path.display()),
+    }
+}
+
+/// Builds one partition in `stage`. Returns its report and the stored bytes fetched. Every
+/// file is fsynced (the `.log`s last, their writeback started while they were verified),
+/// then the directory, before the caller renames it into place.
 async fn build_partition(
     store: &Store,
     plan: &Plan,
@@ -475,6 +978,8 @@ async fn build_partition(
     let mut bases = Vec::new();
     let mut log_bytes = 0u64;
     let mut empty_at: Option<i64> = None;
+    // Files written here, fsynced together at the end.
+    let mut to_sync: Vec<PathBuf> = Vec::new();
     let segs: Vec<&Manifest> = p
         .ranges
         .iter()
@@ -488,33 +993,36 @@ async fn build_partition(
         let base = m.start_offset;
         let log_path = stage.join(format!("{base:020}.log"));
         let Some(lo) = &m.objects.log else { continue };
-        fetched += fetch_log(store, lo, &log_path, progress).await?;
-        // Verify every batch and the digest of the whole range.
-        // (byte position, base offset of the first batch not kept) when this range is cut.
-        let mut trim_to: Option<(u64, Option<i64>)> = None;
-        // The offset after the range's last batch, from the verifying walk (no second walk).
-        let walked_end;
-        {
-            let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
-            let s =
-                summarize(log.bytes(), base, u64::MAX).map_err(|r| RestoreError::Integrity {
-                    key: lo.key.clone(),
-                    message: r.to_string(),
-                })?;
-            if s.stats.batch_digest != m.stats.batch_digest || s.slice_position != 0 {
-                return Err(RestoreError::Integrity {
-                    key: lo.key.clone(),
-                    message: format!(
-                        "the batches differ from what the manifest records (digest {} vs {})",
-                        s.stats.batch_digest, m.stats.batch_digest
-                    ),
-                });
-            }
-            walked_end = s.stats.last_batch_offset.map_or(base, |l| l + 1);
-            if is_last && p.trim_last {
-                trim_to = Some(cut_position(log.bytes(), plan.cut));
-            }
+        let trim = is_last && p.trim_last;
+        // Fetch, and verify every batch and the digest of the whole range, in one pass.
+        let check = fetch_log(
+            store,
+            lo,
+            &log_path,
+            base,
+            trim.then_some(plan.cut),
+            &mut txns,
+            progress,
+        )
+        .await?;
+        fetched += check.fetched;
+        let s = &check.summary;
+        if s.stats.batch_digest != m.stats.batch_digest || s.slice_position != 0 {
+            return Err(RestoreError::Integrity {
+                key: lo.key.clone(),
+                message: format!(
+                    "the batches differ from what the manifest records (digest {} vs {})",
+                    s.stats.batch_digest, m.stats.batch_digest
+                ),
+            });
         }
+        // The offset after the range's last batch, from the verifying walk.
+        let walked_end = s.stats.last_batch_offset.map_or(base, |l| l + 1);
+        // (byte position, base offset of the first batch not kept) when this range is cut.
+        let trim_to: Option<(u64, Option<i64>)> = trim.then_some(match check.cut {
+            Some((pos, b)) => (pos, Some(b)),
+            None => (lo.size, None),
+        });
         let whole = trim_to.is_none();
         if let Some((pos, cut_base)) = trim_to {
             let f = fs::OpenOptions::new()
@@ -522,7 +1030,6 @@ async fn build_partition(
                 .open(&log_path)
                 .map_err(io(&log_path))?;
             f.set_len(pos).map_err(io(&log_path))?;
-            f.sync_all().map_err(io(&log_path))?;
             if pos == 0 {
                 // Nothing of this range is kept.
                 fs::remove_file(&log_path).map_err(io(&log_path))?;
@@ -535,12 +1042,11 @@ async fn build_partition(
                 break;
             }
         }
+        to_sync.push(log_path.clone());
         if plan.mode == Mode::NewCluster {
             reset_leader_epochs(&log_path)?;
         }
-        let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
-        let data = log.bytes();
-        log_bytes += data.len() as u64;
+        log_bytes += trim_to.map_or(lo.size, |(pos, _)| pos);
         // A cut log ends where the first batch not kept began.
         let seg_end = match trim_to {
             Some((_, cut_base)) => {
@@ -549,6 +1055,25 @@ async fn build_partition(
                 e
             }
             None => walked_end,
+        };
+        // The transaction state over the batches kept, from the verifying walk; where the
+        // walk found it inconsistent, a walk from the state before this range reports why.
+        let txn_result = |data: &[u8]| -> Result<Vec<AbortedTxn>, RestoreError> {
+            let integrity = |e: crate::format::error::FormatError| RestoreError::Integrity {
+                key: lo.key.clone(),
+                message: e.to_string(),
+            };
+            match &check.txn_failed_from {
+                None => Ok(check.aborted.clone()),
+                Some(before) => match before.clone().add_segment(data) {
+                    Err(e) => Err(integrity(e)),
+                    Ok(_) => Err(RestoreError::Integrity {
+                        key: lo.key.clone(),
+                        message: "the transaction markers do not match the batches before them"
+                            .into(),
+                    }),
+                },
+            }
         };
         // Indexes: the broker's own for a whole segment archived whole, else rebuilt.
         let archived = whole && m.slice_position == 0 && m.objects.index.is_some();
@@ -562,11 +1087,10 @@ async fn build_partition(
                 Some(t) => Some(fetch_small(store, t).await?),
                 None => None,
             };
-            txns.add_segment(data)
-                .map_err(|e| RestoreError::Integrity {
-                    key: lo.key.clone(),
-                    message: e.to_string(),
-                })?;
+            if check.txn_failed_from.is_some() {
+                let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
+                txn_result(log.bytes())?;
+            }
             (index, timeindex, txnindex)
         } else {
             rebuilt += 1;
@@ -574,10 +1098,13 @@ async fn build_partition(
                 key: lo.key.clone(),
                 message: e.to_string(),
             };
-            let built =
+            let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
+            let data = log.bytes();
+            let built = blocking(|| {
                 index_build::build_indexes(data, base, index_build::DEFAULT_INDEX_INTERVAL_BYTES)
-                    .map_err(integrity)?;
-            let aborted = txns.add_segment(data).map_err(integrity)?;
+            })
+            .map_err(integrity)?;
+            let aborted = txn_result(data)?;
             let txn = index_build::encode_txn_index(&aborted);
             (
                 built.offset_index,
@@ -591,14 +1118,10 @@ async fn build_partition(
         {
             if let Some(b) = bytes {
                 let path = stage.join(format!("{base:020}.{ext}"));
-                let mut f = File::create(&path).map_err(io(&path))?;
-                f.write_all(b).map_err(io(&path))?;
-                f.sync_all().map_err(io(&path))?;
+                write_unsynced(&path, b)?;
+                to_sync.push(path);
             }
         }
-        File::open(&log_path)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&log_path))?;
         bases.push(base);
         end = seg_end.max(if whole { m.next_offset } else { seg_end });
         // Producer state: the snapshot at this range's end, if it is whole; else keep the
@@ -612,19 +1135,22 @@ async fn build_partition(
             break;
         }
     }
+    let mut small = |path: PathBuf, bytes: &[u8]| -> Result<(), RestoreError> {
+        write_unsynced(&path, bytes)?;
+        to_sync.push(path);
+        Ok(())
+    };
     match plan.mode {
         Mode::BareMetal => {
             if let Some((at, bytes)) = snapshot.filter(|(at, _)| *at <= end) {
-                let path = stage.join(format!("{at:020}.snapshot"));
-                write_file(&path, &bytes)?;
+                small(stage.join(format!("{at:020}.snapshot")), &bytes)?;
             }
         }
         Mode::NewCluster => {
             // A new cluster hands out producer ids from 0 again: restored producer state
             // would collide with its new producers. Start with none at the log end.
-            let path = stage.join(format!("{end:020}.snapshot"));
-            write_file(
-                &path,
+            small(
+                stage.join(format!("{end:020}.snapshot")),
                 &crate::format::snapshot::write_producer_snapshot(&[]),
             )?;
         }
@@ -645,14 +1171,14 @@ async fn build_partition(
             start_offset: first,
         }],
     };
-    write_file(
-        &stage.join("leader-epoch-checkpoint"),
+    small(
+        stage.join("leader-epoch-checkpoint"),
         text::write_leader_epoch_checkpoint(&epochs).as_bytes(),
     )?;
     let uuid = Uuid::parse(topic_id)
         .map_err(|e| RestoreError::Refused(format!("topic id {topic_id}: {e}")))?;
-    write_file(
-        &stage.join("partition.metadata"),
+    small(
+        stage.join("partition.metadata"),
         text::write_partition_metadata(&uuid).as_bytes(),
     )?;
     let mut first = first;
@@ -660,11 +1186,21 @@ async fn build_partition(
         // Nothing before the cut: an empty log starting at the cut (or where the archive
         // starts).
         let at = empty_at.unwrap_or(first);
-        write_file(&stage.join(format!("{at:020}.log")), b"")?;
+        small(stage.join(format!("{at:020}.log")), b"")?;
         end = at;
         first = at;
     }
-    sync_dir(stage)?;
+    // Durable before it is renamed into place: the small files first, then the `.log`s,
+    // whose writeback has been under way since they were verified.
+    to_sync.sort_by_key(|p| p.extension().is_some_and(|e| e == "log"));
+    blocking(|| {
+        for path in &to_sync {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(io(path))?;
+        }
+        sync_dir(stage)
+    })?;
     Ok((
         PartitionReport {
             topic: p.topic.clone(),
@@ -688,25 +1224,16 @@ async fn build_partition(
     ))
 }
 
+/// Writes a file in the staging dir; the partition's build fsyncs it before placement.
+fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
+    let mut f = File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
     let mut f = File::create(path).map_err(io(path))?;
     f.write_all(bytes).map_err(io(path))?;
     f.sync_all().map_err(io(path))
-}
-
-/// Byte position and base offset of the first batch at or after the cut.
-fn cut_position(data: &[u8], cut: Option<Cut>) -> (u64, Option<i64>) {
-    for b in log_entries(data) {
-        let past = match cut {
-            Some(Cut::Offset(o)) => b.last_offset().is_none_or(|l| l >= o),
-            Some(Cut::Time(t)) => b.max_timestamp().is_some_and(|ts| ts >= t),
-            None => false,
-        };
-        if past {
-            return (b.position(), Some(b.base_offset()));
-        }
-    }
-    (data.len() as u64, None)
 }
 
 /// Sets PartitionLeaderEpoch (bytes 12..16, outside the CRC) of every v2 batch to 0, so a
@@ -860,4 +1387,206 @@ fn write_checkpoints(to: &Path, parts: &[PartitionReport]) -> Result<(), Restore
         write_atomic(&path, text::write_offset_checkpoint(&entries).as_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::summary::summarize;
+    use crate::archive::upload::{put_bytes, Encoding};
+    use crate::format::encode;
+
+    fn segment(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n as i64 {
+            let records = (0..10)
+                .map(|r| {
+                    encode::RecordSpec::kv(
+                        b"k",
+                        format!("value {i} {r} {}", "x".repeat(300)).as_bytes(),
+                    )
+                })
+                .collect();
+            out.extend(encode::encode_batch(&encode::BatchSpec {
+                base_offset: i * 10,
+                records,
+                ..Default::default()
+            }));
+        }
+        out
+    }
+
+    fn memory() -> Store {
+        Store {
+            inner: Arc::new(object_store::memory::InMemory::new()),
+            url: "memory://".into(),
+            local: None,
+        }
+    }
+
+    async fn put(store: &Store, key: &str, data: &[u8], zstd: bool) -> ObjectRef {
+        let frames = summarize(data, 0, 4096).unwrap().frame_starts;
+        let enc = if zstd {
+            Encoding::Zstd(3)
+        } else {
+            Encoding::Identity
+        };
+        put_bytes(
+            &store.inner,
+            &StorePath::from(key),
+            data,
+            enc,
+            &frames,
+            None,
+            &|_| {},
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Every way a `.log` arrives (a local store's file copied, or decoded; a stream, plain
+    /// or zstd) gives the same file and the summary of a whole walk; a changed, short or long
+    /// object is refused naming its SHA-256.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_is_fetched_and_verified_in_one_pass_from_every_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let local =
+            crate::archive::store::open(tmp.path().join("store").to_str().unwrap()).unwrap();
+        assert!(local.local.is_some());
+        let data = segment(200);
+        let want = summarize(&data, 0, u64::MAX).unwrap();
+        for store in [local, memory()] {
+            for zstd in [false, true] {
+                let key = format!("k/{zstd}/log");
+                let r = put(&store, &key, &data, zstd).await;
+                let path = tmp.path().join("out.log");
+                let mut txns = index_build::TxnIndexBuilder::new();
+                let got = fetch_log(&store, &r, &path, 0, None, &mut txns, &|_| {})
+                    .await
+                    .unwrap();
+                assert_eq!(got.summary, want, "{} zstd {zstd}", store.url);
+                assert_eq!(got.fetched, r.stored_size);
+                assert_eq!(fs::read(&path).unwrap(), data);
+                // Wrong sizes or bytes in the manifest's terms.
+                for (size, sha) in [
+                    (r.size, "0".repeat(64)),
+                    (r.size - 1, r.sha256.clone()),
+                    (r.size + 1, r.sha256.clone()),
+                ] {
+                    let bad = ObjectRef {
+                        size,
+                        sha256: sha,
+                        ..r.clone()
+                    };
+                    let e = fetch_log(&store, &bad, &path, 0, None, &mut txns, &|_| {})
+                        .await
+                        .err()
+                        .unwrap();
+                    assert!(e.is_integrity() && e.to_string().contains("SHA-256"), "{e}");
+                }
+            }
+        }
+    }
+
+    /// A flipped bit inside a batch: the SHA-256 is what is reported (as before the walk and
+    /// the hash were one pass); and a log whose manifest agrees with the flipped bytes is
+    /// refused by the CRC walk, with its position.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changed_object_is_refused_by_its_digest_then_by_its_crc() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store =
+            crate::archive::store::open(tmp.path().join("store").to_str().unwrap()).unwrap();
+        let mut data = segment(50);
+        let r = put(&store, "k/log", &data, false).await;
+        let at = data.len() / 2;
+        data[at] ^= 0x10;
+        let src = store
+            .local_path(&StorePath::from("k/log"))
+            .unwrap()
+            .unwrap();
+        fs::write(&src, &data).unwrap();
+        let path = tmp.path().join("out.log");
+        let mut txns = index_build::TxnIndexBuilder::new();
+        let e = fetch_log(&store, &r, &path, 0, None, &mut txns, &|_| {})
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("SHA-256"), "{e}");
+        let matching = ObjectRef {
+            sha256: hex::encode(Sha256::digest(&data)),
+            ..r
+        };
+        let e = fetch_log(&store, &matching, &path, 0, None, &mut txns, &|_| {})
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            e.is_integrity() && e.to_string().contains("corrupt at byte"),
+            "{e}"
+        );
+    }
+
+    /// Feeding the transaction state only the batches that can change it, one at a time, as
+    /// the verifying walk does, gives what a walk over the whole segment gives, on the real
+    /// fixtures' transactional partitions (cut at every batch, too).
+    #[test]
+    fn the_walk_keeps_the_transaction_state_a_whole_walk_keeps() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let mut checked = 0;
+        for v in ["kafka-3.9.2", "kafka-4.3.1"] {
+            for part in ["txn-0", "txn-1", "idempotent-0", "codec-none-0"] {
+                let dir = root.join(v).join("clean").join(part);
+                let mut logs: Vec<PathBuf> = fs::read_dir(&dir)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                    .collect();
+                logs.sort();
+                let mut whole = index_build::TxnIndexBuilder::new();
+                let mut fed = index_build::TxnIndexBuilder::new();
+                for log in &logs {
+                    let data = fs::read(log).unwrap();
+                    // Cut before every batch of this segment, from the state so far.
+                    let positions: Vec<(u64, i64)> = log_entries(&data)
+                        .map(|b| (b.position(), b.last_offset().unwrap()))
+                        .collect();
+                    for &(pos, last) in positions.iter().step_by(7) {
+                        let mut a = whole.clone();
+                        let want = a.add_segment(&data[..pos as usize]).unwrap();
+                        let mut b = fed.clone();
+                        let mut t = Tracker {
+                            cut: Some(Some(Cut::Offset(last))),
+                            cut_at: None,
+                            txns: &mut b,
+                            saved: None,
+                            aborted: vec![],
+                        };
+                        for batch in log_entries(&data) {
+                            t.batch(&batch);
+                        }
+                        assert_eq!(t.cut_at.map(|c| c.0), Some(pos));
+                        assert!(t.saved.is_none());
+                        assert_eq!(t.aborted, want, "{}", log.display());
+                        assert_eq!(b.open_transactions(), a.open_transactions());
+                    }
+                    let want = whole.add_segment(&data).unwrap();
+                    let mut t = Tracker {
+                        cut: None,
+                        cut_at: None,
+                        txns: &mut fed,
+                        saved: None,
+                        aborted: vec![],
+                    };
+                    for batch in log_entries(&data) {
+                        t.batch(&batch);
+                    }
+                    assert_eq!(t.aborted, want, "{}", log.display());
+                    assert_eq!(fed.open_transactions(), whole.open_transactions());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 8);
+    }
 }
