@@ -21,11 +21,11 @@ use super::layout::{self, PartitionKey};
 use super::manifest::{Manifest, ObjectRef, Objects, RangeKind, Source, FORMAT};
 use super::store::Store;
 use super::summary::{summarize_releasing, Refusal, Summary};
-use super::upload::{put_bytes, Encoding, RateLimit};
+use super::upload::{put_bytes, put_log_verified, Encoding, LogUploadError, RateLimit};
 use crate::format::mapped::MappedFile;
 use crate::format::text::Uuid;
 use crate::logdir::{self, LogDirListing, PartitionDir};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
@@ -208,7 +208,13 @@ pub async fn archive_once(
         let broker = broker_of(&listing)?;
         upload_broker_files(store, &broker, &listing).await?;
         upload_kraft_snapshots(store, &broker, &listing).await?;
-        let jobs = listing.partitions.iter().map(|p| {
+        // Partitions run as tasks of their own, `concurrency` at a time, so that their
+        // blocking work (the verifying walk, hashing, writes, fsync) runs on several cores.
+        // The set aborts them if the pass is dropped (the agent's shutdown).
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut results: Vec<(usize, Result<PartitionReport, ArchiveError>)> = Vec::new();
+        let width = opts.concurrency.max(1);
+        for (n, p) in listing.partitions.iter().enumerate() {
             // The metadata log has no high watermark in the checkpoint: its closed segments
             // are committed by the Raft quorum before they roll.
             let high_watermark = if p.is_metadata_log() {
@@ -216,13 +222,28 @@ pub async fn archive_once(
             } else {
                 hw_lookup(&p.topic_partition(), &listing)
             };
-            archive_partition(store, &broker, p, high_watermark, opts, rate.clone())
-        });
-        let results: Vec<Result<PartitionReport, ArchiveError>> = futures::stream::iter(jobs)
-            .buffered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        for r in results {
+            if tasks.len() >= width {
+                if let Some(done) = tasks.join_next().await {
+                    results.push(joined(done, &listing.path));
+                }
+            }
+            let (store, broker, p, opts, rate) = (
+                store.clone(),
+                broker.clone(),
+                p.clone(),
+                opts.clone(),
+                rate.clone(),
+            );
+            tasks.spawn(async move {
+                let r = archive_partition(&store, &broker, &p, high_watermark, &opts, rate).await;
+                (n, r)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            results.push(joined(done, &listing.path));
+        }
+        results.sort_by_key(|(n, _)| *n);
+        for (_, r) in results {
             let r = r?;
             for o in &r.outcomes {
                 match o {
@@ -252,6 +273,24 @@ pub async fn archive_once(
         }
     }
     Ok(report)
+}
+
+/// A partition task's result, in listing order (`usize`); a task that panicked or was
+/// cancelled is an error of the log dir.
+fn joined(
+    done: Result<(usize, Result<PartitionReport, ArchiveError>), tokio::task::JoinError>,
+    log_dir: &std::path::Path,
+) -> (usize, Result<PartitionReport, ArchiveError>) {
+    match done {
+        Ok(r) => r,
+        Err(e) => (
+            usize::MAX,
+            Err(ArchiveError::File {
+                path: log_dir.to_path_buf(),
+                message: format!("a partition's archive task stopped: {e}"),
+            }),
+        ),
+    }
 }
 
 fn hw_lookup(tp: &(String, i32), listing: &LogDirListing) -> Option<i64> {
@@ -562,9 +601,32 @@ async fn archive_partition(
             message: e.to_string(),
         })?;
         let frame_bytes = opts.frame_bytes;
-        let summary = summarize_blocking(&log, chain_next, frame_bytes);
-        let summary = match summary {
-            Ok(s) => s,
+        // Identity: verified and uploaded in one pass, published only if the whole segment
+        // walks clean. zstd: verified first (the walk places the frames), then compressed.
+        let verified = match opts.zstd_level {
+            None => {
+                let lk = key.data(chain_next, next_base, b.node_id, "log");
+                let up = put_log_verified(
+                    store,
+                    &lk,
+                    &log,
+                    chain_next,
+                    frame_bytes,
+                    rate.as_deref(),
+                    &|done| log.release(0..done),
+                )
+                .await;
+                log.release(0..log.len());
+                match up {
+                    Ok((o, s)) => Ok((Some(o), s)),
+                    Err(LogUploadError::Refused(r)) => Err(r),
+                    Err(LogUploadError::Store(e)) => return Err(store_err(store, &lk)(e)),
+                }
+            }
+            Some(_) => summarize_blocking(&log, chain_next, frame_bytes).map(|s| (None, s)),
+        };
+        let (log_object, summary) = match verified {
+            Ok(v) => v,
             Err(Refusal::Corrupt {
                 position,
                 offset,
@@ -612,6 +674,7 @@ async fn archive_partition(
             next_base,
             &log,
             &summary,
+            log_object,
             opts,
             rate.as_deref(),
         )
@@ -905,6 +968,7 @@ async fn upload_objects(
     next: i64,
     log: &MappedFile,
     s: &Summary,
+    uploaded_log: Option<ObjectRef>,
     opts: &Options,
     rate: Option<&RateLimit>,
 ) -> Result<Objects, ArchiveError> {
@@ -921,14 +985,17 @@ async fn upload_objects(
     };
     let mut objects = Objects::default();
     let lk = key.data(start, next, b.node_id, name);
-    objects.log = Some(
-        put_bytes(&store.inner, &lk, slice, encoding, &frames, rate, &|done| {
-            let at = s.slice_position as usize;
-            log.release(at..at + done)
-        })
-        .await
-        .map_err(store_err(store, &lk))?,
-    );
+    objects.log = match uploaded_log {
+        Some(o) => Some(o),
+        None => Some(
+            put_bytes(&store.inner, &lk, slice, encoding, &frames, rate, &|done| {
+                let at = s.slice_position as usize;
+                log.release(at..at + done)
+            })
+            .await
+            .map_err(store_err(store, &lk))?,
+        ),
+    };
     // Indexes describe the whole segment: only meaningful for a whole-segment range.
     if s.slice_position == 0 {
         for (file, path) in [

@@ -8,6 +8,18 @@
 //! and profiles (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`), through aws-config
 //! (see [`aws`]). Conditional creates, on which the archive's exactly-once rests, use
 //! `If-None-Match: *` on S3.
+//!
+//! **Durability of a local store.** object_store's `LocalFileSystem` does not fsync by default:
+//! a put returns once the bytes are in the page cache and the staged file is renamed (or, for
+//! a conditional create, hard-linked) into place. The archive's commit protocol (every data
+//! object first, the manifest last, as a conditional create) is only crash-safe if what the
+//! manifest names is on disk before the manifest is, and the manifest once its create returns:
+//! otherwise a power loss can leave a manifest naming empty or missing objects. So a `file://`
+//! store is opened `with_fsync(true)`: every put fsyncs the file before publishing it and the
+//! parent directory after (and every directory it creates), so a successful put, the
+//! manifest's create included, is durable. Data objects the archive writes itself through
+//! [`Store::local`] (see `upload::LocalObject`) follow the same rule. Object stores (S3, GCS,
+//! Azure) are durable when a PUT returns: nothing to do there.
 
 mod aws;
 
@@ -81,7 +93,12 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
                 .map_err(|_| bad("expected file:///absolute/path".into()))?;
             std::fs::create_dir_all(&path)
                 .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
-            let fs = Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(backend)?);
+            // Durable puts: see the module doc.
+            let fs = Arc::new(
+                LocalFileSystem::new_with_prefix(&path)
+                    .map_err(backend)?
+                    .with_fsync(true),
+            );
             local = Some(fs.clone());
             (fs, String::new())
         }

@@ -5,6 +5,8 @@
 //! so a reader can fetch one offset range with a ranged GET.
 
 use super::manifest::ObjectRef;
+use super::store::Store;
+use super::summary::{Refusal, Summary, Walker};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -22,34 +24,46 @@ pub const PART_BYTES: usize = 8 << 20;
 #[derive(Debug)]
 pub struct RateLimit {
     bytes_per_sec: u64,
-    state: tokio::sync::Mutex<(Instant, f64)>,
+    /// (last refill, tokens). Held only to compute a wait, never across one.
+    state: std::sync::Mutex<(Instant, f64)>,
 }
 
 impl RateLimit {
     pub fn new(bytes_per_sec: u64) -> RateLimit {
         RateLimit {
             bytes_per_sec,
-            state: tokio::sync::Mutex::new((Instant::now(), 0.0)),
+            state: std::sync::Mutex::new((Instant::now(), 0.0)),
+        }
+    }
+
+    /// How long to wait before `n` more bytes fit under the rate (and takes them).
+    fn reserve(&self, n: usize) -> Duration {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(s.0).as_secs_f64() * self.bytes_per_sec as f64;
+        // At most one second of burst.
+        s.1 = (s.1 + refill).min(self.bytes_per_sec as f64) - n as f64;
+        s.0 = now;
+        if s.1 < 0.0 {
+            Duration::from_secs_f64(-s.1 / self.bytes_per_sec as f64)
+        } else {
+            Duration::ZERO
         }
     }
 
     /// Waits until `n` more bytes fit under the rate. (Pacing, not synchronisation.)
     async fn take(&self, n: usize) {
-        let wait = {
-            let mut s = self.state.lock().await;
-            let now = Instant::now();
-            let refill = now.duration_since(s.0).as_secs_f64() * self.bytes_per_sec as f64;
-            // At most one second of burst.
-            s.1 = (s.1 + refill).min(self.bytes_per_sec as f64) - n as f64;
-            s.0 = now;
-            if s.1 < 0.0 {
-                Duration::from_secs_f64(-s.1 / self.bytes_per_sec as f64)
-            } else {
-                Duration::ZERO
-            }
-        };
+        let wait = self.reserve(n);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// [`take`](RateLimit::take) for blocking sections.
+    fn take_blocking(&self, n: usize) {
+        let wait = self.reserve(n);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
         }
     }
 }
@@ -143,4 +157,419 @@ pub async fn put_bytes(
         },
         frames,
     })
+}
+
+/// Why a verified upload of a `.log` did not happen.
+#[derive(Debug)]
+pub enum LogUploadError {
+    /// The walk refused the segment (corrupt, or misaligned with the chain): the upload was
+    /// abandoned before it was published (a local staged file removed, a multipart upload
+    /// aborted, a single PUT never sent), so no object of this range exists.
+    Refused(Refusal),
+    /// The store failed.
+    Store(object_store::Error),
+}
+
+/// Verifies and uploads the archived slice of a `.log` (identity encoding) in one pass over
+/// the mapping: the walk of [`summarize`](super::summary::summarize) goes a chunk ahead,
+/// and only bytes it has verified (every batch's CRC, framing, offsets) are hashed and
+/// written. The object is published only once the whole segment has been walked clean; a
+/// refusal abandons it unpublished. Returns the object and the summary.
+///
+/// A local store's object is written here directly (a staged file beside it, its writeback
+/// started as it grows, fsynced, renamed into place, its directory fsynced: durable before
+/// this returns, see `store`), as a blocking section; other stores get a multipart upload.
+/// `done(p)` is called as the bytes of `data` below `p` are copied out and not read again.
+pub async fn put_log_verified(
+    store: &Store,
+    key: &Path,
+    data: &[u8],
+    start: i64,
+    frame_bytes: u64,
+    rate: Option<&RateLimit>,
+    done: &(dyn Fn(usize) + Sync),
+) -> Result<(ObjectRef, Summary), LogUploadError> {
+    let mut slices = VerifiedSlices {
+        data,
+        walker: Walker::new(data, start, frame_bytes),
+        cursor: 0,
+    };
+    let mut sha = Sha256::new();
+    let summary = if let Some(dest) = store.local_path(key) {
+        let dest = dest.map_err(LogUploadError::Store)?;
+        blocking(|| {
+            let local_err = |e: std::io::Error| {
+                LogUploadError::Store(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!("{}: {e}", dest.display()).into(),
+                })
+            };
+            let mut obj = LocalObject::create(&dest).map_err(local_err)?;
+            let walked = (|| {
+                while let Some(r) = slices.next().map_err(LogUploadError::Refused)? {
+                    if let Some(rate) = rate {
+                        rate.take_blocking(r.len());
+                    }
+                    let chunk = &data[r.clone()];
+                    sha.update(chunk);
+                    obj.write(chunk).map_err(local_err)?;
+                    done(r.end);
+                }
+                slices.finish().map_err(LogUploadError::Refused)
+            })();
+            match walked {
+                Ok(s) => {
+                    obj.commit().map_err(local_err)?;
+                    Ok(s)
+                }
+                Err(e) => {
+                    obj.abort();
+                    Err(e)
+                }
+            }
+        })?
+    } else {
+        let mut w = BufWriter::with_capacity(store.inner.clone(), key.clone(), PART_BYTES)
+            .with_max_concurrency(2);
+        let walked = async {
+            while let Some(r) = slices.next().map_err(LogUploadError::Refused)? {
+                if let Some(rate) = rate {
+                    rate.take(r.len()).await;
+                }
+                let chunk = &data[r.clone()];
+                sha.update(chunk);
+                w.write_all(chunk).await.map_err(|e| {
+                    LogUploadError::Store(object_store::Error::Generic {
+                        store: "upload",
+                        source: Box::new(e),
+                    })
+                })?;
+                done(r.end);
+            }
+            slices.finish().map_err(LogUploadError::Refused)
+        }
+        .await;
+        match walked {
+            Ok(s) => {
+                // (A BufWriter whose shutdown failed cannot be aborted; see `put_bytes`.)
+                w.shutdown().await.map_err(|e| {
+                    LogUploadError::Store(object_store::Error::Generic {
+                        store: "upload",
+                        source: Box::new(e),
+                    })
+                })?;
+                s
+            }
+            Err(e) => {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+        }
+    };
+    let size = data.len() as u64 - summary.slice_position;
+    Ok((
+        ObjectRef {
+            key: key.to_string(),
+            stored_size: size,
+            size,
+            sha256: hex::encode(sha.finalize()),
+            encoding: "identity".into(),
+            frames: Vec::new(),
+        },
+        summary,
+    ))
+}
+
+/// The verified bytes of the archived slice, a chunk at a time, the walk going first.
+struct VerifiedSlices<'a> {
+    data: &'a [u8],
+    walker: Walker<'a>,
+    /// Bytes below this have been walked and handed out (or were before the slice).
+    cursor: usize,
+}
+
+impl VerifiedSlices<'_> {
+    /// The next range of verified bytes within the slice; `None` once the walk is over.
+    fn next(&mut self) -> Result<Option<std::ops::Range<usize>>, Refusal> {
+        let len = self.data.len();
+        loop {
+            let walked = self.walker.advance(self.cursor + CHUNK, len, |_| {}) as usize;
+            if let Some(r) = self.walker.failure() {
+                return Err(r.clone());
+            }
+            let from = match self.walker.slice_position() {
+                Some(s) => self.cursor.max(s as usize),
+                None => walked,
+            };
+            let to = walked.min(len);
+            self.cursor = walked;
+            if to > from {
+                return Ok(Some(from..to));
+            }
+            if self.walker.is_over() {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Summary, Refusal> {
+        self.walker.finish()
+    }
+}
+
+/// Runs blocking work from async code: under `block_in_place` on a multi-threaded runtime
+/// (the other partitions' tasks keep their worker), inline otherwise.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Writeback of a local object is started every this many bytes written.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// An object of a local store written directly, with object_store's `LocalFileSystem`
+/// conventions: staged as `<path>#<n>` (which its listings skip), renamed into place when
+/// complete. Durable like the store's own puts (`with_fsync`): directories it creates are
+/// fsynced, and [`commit`](LocalObject::commit) fsyncs the file, renames it, fsyncs its
+/// directory.
+pub struct LocalObject {
+    dest: std::path::PathBuf,
+    staged: std::path::PathBuf,
+    file: std::fs::File,
+    written: u64,
+    flushed: u64,
+}
+
+impl LocalObject {
+    pub fn create(dest: &std::path::Path) -> std::io::Result<LocalObject> {
+        let dir = dest.parent().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an object path has a parent",
+            )
+        })?;
+        create_dirs_durably(dir)?;
+        let mut n = 1u32;
+        loop {
+            let mut staged = dest.as_os_str().to_owned();
+            staged.push(format!("#{n}"));
+            let staged = std::path::PathBuf::from(staged);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&staged)
+            {
+                Ok(file) => {
+                    return Ok(LocalObject {
+                        dest: dest.to_path_buf(),
+                        staged,
+                        file,
+                        written: 0,
+                        flushed: 0,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1_000_000 => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Appends `b`. Every [`WRITEBACK_EVERY`] bytes, writeback of what was written is started
+    /// (`POSIX_FADV_DONTNEED` writes dirty pages back without waiting, and drops clean ones:
+    /// the archive never reads the object back), so the disk works while the rest is
+    /// verified and the final fsync has less to wait for. A failed hint is harmless.
+    pub fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.file.write_all(b)?;
+        self.written += b.len() as u64;
+        if self.written >= self.flushed + WRITEBACK_EVERY {
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.flushed,
+                std::num::NonZeroU64::new(self.written - self.flushed),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
+
+    /// Makes the object durable and visible under its key.
+    pub fn commit(self) -> std::io::Result<()> {
+        let done = (|| {
+            self.file.sync_all()?;
+            std::fs::rename(&self.staged, &self.dest)?;
+            sync_dir(self.dest.parent().unwrap_or(std::path::Path::new(".")))
+        })();
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.staged);
+        }
+        done
+    }
+
+    /// Drops the staged file: nothing was published.
+    pub fn abort(self) {
+        let _ = std::fs::remove_file(&self.staged);
+    }
+}
+
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// `create_dir_all`, then every directory whose entries changed fsynced (the first existing
+/// ancestor and each new directory but the last, whose entries the object's commit syncs).
+fn create_dirs_durably(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut existing = dir;
+    while !existing.is_dir() {
+        existing = match existing.parent() {
+            Some(p) => p,
+            None => break,
+        };
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut d = dir.parent();
+    while let Some(p) = d {
+        sync_dir(p)?;
+        if p == existing {
+            break;
+        }
+        d = p.parent();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::summary::summarize;
+    use crate::format::encode;
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+
+    fn segment(n: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let records = (0..8)
+                .map(|r| {
+                    encode::RecordSpec::kv(b"k", format!("v{i}-{r}-{}", "y".repeat(500)).as_bytes())
+                })
+                .collect();
+            out.extend(encode::encode_batch(&encode::BatchSpec {
+                base_offset: i * 8,
+                records,
+                ..Default::default()
+            }));
+        }
+        out
+    }
+
+    fn stores(dir: &std::path::Path) -> Vec<Store> {
+        vec![
+            crate::archive::store::open(dir.to_str().unwrap()).unwrap(),
+            Store {
+                inner: Arc::new(object_store::memory::InMemory::new()),
+                url: "memory://".into(),
+                local: None,
+            },
+        ]
+    }
+
+    async fn listing(store: &Store) -> Vec<String> {
+        let mut keys: Vec<String> = store
+            .inner
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// One pass: the stored object is the slice from `start`, with its SHA-256, and the
+    /// summary is the whole walk's; on the local store no staged file is left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_verified_upload_stores_the_slice_and_its_summary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = segment(3000); // ≈ 13 MiB: several chunks, a multipart upload
+        for store in stores(tmp.path()) {
+            for start in [0, 8 * 1000] {
+                let key = Path::from(format!("a/{start}/log"));
+                let (o, s) = put_log_verified(&store, &key, &data, start, 1 << 20, None, &|_| {})
+                    .await
+                    .unwrap();
+                assert_eq!(s, summarize(&data, start, 1 << 20).unwrap());
+                let slice = &data[s.slice_position as usize..];
+                let got = store.inner.get(&key).await.unwrap().bytes().await.unwrap();
+                assert_eq!(&got[..], slice, "{}", store.url);
+                assert_eq!(o.sha256, hex::encode(Sha256::digest(slice)));
+                assert_eq!(
+                    (o.size, o.stored_size),
+                    (slice.len() as u64, slice.len() as u64)
+                );
+            }
+            assert_eq!(listing(&store).await, ["a/0/log", "a/8000/log"]);
+            if store.local.is_some() {
+                let dir = store.local_path(&Path::from("a/0/log")).unwrap().unwrap();
+                let names: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name())
+                    .collect();
+                assert_eq!(names, ["log"]);
+            }
+        }
+    }
+
+    /// A corrupt batch anywhere (early, or after several chunks were written) or a start
+    /// inside a batch: refused, and nothing is left in the store, staged or published.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_upload_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = segment(3000);
+        for store in stores(tmp.path()) {
+            for at in [100, data.len() - 100] {
+                let mut bad = data.clone();
+                bad[at] ^= 1;
+                let key = Path::from(format!("b/{at}/log"));
+                let e = put_log_verified(&store, &key, &bad, 0, 1 << 20, None, &|_| {}).await;
+                assert!(
+                    matches!(e, Err(LogUploadError::Refused(Refusal::Corrupt { .. }))),
+                    "{e:?}"
+                );
+            }
+            let key = Path::from("c/log");
+            let e = put_log_verified(&store, &key, &data, 3, 1 << 20, None, &|_| {}).await;
+            assert!(matches!(
+                e,
+                Err(LogUploadError::Refused(Refusal::Misaligned { .. }))
+            ));
+            assert!(listing(&store).await.is_empty(), "{}", store.url);
+            if store.local.is_some() {
+                let mut left = vec![];
+                for e in walk(tmp.path()) {
+                    left.push(e);
+                }
+                assert!(left.is_empty(), "{left:?}");
+            }
+        }
+    }
+
+    fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
 }
