@@ -338,7 +338,8 @@ pub fn restore(o: RestoreOptions) -> i32 {
                 "{}",
                 serde_json::json!({"type": "total", "partitions": report.partitions.len(),
                     "fetched_bytes": report.fetched_bytes, "to": o.to,
-                    "wrote_meta_properties": report.wrote_meta_properties})
+                    "wrote_meta_properties": report.wrote_meta_properties,
+                    "clean_shutdown": report.clean_shutdown})
             );
         }
         Format::Text => {
@@ -376,6 +377,16 @@ pub fn restore(o: RestoreOptions) -> i32 {
                 o.to.display(),
                 report.fetched_bytes
             );
+            match report.clean_shutdown {
+                "written" => println!(
+                    "wrote .kafka_cleanshutdown: every partition here was verified, so the broker starts without recovering segments"
+                ),
+                "absent" => println!(
+                    "no .kafka_cleanshutdown written: {} holds partitions this restore did not place; the broker recovers from their recovery points at start-up",
+                    o.to.display()
+                ),
+                _ => {}
+            }
         }
     }
     EXIT_OK
