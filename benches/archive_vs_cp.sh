@@ -46,7 +46,8 @@ mkdir -p "$WORK"
 S3_PID=""
 cleanup() {
   [ -n "$S3_PID" ] && kill "$S3_PID" 2> /dev/null || true
-  [ -z "${BENCH_WORK:-}" ] && rm -rf "$WORK"
+  # (`|| true`: the trap's last status is the script's; a kept BENCH_WORK is no failure)
+  [ -z "${BENCH_WORK:-}" ] && rm -rf "$WORK" || true
 }
 trap cleanup EXIT
 
