@@ -496,3 +496,32 @@ fn other_files_and_text_format() {
     );
     assert!(text.lines().last().unwrap().starts_with("== "));
 }
+
+/// A file name that is not UTF-8 is reported, lossily, in valid JSON: never a panic.
+#[test]
+fn non_utf8_file_names_give_json_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"seg\xff.log");
+    // A real segment under a name that is not UTF-8: every batch line names it.
+    let seg = files_with(&versions()[0].join("clean/codec-none-0"), ".log")[0].clone();
+    let copy = tmp.path().join(name);
+    std::fs::copy(&seg, &copy).unwrap();
+    let (code, lines) = inspect(&[], &[copy]);
+    assert_eq!(code, 0);
+    let batches = of_type(&lines, "batch");
+    assert!(!batches.is_empty());
+    assert!(batches
+        .iter()
+        .all(|b| b["file"].as_str().unwrap().ends_with("seg\u{fffd}.log")));
+    assert_eq!(of_type(&lines, "summary").len(), 1);
+    // A missing one: an error line and exit 2.
+    let (code, lines) = inspect(
+        &[],
+        &[tmp
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"gone\xfe.log"))],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(of_type(&lines, "error").len(), 1);
+}

@@ -107,7 +107,10 @@ fn is_active(log: &Path) -> bool {
 fn error(path: &Path, message: &str, out: &mut Out, format: Format) -> i32 {
     eprintln!("segvault: {}: {message}", path.display());
     if format == Format::Json {
-        out.json("error", &json!({"file": path, "message": message}));
+        out.json(
+            "error",
+            &json!({"file": path.to_string_lossy(), "message": message}),
+        );
     }
     EXIT_ERROR
 }
@@ -260,7 +263,7 @@ fn summary(
     match format {
         Format::Json => {
             let v = json!({
-                "file": path, "batches": batches, "records": records, "bytes": bytes,
+                "file": path.to_string_lossy(), "batches": batches, "records": records, "bytes": bytes,
                 "crc_failures": crc, "index_mismatches": s.index_mismatches,
                 "partial_tail_bytes": s.partial_tail_bytes, "problems": s.problems(),
                 "corrupt": s.corrupt, "partial": s.partial, "notes": s.notes,

@@ -337,7 +337,7 @@ pub fn restore(o: RestoreOptions) -> i32 {
             println!(
                 "{}",
                 serde_json::json!({"type": "total", "partitions": report.partitions.len(),
-                    "fetched_bytes": report.fetched_bytes, "to": o.to,
+                    "fetched_bytes": report.fetched_bytes, "to": o.to.to_string_lossy(),
                     "wrote_meta_properties": report.wrote_meta_properties,
                     "clean_shutdown": report.clean_shutdown})
             );
@@ -440,7 +440,7 @@ fn print_plan(plan: &Plan, to: &std::path::Path, format: Format) {
                 serde_json::json!({"type": "plan", "cluster_id": plan.cluster_id, "mode": plan.mode,
                     "node_id": plan.node_id, "log_dir_id": plan.log_dir_id, "cut": plan.cut,
                     "partitions": plan.partitions.len(), "objects": plan.objects,
-                    "fetch_bytes": plan.fetch_bytes, "to": to, "dry_run": true})
+                    "fetch_bytes": plan.fetch_bytes, "to": to.to_string_lossy(), "dry_run": true})
             );
         }
         Format::Text => {

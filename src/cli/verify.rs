@@ -71,7 +71,7 @@ pub fn run(opts: Options) -> i32 {
                     if opts.format == Format::Json {
                         out.json(
                             "error",
-                            &json!({"log_dir": d, "message": "not a broker log directory"}),
+                            &json!({"log_dir": d.to_string_lossy(), "message": "not a broker log directory"}),
                         );
                     }
                     code = EXIT_ERROR;
@@ -82,7 +82,10 @@ pub fn run(opts: Options) -> i32 {
             Err(e) => {
                 eprintln!("segvault: {e}");
                 if opts.format == Format::Json {
-                    out.json("error", &json!({"log_dir": d, "message": e.to_string()}));
+                    out.json(
+                        "error",
+                        &json!({"log_dir": d.to_string_lossy(), "message": e.to_string()}),
+                    );
                 }
                 code = EXIT_ERROR;
             }
@@ -171,7 +174,7 @@ fn totals_text(t: &Totals) -> String {
 fn json_report(l: &LogDirListing, r: &LogDirReport, out: &mut Out) {
     for p in &r.partitions {
         let mut v = serde_json::to_value(p).unwrap_or_default();
-        v["log_dir"] = json!(r.path);
+        v["log_dir"] = json!(r.path.to_string_lossy());
         out.json("partition", &v);
         for pr in &p.problems {
             out.json("problem", pr);
@@ -183,11 +186,11 @@ fn json_report(l: &LogDirListing, r: &LogDirReport, out: &mut Out) {
     for s in &r.skipped {
         out.json(
             "skipped",
-            &json!({"log_dir": r.path, "path": s.path, "reason": s.reason}),
+            &json!({"log_dir": r.path.to_string_lossy(), "path": s.path.to_string_lossy(), "reason": s.reason}),
         );
     }
     let mut v = serde_json::to_value(&r.totals).unwrap_or_default();
-    v["path"] = json!(r.path);
+    v["path"] = json!(r.path.to_string_lossy());
     v["clean_shutdown"] = json!(l.clean_shutdown);
     v["locked_hint"] = json!(l.locked_hint);
     if let Some(Ok(m)) = &l.meta_properties {

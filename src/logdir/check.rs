@@ -59,10 +59,17 @@ impl Severity {
     }
 }
 
+/// Serializes a path as text, replacing bytes that are not UTF-8 (serde's own `Path`
+/// serializer fails on them, and a file name must never stop a report).
+pub(crate) fn lossy_path<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
 /// A finding about a file, with where it is and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// The file.
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     /// Byte position in that file, when it applies.
     pub position: Option<u64>,
@@ -223,6 +230,7 @@ impl Default for WalkOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchLine {
     /// File.
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     /// Byte position.
     pub position: u64,
@@ -352,6 +360,7 @@ pub struct RecordView<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexEntryLine {
     /// The index file.
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     /// `offset`, `time` or `txn`.
     pub index: &'static str,

@@ -89,6 +89,7 @@ pub struct WriteOptions {
 pub struct PartitionReport {
     pub topic: String,
     pub partition: i32,
+    #[serde(serialize_with = "crate::logdir::check::lossy_path")]
     pub dir: PathBuf,
     pub topic_id: String,
     pub segments: usize,
@@ -312,10 +313,7 @@ const CLEAN_SHUTDOWN: &str = ".kafka_cleanshutdown";
 /// KIP-966's eligible leader replicas (the restored data may be older than the controller
 /// remembers); only the log recovery is skipped. Brokers before 3.7 only test that the file
 /// exists.
-fn mark_clean_shutdown(
-    to: &Path,
-    parts: &[PartitionReport],
-) -> Result<&'static str, RestoreError> {
+fn mark_clean_shutdown(to: &Path, parts: &[PartitionReport]) -> Result<&'static str, RestoreError> {
     let marker = to.join(CLEAN_SHUTDOWN);
     if marker.exists() {
         return Ok("kept");
