@@ -110,7 +110,7 @@ fn main() -> Result<()> {
     let spec = ClusterSpec::combined(VERSION).config("metadata.log.max.snapshot.interval.ms", 1000);
     let mut c = Cluster::start(spec)?;
     c.stop(1)?;
-    c.restart_on(1, &[original.clone()])?;
+    c.restart_on(1, std::slice::from_ref(&original))?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_dir(original.join("__cluster_metadata-0"))?
         .flatten()
