@@ -572,11 +572,7 @@ fn round_trip(version: &str) {
                 end = first;
                 open_at_cut += 1;
             }
-            let want: Vec<&Record> = before[&(topic.clone(), *iso)][p]
-                .records
-                .iter()
-                .filter(|r| r.offset < end)
-                .collect();
+            let want = below(&before[&(topic.clone(), *iso)][p], end);
             assert!(
                 r.records.iter().collect::<Vec<_>>() == want,
                 "{version} {topic}-{p} {iso:?}: records before {t}"
@@ -607,28 +603,8 @@ fn round_trip(version: &str) {
 
     // ---- 3. new cluster: another cluster creates the topics, then takes the archive -----------
     let mut b = Cluster::start(ClusterSpec::combined(version)).unwrap();
-    let client = b.client();
-    for t in &workload.topics {
-        let cfg: Vec<(&str, &str)> = t
-            .configs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        client.create_topic(&t.name, t.partitions, 1, &cfg).unwrap();
-    }
-    let target = b.log_dirs(1).unwrap()[0].clone();
-    // The broker creates the partition dirs as the metadata reaches it.
+    let target = create_topics(&b, &workload, 1)[0].1.clone();
     let want: usize = run.partitions.values().sum::<i32>() as usize;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while topic_ids(&target)
-        .keys()
-        .filter(|k| !k.starts_with("__"))
-        .count()
-        < want
-    {
-        assert!(Instant::now() < deadline, "partition dirs never appeared");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let ids_before = topic_ids(&target);
     b.stop(1).unwrap();
     let copy = tmp.path().join("new-cluster-copy");
@@ -688,22 +664,8 @@ fn round_trip(version: &str) {
     assert_same_records(version, &before, &served, "new cluster");
 
     // New records continue every restored partition at its end.
-    let mut plan = Plan::new();
-    plan.producer("after", &[("acks", "all")]);
-    for (topic, p) in new_ends.keys() {
-        plan.send(Send {
-            producer: "after".into(),
-            topic: topic.clone(),
-            partition: Some(*p),
-            timestamp: None,
-            key: Some(b"after-restore".to_vec()),
-            value: Some(format!("{topic}-{p}").into_bytes()),
-            headers: vec![],
-            aborted: false,
-        });
-    }
-    plan.close("after");
-    for ack in &client.run(&plan).unwrap().acks {
+    let parts = new_ends.keys().map(|(t, p)| (t.as_str(), *p));
+    for ack in &append_one_each(&client, b"after-restore", parts) {
         let (end, _) = new_ends[&(ack.topic.clone(), ack.partition)];
         assert_eq!(
             ack.offset, end,
@@ -738,21 +700,114 @@ fn round_trip(version: &str) {
             );
         }
     }
-    let log = log_since(&b, mark);
-    for bad in [
-        "Truncation detected",
-        "OFFSET_OUT_OF_RANGE",
-        "marked stray",
-        "InconsistentTopicId",
-    ] {
-        assert!(!log.contains(bad), "{version}: the broker logged {bad:?}");
-    }
+    assert_log_clean(&b, 1, mark, &[], &format!("{version} new cluster"));
     eprintln!("{version}: new cluster serves the archive and continues every partition");
     assert!(
         recovered.is_empty(),
         "{version}: the broker recovered segments of the bare-metal restored dir:\n{}",
         recovered.join("\n")
     );
+}
+
+/// The records of `r` below offset `end`.
+fn below(r: &PartitionRecords, end: i64) -> Vec<&Record> {
+    r.records.iter().filter(|r| r.offset < end).collect()
+}
+
+/// What a broker must never log after starting on a restored dir.
+const BAD_LOG_LINES: [&str; 4] = [
+    "Truncation detected",
+    "OFFSET_OUT_OF_RANGE",
+    "marked stray",
+    "InconsistentTopicId",
+];
+
+/// Asserts that node `id` logged none of [`BAD_LOG_LINES`] (nor `extra`) since byte `mark`.
+fn assert_log_clean(c: &Cluster, id: u32, mark: usize, extra: &[&str], what: &str) {
+    let log = std::fs::read(&c.node(id).unwrap().log_file).unwrap();
+    let log = String::from_utf8_lossy(&log[mark.min(log.len())..]);
+    for bad in BAD_LOG_LINES.iter().chain(extra) {
+        assert!(!log.contains(bad), "{what}: broker {id} logged {bad:?}");
+    }
+}
+
+/// Polls until partition dir `d` holds the same batch bytes in every log dir of `dirs`, for
+/// every `d` of `names`.
+fn wait_same_bytes(dirs: &[PathBuf], names: &[String], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let differ: Vec<&String> = names
+            .iter()
+            .filter(|d| {
+                let first = log_stream(&dirs[0].join(d));
+                dirs[1..].iter().any(|x| log_stream(&x.join(d)) != first)
+            })
+            .collect();
+        if differ.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: replicas still differ: {differ:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Creates the workload's topics in cluster `b` with replication factor `rf` and waits until
+/// every broker has made their partition dirs (as the metadata reaches it). Returns each
+/// broker's id and log dir.
+fn create_topics(b: &Cluster, workload: &workload::Workload, rf: i16) -> Vec<(u32, PathBuf)> {
+    let client = b.client();
+    for t in &workload.topics {
+        let cfg: Vec<(&str, &str)> = t
+            .configs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        client
+            .create_topic(&t.name, t.partitions, rf, &cfg)
+            .unwrap();
+    }
+    let want: usize = workload.topics.iter().map(|t| t.partitions as usize).sum();
+    let dirs: Vec<(u32, PathBuf)> = b
+        .broker_ids()
+        .into_iter()
+        .map(|id| (id, b.log_dirs(id).unwrap()[0].clone()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dirs
+        .iter()
+        .any(|(_, d)| topic_ids(d).keys().filter(|k| !k.starts_with("__")).count() < want)
+    {
+        assert!(Instant::now() < deadline, "partition dirs never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    dirs
+}
+
+/// Appends one record with `key` to each of `parts` (acks=all); returns the acks.
+fn append_one_each<'a>(
+    client: &Client,
+    key: &[u8],
+    parts: impl IntoIterator<Item = (&'a str, i32)>,
+) -> Vec<segvault_harness::client::Ack> {
+    let mut plan = Plan::new();
+    plan.producer("one-each", &[("acks", "all")]);
+    for (topic, p) in parts {
+        plan.send(Send {
+            producer: "one-each".into(),
+            topic: topic.into(),
+            partition: Some(p),
+            timestamp: None,
+            key: Some(key.to_vec()),
+            value: Some(format!("{topic}-{p}").into_bytes()),
+            headers: vec![],
+            aborted: false,
+        });
+    }
+    plan.close("one-each");
+    client.run(&plan).unwrap().acks
 }
 
 /// `topic-partition -> partition.metadata` of every partition dir in a log dir.
@@ -829,24 +884,13 @@ fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
     // The broker is lost; its peers go on taking writes.
     c.kill(lost).unwrap();
     std::fs::remove_dir_all(&lost_dir).unwrap();
-    let mut plan = Plan::new();
-    plan.producer("later", &[("acks", "all")]);
-    for (topic, &n) in &run.partitions {
-        for p in 0..n {
-            plan.send(Send {
-                producer: "later".into(),
-                topic: topic.clone(),
-                partition: Some(p),
-                timestamp: None,
-                key: Some(b"while-lost".to_vec()),
-                value: Some(b"written while the broker was lost".to_vec()),
-                headers: vec![],
-                aborted: false,
-            });
-        }
-    }
-    plan.close("later");
-    client.run(&plan).unwrap();
+    append_one_each(
+        &client,
+        b"while-lost",
+        run.partitions
+            .iter()
+            .flat_map(|(t, &n)| (0..n).map(move |p| (t.as_str(), p))),
+    );
 
     let out = segvault_ok(
         &[
@@ -884,21 +928,8 @@ fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
     c.restart(lost).unwrap();
 
     // Caught up: the same batch bytes as the peer's replica, partition by partition.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let behind: Vec<&String> = restored
-            .keys()
-            .filter(|d| log_stream(&lost_dir.join(d)) != log_stream(&peer_dir.join(d)))
-            .collect();
-        if behind.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{version}: replicas still differ: {behind:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let names: Vec<String> = restored.keys().cloned().collect();
+    wait_same_bytes(&[lost_dir.clone(), peer_dir.clone()], &names, version);
     // Every workload partition grew past its restored end (the writes made while the broker
     // was lost), and kept the restored bytes as they were. (The internal topics are compacted:
     // their replicas are equal, but each broker's cleaner may rewrite its own segments.)
@@ -913,20 +944,8 @@ fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
             "{version} {d}: the restored prefix changed"
         );
     }
-    let log = std::fs::read(&c.node(lost).unwrap().log_file).unwrap();
-    let log = String::from_utf8_lossy(&log[mark..]);
-    for bad in [
-        "Truncation detected",
-        "OFFSET_OUT_OF_RANGE",
-        "marked stray",
-        "InconsistentTopicId",
-        "Recovering unflushed segment",
-    ] {
-        assert!(
-            !log.contains(bad),
-            "{version}: the rebuilt broker logged {bad:?}"
-        );
-    }
+    let what = format!("{version} rebuilt broker");
+    assert_log_clean(&c, lost, mark, &["Recovering unflushed segment"], &what);
     eprintln!(
         "{version}: broker {lost} rebuilt from the archive caught up on {} partitions",
         restored.len()
@@ -938,29 +957,8 @@ fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
     let source = serve(&client, &topics);
     drop(c);
     let mut b = Cluster::start(ClusterSpec::cluster(version, 3, 1)).unwrap();
-    let client = b.client();
-    for t in &workload.topics {
-        let cfg: Vec<(&str, &str)> = t
-            .configs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        client.create_topic(&t.name, t.partitions, 3, &cfg).unwrap();
-    }
+    let dirs = create_topics(&b, &workload, 3);
     let want: usize = run.partitions.values().sum::<i32>() as usize;
-    let dirs: Vec<(u32, PathBuf)> = b
-        .broker_ids()
-        .into_iter()
-        .map(|id| (id, b.log_dirs(id).unwrap()[0].clone()))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while dirs
-        .iter()
-        .any(|(_, d)| topic_ids(d).keys().filter(|k| !k.starts_with("__")).count() < want)
-    {
-        assert!(Instant::now() < deadline, "partition dirs never appeared");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     for (id, _) in &dirs {
         b.stop(*id).unwrap();
     }
@@ -1002,11 +1000,7 @@ fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
     for ((topic, iso), parts) in &served {
         for (p, r) in parts {
             let end = new_ends[&(topic.clone(), *p)].0;
-            let want: Vec<&Record> = source[&(topic.clone(), *iso)][p]
-                .records
-                .iter()
-                .filter(|r| r.offset < end)
-                .collect();
+            let want = below(&source[&(topic.clone(), *iso)][p], end);
             assert!(
                 r.records.iter().collect::<Vec<_>>() == want,
                 "{version} {topic}-{p} {iso:?}: the new cluster serves other records"
@@ -1019,22 +1013,8 @@ fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
         "{version}: only {compared} records compared"
     );
     // New records, acknowledged by all three replicas, continue every partition at its end.
-    let mut plan = Plan::new();
-    plan.producer("after", &[("acks", "all")]);
-    for (topic, p) in new_ends.keys() {
-        plan.send(Send {
-            producer: "after".into(),
-            topic: topic.clone(),
-            partition: Some(*p),
-            timestamp: None,
-            key: Some(b"after-restore".to_vec()),
-            value: Some(b"new cluster".to_vec()),
-            headers: vec![],
-            aborted: false,
-        });
-    }
-    plan.close("after");
-    for ack in &client.run(&plan).unwrap().acks {
+    let parts = new_ends.keys().map(|(t, p)| (t.as_str(), *p));
+    for ack in &append_one_each(&client, b"after-restore", parts) {
         let (end, _) = new_ends[&(ack.topic.clone(), ack.partition)];
         assert_eq!(
             ack.offset, end,
@@ -1043,41 +1023,17 @@ fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
         );
     }
     // The three replicas hold the same bytes (polled: followers fetch the new record).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let differ: Vec<String> = new_ends
-            .keys()
-            .map(|(t, p)| format!("{t}-{p}"))
-            .filter(|d| {
-                let first = log_stream(&dirs[0].1.join(d));
-                dirs[1..]
-                    .iter()
-                    .any(|(_, x)| log_stream(&x.join(d)) != first)
-            })
-            .collect();
-        if differ.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{version}: replicas differ: {differ:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let names: Vec<String> = new_ends.keys().map(|(t, p)| format!("{t}-{p}")).collect();
+    let log_dirs: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
+    wait_same_bytes(&log_dirs, &names, version);
     for ((id, _), mark) in dirs.iter().zip(marks) {
-        let log = std::fs::read(&b.node(*id).unwrap().log_file).unwrap();
-        let log = String::from_utf8_lossy(&log[mark..]);
-        for bad in [
-            "Truncation detected",
-            "OFFSET_OUT_OF_RANGE",
-            "marked stray",
-            "InconsistentTopicId",
-        ] {
-            assert!(
-                !log.contains(bad),
-                "{version}: broker {id} of the new cluster logged {bad:?}"
-            );
-        }
+        assert_log_clean(
+            &b,
+            *id,
+            mark,
+            &[],
+            &format!("{version} new 3-broker cluster"),
+        );
     }
     eprintln!("{version}: a new 3-broker cluster serves {compared} restored records from identical replicas");
 }

@@ -61,7 +61,10 @@ impl Severity {
 
 /// Serializes a path as text, replacing bytes that are not UTF-8 (serde's own `Path`
 /// serializer fails on them, and a file name must never stop a report).
-pub(crate) fn lossy_path<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn lossy_path<S: serde::Serializer>(
+    p: &std::path::Path,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&p.to_string_lossy())
 }
 
