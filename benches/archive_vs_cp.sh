@@ -16,23 +16,7 @@
 #      BENCH_ONLY=fs (only part 1: no harness build, no S3 server, no agent).
 # Throughput is bytes moved / wall time: the dir's bytes for cp and rclone, the uploaded
 # bytes segvault reports (closed segments and their files) for segvault.
-set -euo pipefail
-# `best` and friends run inside $(...): without this a failing command there would not stop
-# the script (an earlier version timed an rclone that failed at once).
-shopt -s inherit_errexit
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-export SEGVAULT_HARNESS_CACHE=${SEGVAULT_HARNESS_CACHE:-$ROOT/target/harness-cache}
-RUNS=${RUNS:-3}
-
-# The bench log dir, made once by `cargo bench --bench make_logdir` (which reuses it when it
-# has `.done`; checked here first so that no bench build is needed when it is there).
-DATA=${SEGVAULT_BENCH_DATA:-$ROOT/target/bench-data}/logdir-4.3.1
-[ -f "$DATA/.done" ] || DATA=$(cargo bench --bench make_logdir 2>/dev/null | tail -1)
-[ -d "$DATA" ] || { echo "no bench log dir ($DATA)" >&2; exit 2; }
-[ -n "${SEGVAULT_BIN:-}" ] || cargo build --release --bin segvault >&2
-SV=${SEGVAULT_BIN:-$TARGET/release/segvault}
+source "$(dirname "$0")/common.sh"
 ONLY=${BENCH_ONLY:-}
 if [ "$ONLY" != fs ]; then
   cargo build --release -p segvault-harness --bin harness >&2
@@ -55,23 +39,6 @@ DIR_BYTES=$(du -sb --exclude=.done "$DATA" | cut -f1)
 find "$DATA" -type f -exec cat {} + > /dev/null   # warm the page cache
 echo "log dir $DATA: $DIR_BYTES bytes; load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores" >&2
 
-now() { date +%s.%N; }
-# best SECONDS of RUNS runs of "$@", each after `prep` (untimed) and a sync.
-best() {
-  local prep=$1; shift
-  local best=""
-  for _ in $(seq "$RUNS"); do
-    eval "$prep"; sync
-    local t0 t1 t; t0=$(now)
-    "$@" > "$WORK/last.out" 2> "$WORK/last.err" || {
-      echo "failed ($?): $*" >&2; cat "$WORK/last.out" "$WORK/last.err" >&2; exit 1; }
-    t1=$(now)
-    t=$(echo "$t1 - $t0" | bc -l)
-    echo "  $(basename "$1") ${*:2:2}: ${t}s" >&2
-    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
-  done
-  echo "$best"
-}
 uploaded() { python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     j=json.loads(l)

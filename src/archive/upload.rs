@@ -453,20 +453,7 @@ mod tests {
     use object_store::ObjectStoreExt;
 
     fn segment(n: i64) -> Vec<u8> {
-        let mut out = Vec::new();
-        for i in 0..n {
-            let records = (0..8)
-                .map(|r| {
-                    encode::RecordSpec::kv(b"k", format!("v{i}-{r}-{}", "y".repeat(500)).as_bytes())
-                })
-                .collect();
-            out.extend(encode::encode_batch(&encode::BatchSpec {
-                base_offset: i * 8,
-                records,
-                ..Default::default()
-            }));
-        }
-        out
+        encode::test_segment(n, 8, 500)
     }
 
     fn stores(dir: &std::path::Path) -> Vec<Store> {

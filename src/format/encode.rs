@@ -248,3 +248,23 @@ pub fn encode_legacy_wrapper(
         value: Some(compress(codec, &set)),
     })
 }
+
+/// A test segment: `batches` uncompressed v2 batches of `records` records each, at
+/// consecutive offsets from 0, every value `value_len` bytes or more.
+#[cfg(test)]
+pub fn test_segment(batches: i64, records: i64, value_len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..batches {
+        out.extend(encode_batch(&BatchSpec {
+            base_offset: i * records,
+            records: (0..records)
+                .map(|r| {
+                    let v = format!("v{i}-{r}-{}", "x".repeat(value_len));
+                    RecordSpec::kv(b"k", v.as_bytes())
+                })
+                .collect(),
+            ..Default::default()
+        }));
+    }
+    out
+}

@@ -870,26 +870,20 @@ async fn fetch_log(
             v: &mut v,
         };
         let err = |e| sink_error(e, r, path);
-        if zstd {
-            let mut dec = zstd::stream::write::Decoder::new(sink).map_err(io(path))?;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
-                fetched += chunk.len() as u64;
-                progress(chunk.len() as u64);
-                dec.write_all(&chunk).map_err(err)?;
-            }
-            dec.flush().map_err(err)?;
-            dec.into_inner().flush_buf().map_err(err)?;
+        // Every chunk as it arrives, through the zstd decoder when the object is compressed.
+        let mut out: Box<dyn Write + Send + '_> = if zstd {
+            Box::new(zstd::stream::write::Decoder::new(sink).map_err(io(path))?)
         } else {
-            let mut sink = sink;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
-                fetched += chunk.len() as u64;
-                progress(chunk.len() as u64);
-                sink.write_all(&chunk).map_err(err)?;
-            }
-            sink.flush_buf().map_err(err)?;
+            Box::new(sink)
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
+            fetched += chunk.len() as u64;
+            progress(chunk.len() as u64);
+            out.write_all(&chunk).map_err(err)?;
         }
+        // Flushes the decoder's tail and the sink's buffer into the verifier.
+        out.flush().map_err(err)?;
     }
     blocking(|| v.finish(fetched))
 }
@@ -957,21 +951,17 @@ impl Sink<'_, '_, '_> {
     }
 }
 
-fn sink_write(s: &mut Sink<'_, '_, '_>, b: &[u8]) -> std::io::Result<()> {
-    s.buf.extend_from_slice(b);
-    if s.buf.len() >= 1 << 20 {
-        s.flush_buf()?;
-    }
-    Ok(())
-}
-
 impl Write for Sink<'_, '_, '_> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        sink_write(self, b)?;
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 1 << 20 {
+            self.flush_buf()?;
+        }
         Ok(b.len())
     }
+    /// Hands everything buffered to the file and the verifier.
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.flush_buf()
     }
 }
 
@@ -1432,24 +1422,8 @@ mod tests {
     use crate::archive::upload::{put_bytes, Encoding};
     use crate::format::encode;
 
-    fn segment(n: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for i in 0..n as i64 {
-            let records = (0..10)
-                .map(|r| {
-                    encode::RecordSpec::kv(
-                        b"k",
-                        format!("value {i} {r} {}", "x".repeat(300)).as_bytes(),
-                    )
-                })
-                .collect();
-            out.extend(encode::encode_batch(&encode::BatchSpec {
-                base_offset: i * 10,
-                records,
-                ..Default::default()
-            }));
-        }
-        out
+    fn segment(n: i64) -> Vec<u8> {
+        encode::test_segment(n, 10, 300)
     }
 
     fn memory() -> Store {
