@@ -525,3 +525,32 @@ fn non_utf8_file_names_give_json_not_a_panic() {
     assert_eq!(code, 2);
     assert_eq!(of_type(&lines, "error").len(), 1);
 }
+
+/// Segments the broker renamed away (`.deleted`, awaiting `file.delete.delay.ms`) are still
+/// logs: a forensic look at what retention or the cleaner removed reads them as such, with
+/// their indexes, as closed segments.
+#[test]
+fn segments_renamed_to_deleted_are_inspected_as_logs() {
+    let p = versions()[0].join("clean/compacted-0");
+    let files = vec![
+        p.join("00000000000000000150.log.deleted"),
+        p.join("00000000000000000150.timeindex.deleted"),
+        p.join("00000000000000000150.snapshot.deleted"),
+    ];
+    let (code, lines) = inspect(&["--records"], &files);
+    assert_eq!(code, 0, "{lines:#?}");
+    let batches = of_type(&lines, "batch");
+    assert_eq!(
+        (
+            batches.first().and_then(|b| b["base_offset"].as_i64()),
+            batches.last().and_then(|b| b["last_offset"].as_i64()),
+            batches.len()
+        ),
+        (Some(150), Some(164), 4)
+    );
+    assert!(batches.iter().all(|b| b["crc_valid"] == true));
+    assert!(!of_type(&lines, "record").is_empty());
+    assert!(!of_type(&lines, "index_entry").is_empty(), "{lines:#?}");
+    assert!(of_type(&lines, "problem").is_empty(), "{lines:#?}");
+    assert_eq!(of_type(&lines, "summary").len(), files.len());
+}

@@ -276,8 +276,10 @@ fn finish_pass(
                     next,
                     bytes,
                     slice_position,
+                    renamed,
                 } => {
                     tracing::info!(
+                        renamed,
                         log_dir = dir,
                         topic,
                         partition = part,
@@ -342,6 +344,9 @@ fn finish_pass(
                         metrics.divergences.fetch_add(1, Relaxed);
                         tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "divergence");
                     }
+                }
+                Outcome::Changed { base, message } => {
+                    tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment changed by the broker during the pass; next pass");
                 }
             }
         }

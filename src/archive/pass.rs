@@ -22,9 +22,9 @@ use super::manifest::{Manifest, ObjectRef, Objects, RangeKind, Source, FORMAT};
 use super::store::Store;
 use super::summary::{summarize_releasing, Refusal, Summary};
 use super::upload::{put_bytes, put_log_verified, Encoding, LogUploadError, RateLimit};
-use crate::format::mapped::MappedFile;
+use crate::format::mapped::{file_id, MappedFile};
 use crate::format::text::Uuid;
-use crate::logdir::{self, LogDirListing, PartitionDir};
+use crate::logdir::{self, LogDirListing, PartitionDir, SegmentFiles};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -70,6 +70,10 @@ pub enum Outcome {
         next: i64,
         bytes: u64,
         slice_position: u64,
+        /// The broker had renamed the segment away (retention, the log cleaner) by the time
+        /// it was read: archived from its `.deleted` name, or with its indexes left out
+        /// because their names may already have held a replacement's.
+        renamed: bool,
     },
     /// Another agent claimed this range first; our copy matched (or could not be compared).
     ClaimedByOther {
@@ -89,6 +93,13 @@ pub enum Outcome {
     },
     Divergent {
         start: i64,
+        message: String,
+    },
+    /// The broker removed or replaced this segment since the pass listed the partition
+    /// (retention, the log cleaner): nothing was published for it; the next pass, listing
+    /// again, takes the partition up where the archive ends.
+    Changed {
+        base: i64,
         message: String,
     },
 }
@@ -121,6 +132,12 @@ pub struct Report {
     pub gaps: u64,
     pub corrupt: u64,
     pub divergences: u64,
+    /// Uploaded segments the broker had renamed away when they were read (see
+    /// [`Outcome::Uploaded`]).
+    pub renamed_segments: u64,
+    /// Partitions whose segments the broker changed during the pass (see
+    /// [`Outcome::Changed`]): left for the next pass.
+    pub changed: u64,
     /// Sums over the partitions (see [`PartitionReport`]); the oldest is the minimum.
     pub unarchived_segments: u64,
     pub unarchived_committed_segments: u64,
@@ -205,9 +222,38 @@ pub async fn archive_once(
     let mut report = Report::default();
     for dir in log_dirs {
         let listing = logdir::scan(dir)?;
-        let broker = broker_of(&listing)?;
-        upload_broker_files(store, &broker, &listing).await?;
-        upload_kraft_snapshots(store, &broker, &listing).await?;
+        archive_dir(store, &listing, opts, &rate, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Archives what `listing` names. The listing may be stale by the time a partition's turn
+/// comes, as every listing of a live broker is: segments the broker has since removed or
+/// replaced are read from their `.deleted` name while it lasts, or left for the next pass
+/// ([`Outcome::Changed`]); nothing read from a replacement is published under the listed
+/// segment's range.
+pub async fn archive_listing(
+    store: &Store,
+    listing: &LogDirListing,
+    opts: &Options,
+) -> Result<Report, ArchiveError> {
+    let rate = opts.rate_limit.map(RateLimit::new).map(Arc::new);
+    let mut report = Report::default();
+    archive_dir(store, listing, opts, &rate, &mut report).await?;
+    Ok(report)
+}
+
+async fn archive_dir(
+    store: &Store,
+    listing: &LogDirListing,
+    opts: &Options,
+    rate: &Option<Arc<RateLimit>>,
+    report: &mut Report,
+) -> Result<(), ArchiveError> {
+    {
+        let broker = broker_of(listing)?;
+        upload_broker_files(store, &broker, listing).await?;
+        upload_kraft_snapshots(store, &broker, listing).await?;
         // Partitions run as tasks of their own, `concurrency` at a time, so that their
         // blocking work (the verifying walk, hashing, writes, fsync) runs on several cores.
         // The set aborts them if the pass is dropped (the agent's shutdown).
@@ -220,7 +266,7 @@ pub async fn archive_once(
             let high_watermark = if p.is_metadata_log() {
                 Some(i64::MAX)
             } else {
-                hw_lookup(&p.topic_partition(), &listing)
+                hw_lookup(&p.topic_partition(), listing)
             };
             if tasks.len() >= width {
                 if let Some(done) = tasks.join_next().await {
@@ -247,9 +293,10 @@ pub async fn archive_once(
             let r = r?;
             for o in &r.outcomes {
                 match o {
-                    Outcome::Uploaded { bytes, .. } => {
+                    Outcome::Uploaded { bytes, renamed, .. } => {
                         report.uploaded_segments += 1;
                         report.uploaded_bytes += bytes;
+                        report.renamed_segments += *renamed as u64;
                     }
                     Outcome::Gap { .. } => report.gaps += 1,
                     Outcome::Corrupt { .. } => report.corrupt += 1,
@@ -258,6 +305,7 @@ pub async fn archive_once(
                         divergent: true, ..
                     } => report.divergences += 1,
                     Outcome::ClaimedByOther { .. } => {}
+                    Outcome::Changed { .. } => report.changed += 1,
                 }
             }
             report.unarchived_segments += r.unarchived_segments as u64;
@@ -272,7 +320,7 @@ pub async fn archive_once(
             report.partitions.push(r);
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// A partition task's result, in listing order (`usize`); a task that panicked or was
@@ -556,9 +604,12 @@ async fn archive_partition(
             // Already archived, by us or from a replica. A replica compares its own batches
             // with the archived copy once per range (the marker keeps that state in the store).
             if chain.starts.contains(&seg.base_offset) && !compared.contains(&seg.base_offset) {
-                if let Some(o) = compare_with_archive(store, &key, b, seg, next_base).await? {
-                    report.outcomes.push(o);
+                let o = compare_with_archive(store, &key, b, p, seg, next_base).await?;
+                if let Some(o @ Outcome::Changed { .. }) = o {
+                    report.outcomes.push(o); // compared by a later pass
+                    break;
                 }
+                report.outcomes.extend(o);
                 compared.insert(seg.base_offset);
             }
             idx += 1;
@@ -596,10 +647,10 @@ async fn archive_partition(
             continue;
         }
         // seg.base <= chain_next < next_base: archive [chain_next, next_base) from this segment.
-        let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File {
-            path: seg.log.clone(),
-            message: e.to_string(),
-        })?;
+        let Some(log) = open_listed(seg)? else {
+            report.outcomes.push(gone(seg));
+            break;
+        };
         let frame_bytes = opts.frame_bytes;
         // Identity: verified and uploaded in one pass, published only if the whole segment
         // walks clean. zstd: verified first (the walk places the frames), then compressed.
@@ -610,7 +661,7 @@ async fn archive_partition(
                     store,
                     &lk,
                     &log,
-                    chain_next,
+                    chain_next..next_base,
                     frame_bytes,
                     rate.as_deref(),
                     &|done| log.release(0..done),
@@ -623,7 +674,33 @@ async fn archive_partition(
                     Err(LogUploadError::Store(e)) => return Err(store_err(store, &lk)(e)),
                 }
             }
-            Some(_) => summarize_blocking(&log, chain_next, frame_bytes).map(|s| (None, s)),
+            Some(_) => {
+                summarize_blocking(&log, chain_next..next_base, frame_bytes).map(|s| (None, s))
+            }
+        };
+        let verified = match verified {
+            Err(r @ Refusal::Beyond { .. }) if changed_since_listing(p, seg, next_base, &log) => {
+                report.outcomes.push(Outcome::Changed {
+                    base: seg.base_offset,
+                    message: format!(
+                        "{}: {r}: the broker replaced the segment since the listing (log cleaner); nothing published, left for the next pass",
+                        seg.log.display()
+                    ),
+                });
+                break;
+            }
+            // The listing still holds: the log itself overlaps its successor.
+            Err(Refusal::Beyond {
+                position,
+                batch_base,
+                batch_last,
+                next,
+            }) => Err(Refusal::Corrupt {
+                position,
+                offset: Some(batch_base),
+                message: format!("expected offsets below {next}, where the next segment begins; this batch spans {batch_base}..={batch_last}"),
+            }),
+            v => v,
         };
         let (log_object, summary) = match verified {
             Ok(v) => v,
@@ -655,7 +732,8 @@ async fn archive_partition(
                 });
                 break;
             }
-            Err(r @ Refusal::Misaligned { .. }) => {
+            Err(r) => {
+                // Misaligned (Beyond became Corrupt or Changed above).
                 record_divergence(store, &key, b, chain_next, &r.to_string(), None).await?;
                 report.outcomes.push(Outcome::Divergent {
                     start: chain_next,
@@ -664,7 +742,7 @@ async fn archive_partition(
                 break;
             }
         };
-        let objects = upload_objects(
+        let (objects, renamed) = upload_objects(
             store,
             &key,
             b,
@@ -704,6 +782,7 @@ async fn archive_partition(
                 next: next_base,
                 bytes,
                 slice_position: summary.slice_position,
+                renamed,
             });
             chain.next = Some(next_base);
             chain.starts.insert(chain_next);
@@ -784,9 +863,13 @@ fn count_unarchived(
 /// multi-threaded runtime it runs with `block_in_place`, so the other partitions' uploads keep
 /// their worker threads. The pages the walk has passed are released as it goes, so the
 /// mapping's resident pages stay at a window, not the segment.
-fn summarize_blocking(log: &MappedFile, start: i64, frame_bytes: u64) -> Result<Summary, Refusal> {
+fn summarize_blocking(
+    log: &MappedFile,
+    range: std::ops::Range<i64>,
+    frame_bytes: u64,
+) -> Result<Summary, Refusal> {
     let run = || {
-        let s = summarize_releasing(log, start, frame_bytes, |done| log.release(0..done));
+        let s = summarize_releasing(log, range, frame_bytes, |done| log.release(0..done));
         log.release(0..log.len());
         s
     };
@@ -842,7 +925,8 @@ async fn compare_with_archive(
     store: &Store,
     key: &PartitionKey,
     b: &Broker,
-    seg: &logdir::SegmentFiles,
+    p: &PartitionDir,
+    seg: &SegmentFiles,
     next_base: i64,
 ) -> Result<Option<Outcome>, ArchiveError> {
     let start = seg.base_offset;
@@ -863,12 +947,20 @@ async fn compare_with_archive(
         .await?;
         return Ok(None);
     }
-    let log = MappedFile::open(&seg.log).map_err(|e| ArchiveError::File {
-        path: seg.log.clone(),
-        message: e.to_string(),
-    })?;
-    let ours = summarize_blocking(&log, start, u64::MAX);
+    let Some(log) = open_listed(seg)? else {
+        return Ok(Some(gone(seg)));
+    };
+    let ours = summarize_blocking(&log, start..next_base, u64::MAX);
     let outcome = match ours {
+        Err(r @ Refusal::Beyond { .. }) if changed_since_listing(p, seg, next_base, &log) => {
+            Outcome::Changed {
+                base: start,
+                message: format!(
+                    "{}: {r}: the broker replaced the segment since the listing (log cleaner); compared by a later pass",
+                    seg.log.display()
+                ),
+            }
+        }
         Ok(s) if s.stats.batch_digest == m.stats.batch_digest => {
             create(store, &key.verified(start, b.node_id), b"match".to_vec()).await?;
             return Ok(None);
@@ -898,6 +990,63 @@ async fn compare_with_archive(
         }
     };
     Ok(Some(outcome))
+}
+
+/// Maps the `.log` of a listed segment. The listing may be stale: retention or the log
+/// cleaner may have renamed the file to `.deleted` since (its bytes are still the listed
+/// segment's until the broker deletes it, `file.delete.delay.ms` later), or deleted it.
+/// `None`: gone under both names.
+fn open_listed(seg: &SegmentFiles) -> Result<Option<MappedFile>, ArchiveError> {
+    let mut deleted = seg.log.clone().into_os_string();
+    deleted.push(".deleted");
+    for path in [seg.log.clone(), PathBuf::from(deleted)] {
+        match MappedFile::open(&path) {
+            Ok(f) => return Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(ArchiveError::File {
+                    path,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn gone(seg: &SegmentFiles) -> Outcome {
+    Outcome::Changed {
+        base: seg.base_offset,
+        message: format!(
+            "{}: gone since the listing, also as .deleted (retention or the log cleaner removed it); left for the next pass",
+            seg.log.display()
+        ),
+    }
+}
+
+/// Whether the broker has changed what the listing said about `seg` and its successor (at
+/// `next`): the `.log` name no longer names the mapped file, or the segments from `seg` up to
+/// its successor are not the listed ones any more. Segments rolled after them, or removed
+/// before, do not count: they do not change what `seg` should hold.
+fn changed_since_listing(
+    p: &PartitionDir,
+    seg: &SegmentFiles,
+    next: i64,
+    log: &MappedFile,
+) -> bool {
+    if renamed(seg, log) {
+        return true;
+    }
+    let within = |s: &&SegmentFiles| s.base_offset >= seg.base_offset && s.base_offset <= next;
+    match logdir::scan_partition(&p.path, &p.topic, p.partition) {
+        Ok(now) => now
+            .segments
+            .iter()
+            .filter(within)
+            .map(|s| s.base_offset)
+            .ne(p.segments.iter().filter(within).map(|s| s.base_offset)),
+        Err(_) => true,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -971,7 +1120,7 @@ async fn upload_objects(
     uploaded_log: Option<ObjectRef>,
     opts: &Options,
     rate: Option<&RateLimit>,
-) -> Result<Objects, ArchiveError> {
+) -> Result<(Objects, bool), ArchiveError> {
     let seg = &p.segments[i];
     let slice = &log[s.slice_position as usize..];
     let frames: Vec<(u64, i64)> = s
@@ -1013,6 +1162,24 @@ async fn upload_objects(
                 }
             }
         }
+        // The index files were read after the `.log` was mapped. The broker renames a
+        // segment's `.log` before its indexes (LogSegment.changeFileSuffixes), so if the
+        // `.log` name still names the mapped file, the indexes read were this segment's. If
+        // not (it was renamed, or read as `.deleted`), they may be a replacement's: leave
+        // them out; a restore rebuilds missing indexes from the log.
+        if renamed(seg, log) {
+            for o in [
+                objects.index.take(),
+                objects.timeindex.take(),
+                objects.txnindex.take(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let _ = store.inner.delete(&Path::from(o.key.as_str())).await;
+            }
+            tracing::info!(file = %seg.log.display(), "segment renamed while archived: its indexes are left to be rebuilt on restore");
+        }
     }
     if let Some((_, snap)) = p.snapshots.iter().find(|(o, _)| *o == next) {
         objects.producer_snapshot = put_file(
@@ -1023,7 +1190,12 @@ async fn upload_objects(
         )
         .await?;
     }
-    Ok(objects)
+    Ok((objects, renamed(seg, log)))
+}
+
+/// Whether the `.log` name of `seg` no longer names the mapped file (see [`FileId`](crate::format::mapped::FileId)).
+fn renamed(seg: &SegmentFiles, log: &MappedFile) -> bool {
+    file_id(&seg.log).ok() != Some(log.id())
 }
 
 /// Uploads a whole small file, or nothing if it vanished meanwhile (the broker may delete a

@@ -35,6 +35,15 @@ pub enum Refusal {
         batch_last: i64,
         start: i64,
     },
+    /// A batch reaches the offset where the next segment begins: the file is not the segment
+    /// the listing named (the log cleaner merged it with its successors meanwhile), or the
+    /// log is broken. The caller looks again to tell which.
+    Beyond {
+        position: u64,
+        batch_base: i64,
+        batch_last: i64,
+        next: i64,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -48,6 +57,10 @@ impl std::fmt::Display for Refusal {
                 f,
                 "the archive continues at offset {start}, but this replica's batch at byte {position} spans offsets {batch_base}..={batch_last}"
             ),
+            Refusal::Beyond { position, batch_base, batch_last, next } => write!(
+                f,
+                "the batch at byte {position} spans offsets {batch_base}..={batch_last}, but the next segment begins at offset {next}"
+            ),
         }
     }
 }
@@ -55,23 +68,24 @@ impl std::fmt::Display for Refusal {
 /// Verifies `data` (a whole `.log`) and summarises the batches from the first one whose base
 /// offset is at or above `start`.
 pub fn summarize(data: &[u8], start: i64, frame_bytes: u64) -> Result<Summary, Refusal> {
-    summarize_releasing(data, start, frame_bytes, |_| {})
+    summarize_releasing(data, start..i64::MAX, frame_bytes, |_| {})
 }
 
 /// Bytes walked between two calls of `done`.
 pub const RELEASE_EVERY: usize = 16 << 20;
 
-/// [`summarize`], calling `done(p)` every [`RELEASE_EVERY`] bytes or so with a position `p`
-/// the walk has passed and never reads below again, so a caller can drop the mapping's
-/// pages before `p` (see `MappedFile::release`).
+/// [`summarize`] of the segment that holds `range` (its end is the next segment's base
+/// offset: a batch reaching it is refused), calling `done(p)` every [`RELEASE_EVERY`] bytes
+/// or so with a position `p` the walk has passed and never reads below again, so a caller can
+/// drop the mapping's pages before `p` (see `MappedFile::release`).
 pub fn summarize_releasing(
     data: &[u8],
-    start: i64,
+    range: std::ops::Range<i64>,
     frame_bytes: u64,
     mut done: impl FnMut(usize),
 ) -> Result<Summary, Refusal> {
     let mut released = 0usize;
-    let mut w = Walker::new(data, start, frame_bytes);
+    let mut w = Walker::new(data, range.start, frame_bytes).until(range.end);
     w.advance(data.len(), data.len(), |batch| {
         let position = batch.position() as usize;
         if position >= released + RELEASE_EVERY {
@@ -91,6 +105,8 @@ pub struct Walker<'a> {
     data: &'a [u8],
     entries: LogEntries<'a>,
     start: i64,
+    /// The next segment's base offset: no batch may reach it.
+    next: i64,
     frame_bytes: u64,
     s: Summary,
     magic: BTreeSet<u8>,
@@ -111,6 +127,7 @@ impl<'a> Walker<'a> {
             data,
             entries: log_entries(data),
             start,
+            next: i64::MAX,
             frame_bytes,
             s: Summary {
                 slice_position: data.len() as u64,
@@ -125,6 +142,13 @@ impl<'a> Walker<'a> {
             ended: false,
             failed: None,
         }
+    }
+
+    /// The walk of a segment followed by one that begins at offset `next`: a batch reaching
+    /// `next` stops it ([`Refusal::Beyond`]).
+    pub fn until(mut self, next: i64) -> Walker<'a> {
+        self.next = next;
+        self
     }
 
     /// Every entry below this byte position is verified and summarised (an entry boundary).
@@ -232,6 +256,14 @@ impl<'a> Walker<'a> {
                     message: format!("expected a base offset above the previous batch's last offset {p}, found {base}"),
                 });
             }
+        }
+        if last >= self.next {
+            return Err(Refusal::Beyond {
+                position,
+                batch_base: base,
+                batch_last: last,
+                next: self.next,
+            });
         }
         let gap_before = self.previous_last.map_or(0, |p| base - p - 1);
         self.previous_last = Some(last);
@@ -361,6 +393,19 @@ mod tests {
         ));
         // The digest of the shared batches does not depend on where the slice starts.
         assert_ne!(all.stats.batch_digest, tail.stats.batch_digest);
+        // The next segment begins at 15: the whole walk is clean; at 12 (a listing made
+        // before the cleaner merged segments) the batch reaching it is refused, with its place.
+        assert_eq!(summarize_releasing(&data, 0..15, 1 << 20, |_| {}), Ok(all));
+        let second = segment(&[(0, 5)]).len() as u64;
+        assert_eq!(
+            summarize_releasing(&data, 0..12, 1 << 20, |_| {}),
+            Err(Refusal::Beyond {
+                position: 2 * second,
+                batch_base: 10,
+                batch_last: 14,
+                next: 12
+            })
+        );
     }
 
     /// The walk fed a few bytes at a time (as a restore writes a file it verifies behind

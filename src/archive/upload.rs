@@ -170,8 +170,8 @@ pub enum LogUploadError {
     Store(object_store::Error),
 }
 
-/// Verifies and uploads the archived slice of a `.log` (identity encoding) in one pass over
-/// the mapping: the walk of [`summarize`](super::summary::summarize) goes a chunk ahead,
+/// Verifies and uploads the archived slice of a `.log` (identity encoding), the offsets
+/// `range` (its end is the next segment's base offset), in one pass over the mapping: the walk of [`summarize`](super::summary::summarize) goes a chunk ahead,
 /// and only bytes it has verified (every batch's CRC, framing, offsets) are hashed and
 /// written. The object is published only once the whole segment has been walked clean; a
 /// refusal abandons it unpublished. Returns the object and the summary.
@@ -184,14 +184,14 @@ pub async fn put_log_verified(
     store: &Store,
     key: &Path,
     data: &[u8],
-    start: i64,
+    range: std::ops::Range<i64>,
     frame_bytes: u64,
     rate: Option<&RateLimit>,
     done: &(dyn Fn(usize) + Sync),
 ) -> Result<(ObjectRef, Summary), LogUploadError> {
     let mut slices = VerifiedSlices {
         data,
-        walker: Walker::new(data, start, frame_bytes),
+        walker: Walker::new(data, range.start, frame_bytes).until(range.end),
         cursor: 0,
     };
     let mut sha = Sha256::new();
@@ -488,9 +488,10 @@ mod tests {
         for store in stores(tmp.path()) {
             for start in [0, 8 * 1000] {
                 let key = Path::from(format!("a/{start}/log"));
-                let (o, s) = put_log_verified(&store, &key, &data, start, 1 << 20, None, &|_| {})
-                    .await
-                    .unwrap();
+                let (o, s) =
+                    put_log_verified(&store, &key, &data, start..i64::MAX, 1 << 20, None, &|_| {})
+                        .await
+                        .unwrap();
                 assert_eq!(s, summarize(&data, start, 1 << 20).unwrap());
                 let slice = &data[s.slice_position as usize..];
                 let got = store.inner.get(&key).await.unwrap().bytes().await.unwrap();
@@ -514,8 +515,8 @@ mod tests {
         }
     }
 
-    /// A corrupt batch anywhere (early, or after several chunks were written) or a start
-    /// inside a batch: refused, and nothing is left in the store, staged or published.
+    /// A corrupt batch anywhere (early, or after several chunks were written), a start
+    /// inside a batch or a batch at the next segment's base offset: refused, and nothing is left in the store, staged or published.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_upload_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
@@ -525,18 +526,42 @@ mod tests {
                 let mut bad = data.clone();
                 bad[at] ^= 1;
                 let key = Path::from(format!("b/{at}/log"));
-                let e = put_log_verified(&store, &key, &bad, 0, 1 << 20, None, &|_| {}).await;
+                let e =
+                    put_log_verified(&store, &key, &bad, 0..i64::MAX, 1 << 20, None, &|_| {}).await;
                 assert!(
                     matches!(e, Err(LogUploadError::Refused(Refusal::Corrupt { .. }))),
                     "{e:?}"
                 );
             }
             let key = Path::from("c/log");
-            let e = put_log_verified(&store, &key, &data, 3, 1 << 20, None, &|_| {}).await;
+            let e =
+                put_log_verified(&store, &key, &data, 3..i64::MAX, 1 << 20, None, &|_| {}).await;
             assert!(matches!(
                 e,
                 Err(LogUploadError::Refused(Refusal::Misaligned { .. }))
             ));
+            // The segment reaches offsets its listed successor begins at (a cleaner merge).
+            let e = put_log_verified(
+                &store,
+                &Path::from("d/log"),
+                &data,
+                0..8000,
+                1 << 20,
+                None,
+                &|_| {},
+            )
+            .await;
+            assert!(
+                matches!(
+                    e,
+                    Err(LogUploadError::Refused(Refusal::Beyond {
+                        batch_base: 8000,
+                        next: 8000,
+                        ..
+                    }))
+                ),
+                "{e:?}"
+            );
             assert!(listing(&store).await.is_empty(), "{}", store.url);
             if store.local.is_some() {
                 let mut left = vec![];

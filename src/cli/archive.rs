@@ -17,6 +17,11 @@ Each offset range is stored once, even when agents on several brokers archive re
 same partition: manifests are claimed with conditional creates, and a replica whose batches
 differ from the archived copy is recorded under divergence/ (exit 1).
 
+The broker keeps working while a pass runs: a segment that retention or the log cleaner
+renames away is still read under its .deleted name; one the cleaner merged with its successors
+is not published under the old range, and the next pass archives the replacement (reported as
+`changed`, exit 0). Nothing is ever written to the log dirs.
+
 Store URLs: file:///path (or a plain path), s3://bucket/prefix, gs://bucket/prefix,
 az://container/prefix. Credentials come from the standard environment (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for an
@@ -82,7 +87,8 @@ pub fn run(o: Options) -> i32 {
                 "{}",
                 serde_json::json!({"type": "total", "uploaded_segments": report.uploaded_segments,
                     "uploaded_bytes": report.uploaded_bytes, "gaps": report.gaps, "corrupt": report.corrupt,
-                    "divergences": report.divergences,
+                    "divergences": report.divergences, "changed": report.changed,
+                    "renamed_segments": report.renamed_segments,
                     "unarchived_segments": report.unarchived_segments,
                     "unarchived_committed_segments": report.unarchived_committed_segments,
                     "store": store.url})
@@ -94,8 +100,19 @@ pub fn run(o: Options) -> i32 {
                     let tp = format!("{}-{}", p.topic, p.partition);
                     match out {
                         Outcome::Uploaded {
-                            start, next, bytes, ..
-                        } => println!("archived  {tp} [{start}, {next}) {bytes} bytes"),
+                            start,
+                            next,
+                            bytes,
+                            renamed,
+                            ..
+                        } => println!(
+                            "archived  {tp} [{start}, {next}) {bytes} bytes{}",
+                            if *renamed {
+                                " (renamed by the broker meanwhile: indexes left to the restore)"
+                            } else {
+                                ""
+                            }
+                        ),
                         Outcome::ClaimedByOther {
                             start,
                             next,
@@ -117,6 +134,9 @@ pub fn run(o: Options) -> i32 {
                         Outcome::Divergent { start, message } => {
                             println!("DIVERGENT {tp} at {start}: {message}")
                         }
+                        Outcome::Changed { base, message } => {
+                            println!("changed   {tp} segment {base}: {message}")
+                        }
                     }
                 }
                 if let Some(reason) = &p.skipped {
@@ -132,6 +152,13 @@ pub fn run(o: Options) -> i32 {
                 report.corrupt,
                 report.divergences
             );
+            if report.changed > 0 {
+                println!(
+                    "{} partitions changed under the pass (the broker's log cleaner or retention \
+                     replaced a segment): nothing was published for them; the next pass goes on",
+                    report.changed
+                );
+            }
             if report.unarchived_committed_segments > 0 {
                 println!(
                     "{} closed, committed segments are not archived yet: a later pass archives \

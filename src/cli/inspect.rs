@@ -85,6 +85,20 @@ fn base_offset_of(path: &Path) -> Option<i64> {
 /// Whether `log` is its directory's active segment: no `.log` with a higher base offset
 /// beside it. A file whose name has no offset counts as active (nothing says otherwise).
 fn is_active(log: &Path) -> bool {
+    use crate::format::names::TransientSuffix;
+    let name = log
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A segment renamed away (retention, cleaner) or a finished replacement: never appended to.
+    if let FileName::Segment(s) = parse_file_name(&name) {
+        if matches!(
+            s.suffix,
+            Some(TransientSuffix::Deleted | TransientSuffix::Swap)
+        ) {
+            return false;
+        }
+    }
     let Some(base) = base_offset_of(log) else {
         return true;
     };
@@ -102,6 +116,27 @@ fn is_active(log: &Path) -> bool {
         let n = n.to_string_lossy();
         matches!(parse_file_name(&n), FileName::Segment(s) if s.kind == SegmentFileKind::Log && s.suffix.is_none() && s.offset > base)
     })
+}
+
+/// The `.log` an index describes: the same base offset and the same transient suffix, if
+/// any (`X.timeindex.deleted` goes with `X.log.deleted`, renamed together), else `X.log`.
+fn log_beside(index: &Path) -> PathBuf {
+    let name = index
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let FileName::Segment(s) = parse_file_name(&name) {
+        if let Some(suffix) = s.suffix {
+            let live = index.with_file_name(&name[..name.len() - suffix.as_str().len()]);
+            let renamed = live.with_extension(format!("log{}", suffix.as_str()));
+            return if renamed.is_file() {
+                renamed
+            } else {
+                live.with_extension("log")
+            };
+        }
+    }
+    index.with_extension("log")
 }
 
 fn error(path: &Path, message: &str, out: &mut Out, format: Format) -> i32 {
@@ -178,7 +213,7 @@ fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
                 check_segment(&input, &wo, &mut sink)
             }
             FileKind::Index | FileKind::TimeIndex | FileKind::TxnIndex => {
-                let log = path.with_extension("log");
+                let log = log_beside(path);
                 let has_log = log.is_file();
                 let mut input = SegmentInput {
                     log: log.clone(),

@@ -13,15 +13,31 @@ use memmap2::{Advice, Mmap, UncheckedAdvice};
 #[derive(Debug)]
 pub struct MappedFile {
     map: Option<Mmap>,
+    id: FileId,
+}
+
+/// Which file a path named when it was opened: `(device, inode)`. A broker replaces segment
+/// files by renaming (retention and the log cleaner rename a segment to `.deleted`, then move
+/// a `.swap` replacement into its name), so comparing a mapped file's id with the id its path
+/// has now tells whether the path still names the bytes that were read.
+pub type FileId = (u64, u64);
+
+/// The [`FileId`] of the file `path` names now.
+pub fn file_id(path: impl AsRef<Path>) -> io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(path)?;
+    Ok((md.dev(), md.ino()))
 }
 
 impl MappedFile {
     /// Maps `path` read-only.
     pub fn open(path: impl AsRef<Path>) -> io::Result<MappedFile> {
+        use std::os::unix::fs::MetadataExt;
         let file = File::open(path)?;
-        let len = file.metadata()?.len();
+        let md = file.metadata()?;
+        let (len, id) = (md.len(), (md.dev(), md.ino()));
         if len == 0 {
-            return Ok(MappedFile { map: None });
+            return Ok(MappedFile { map: None, id });
         }
         // SAFETY: memmap2 requires that the file is not modified while mapped, which we
         // cannot guarantee: a running broker may append to, truncate or rewrite (compaction,
@@ -35,7 +51,12 @@ impl MappedFile {
         // Parsers read front to back: ask for aggressive readahead (a hint; from the page
         // cache it changes little, see README "Benchmarks"). Failure is harmless.
         let _ = map.advise(Advice::Sequential);
-        Ok(MappedFile { map: Some(map) })
+        Ok(MappedFile { map: Some(map), id })
+    }
+
+    /// The identity of the mapped file (see [`FileId`]).
+    pub fn id(&self) -> FileId {
+        self.id
     }
 
     /// Drops the pages of `range` that lie wholly inside it from this process's page tables

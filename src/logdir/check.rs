@@ -1767,12 +1767,14 @@ pub enum FileKind {
     Unknown,
 }
 
-/// Classifies a file by its name.
+/// Classifies a file by its name. A transient suffix (`.deleted`, `.swap`, `.cleaned`, ...)
+/// does not change the format: a segment the broker has renamed to `.deleted` is still a log,
+/// and a forensic look at it is often the point.
 pub fn file_kind(path: &Path) -> FileKind {
     use crate::format::names::{FileName, KnownFile, SegmentFileKind};
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     match crate::format::names::parse_file_name(name) {
-        FileName::Segment(s) if s.suffix.is_none() => match s.kind {
+        FileName::Segment(s) => match s.kind {
             SegmentFileKind::Log => FileKind::Log,
             SegmentFileKind::Index => FileKind::Index,
             SegmentFileKind::TimeIndex => FileKind::TimeIndex,
@@ -1780,7 +1782,7 @@ pub fn file_kind(path: &Path) -> FileKind {
             SegmentFileKind::ProducerSnapshot => FileKind::ProducerSnapshot,
             SegmentFileKind::KraftSnapshot { .. } => FileKind::BatchCheckpoint,
         },
-        FileName::Known(k, None) => match k {
+        FileName::Known(k, _) => match k {
             KnownFile::BootstrapCheckpoint => FileKind::BatchCheckpoint,
             KnownFile::RecoveryPointCheckpoint
             | KnownFile::LogStartOffsetCheckpoint

@@ -311,11 +311,18 @@ pub fn scan(path: impl AsRef<Path>) -> Result<LogDirListing> {
             match parse_partition_dir(&name) {
                 Some(d) => {
                     let reason = match d.kind {
-                        PartitionDirKind::Live => {
-                            let part = scan_partition(&p, d.topic, d.partition)?;
-                            listing.partitions.push(part);
-                            continue;
-                        }
+                        PartitionDirKind::Live => match scan_partition(&p, d.topic, d.partition) {
+                            Ok(part) => {
+                                listing.partitions.push(part);
+                                continue;
+                            }
+                            // A running broker renames a partition's directory when the topic
+                            // is deleted or the replica moves away: not an error of the scan.
+                            Err(_) if !p.exists() => {
+                                "a partition directory that vanished during the scan (deleted or moved by the broker)"
+                            }
+                            Err(e) => return Err(e),
+                        },
                         PartitionDirKind::Delete => {
                             "a -delete directory: the broker deletes it asynchronously"
                         }
