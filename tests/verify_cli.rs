@@ -316,3 +316,41 @@ fn text_output_and_exit_codes_for_bad_arguments() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A live broker renames files between `verify`'s listing and its reading of them (retention
+/// and the log cleaner rename segments to `.deleted`): a listed file that is gone is a note
+/// naming it ("vanished", not verified), never corruption; everything else is verified.
+#[test]
+fn files_gone_after_the_listing_are_notes_not_corruption() {
+    use segvault::logdir::{self, verify::VerifyOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    segvault_harness::fixtures::copy_dir(&fixture_versions()[0].join("clean"), &dir, &[]).unwrap();
+    let listing = logdir::scan(&dir).unwrap();
+    let p = dir.join("codec-none-0");
+    let gone = [
+        p.join("00000000000000000000.log"),
+        p.join("00000000000000000020.timeindex"),
+    ];
+    for f in &gone {
+        std::fs::rename(
+            f,
+            f.with_extension(format!(
+                "{}.deleted",
+                f.extension().unwrap().to_str().unwrap()
+            )),
+        )
+        .unwrap();
+    }
+    let r = logdir::verify::verify_listing(&listing, VerifyOptions::default(), &|_| {});
+    let problems: Vec<_> = r.partitions.iter().flat_map(|p| &p.problems).collect();
+    let vanished: Vec<_> = problems.iter().filter(|p| p.kind == "vanished").collect();
+    assert_eq!(
+        vanished.iter().map(|p| p.file.clone()).collect::<Vec<_>>(),
+        gone,
+        "{problems:#?}"
+    );
+    assert!(vanished.iter().all(|p| p.message.contains("not verified")));
+    assert_eq!(r.totals.corrupt, 0, "{problems:#?}");
+    assert!(r.totals.segments > 40, "{:?}", r.totals);
+}

@@ -499,6 +499,9 @@ pub struct OpenError {
     pub path: PathBuf,
     /// Description, with the OS error.
     pub message: String,
+    /// The file does not exist (any more): on a live broker, retention or the log cleaner
+    /// renamed it after it was listed.
+    pub vanished: bool,
 }
 
 impl std::fmt::Display for OpenError {
@@ -511,20 +514,20 @@ impl std::error::Error for OpenError {}
 
 /// Maps a file after checking it is a regular file.
 pub fn open(path: &Path) -> Result<MappedFile, OpenError> {
-    let md = std::fs::metadata(path).map_err(|e| OpenError {
+    let err = |what: &str, e: std::io::Error| OpenError {
         path: path.to_path_buf(),
-        message: format!("cannot read: {e}"),
-    })?;
+        message: format!("{what}: {e}"),
+        vanished: e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let md = std::fs::metadata(path).map_err(|e| err("cannot read", e))?;
     if !md.is_file() {
         return Err(OpenError {
             path: path.to_path_buf(),
             message: "expected a regular file, found a directory or special file".into(),
+            vanished: false,
         });
     }
-    MappedFile::open(path).map_err(|e| OpenError {
-        path: path.to_path_buf(),
-        message: format!("cannot map: {e}"),
-    })
+    MappedFile::open(path).map_err(|e| err("cannot map", e))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -224,8 +224,25 @@ fn run_job(job: &Job<'_>, opts: VerifyOptions) -> JobResult {
     };
     let stats = match res {
         Ok(s) => s,
-        Err(OpenError { path, message }) => {
-            // Listed by the scan but unreadable now: deleted meanwhile, or no permission.
+        // Listed by the scan, gone now: a live broker's retention or log cleaner renamed it
+        // (to .deleted) in between. Not a fault of the log: said, not counted as corrupt.
+        Err(OpenError {
+            path,
+            message,
+            vanished: true,
+        }) => {
+            problems.push(Problem {
+                file: path,
+                position: None,
+                offset: None,
+                severity: Severity::Note,
+                kind: "vanished",
+                message: format!("{message}: listed, then removed or renamed before it was read (a running broker's retention or log cleaner); not verified"),
+            });
+            SegmentStats::default()
+        }
+        // Listed by the scan but unreadable now: no permission, or not a regular file.
+        Err(OpenError { path, message, .. }) => {
             problems.push(Problem {
                 file: path,
                 position: None,
