@@ -4,9 +4,12 @@
 //! - [`catalog`]: what the archive holds, read from the store alone, every name validated.
 //! - [`plan`]: what a restore will write (partitions, ranges, cuts, bytes, gaps, epochs),
 //!   decided from the catalog without reading data; `--dry-run` prints it.
-//! - [`write`]: fetch, verify every object and batch, place each partition atomically,
-//!   resumably, never into a directory a running broker holds.
+//! - [`fetch`]: bring each object into the staging dir, verifying it on the way (digest,
+//!   every batch, the cut, the transaction state) in one pass with bounded memory.
+//! - [`write`]: carry out the plan: build each partition from fetched, verified objects and
+//!   place it atomically, resumably, never into a directory a running broker holds.
 
 pub mod catalog;
+pub mod fetch;
 pub mod plan;
 pub mod write;
