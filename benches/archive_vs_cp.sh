@@ -94,12 +94,12 @@ T_S3=$(best : bash -c '"$0" archive --once --format json --log-dir "$1" --store 
 S3_BYTES=$(uploaded)
 
 # 3. agent peak RSS while uploading the 1 GiB segments
-agent_rss() { # store-url [agent flags] -> VmHWM in KiB once both closed segments are archived
+agent_rss() { # store-url [agent flags] -> VmHWM in KiB once every 1 GiB segment is archived
   local store=$1 log=$WORK/agent.log; shift
-  "$SV" agent --log-dir "$DATA" --store "$store" --metrics-addr off --log-format json "$@" 2> "$log" &
+  "$SV" agent --log-dir "${AGENT_DATA:-$DATA}" --store "$store" --metrics-addr off --log-format json "$@" 2> "$log" &
   local pid=$!
   for _ in $(seq 1200); do
-    [ "$(grep -c '"archived segment"' "$log" || true)" -ge 2 ] && break
+    [ "$(grep -c '"archived segment"' "$log" || true)" -ge "${AGENT_SEGMENTS:-2}" ] && break
     kill -0 $pid 2> /dev/null || { cat "$log" >&2; exit 2; }
     sleep 0.25
   done
@@ -110,17 +110,29 @@ agent_rss() { # store-url [agent flags] -> VmHWM in KiB once both closed segment
 RSS_FILE=$(agent_rss "file://$WORK/agent-store")
 RSS_ZSTD=$(agent_rss "file://$WORK/agent-store-zstd" --zstd 3)
 RSS_S3=$(agent_rss "s3://bench/agent-$(date +%s)")
+# Four partitions at once (the default --concurrency 4): the two partitions again, as hard
+# links beside the data (no copy; same filesystem), under other partition numbers.
+DATA4=$DATA-x4
+rm -rf "$DATA4"
+cp -al "$DATA" "$DATA4"
+for p in 0 1; do cp -al "$DATA/bench-$p" "$DATA4/bench-$((p + 2))"; done
+rm "$DATA4/replication-offset-checkpoint"
+awk 'NR == 2 {print $1 * 2; next} NR > 2 {print; print $1, $2 + 2, $3; next} {print}' \
+  "$DATA/replication-offset-checkpoint" > "$DATA4/replication-offset-checkpoint"
+RSS_S3_4=$(AGENT_DATA=$DATA4 AGENT_SEGMENTS=4 agent_rss "s3://bench/agent4-$(date +%s)")
+rm -rf "$DATA4"
 exec 3>&-
 
 fs_line
-python3 - "$DIR_BYTES" "$T_RC" "$S3_BYTES" "$T_S3" "$RSS_FILE" "$RSS_S3" "$RSS_ZSTD" <<'EOF'
+python3 - "$DIR_BYTES" "$T_RC" "$S3_BYTES" "$T_S3" "$RSS_FILE" "$RSS_S3" "$RSS_ZSTD" "$RSS_S3_4" <<'EOF'
 import sys
-dirb, trc, s3b, ts3, rssf, rss3, rssz = sys.argv[1:]
+dirb, trc, s3b, ts3, rssf, rss3, rssz, rss34 = sys.argv[1:]
 dirb, s3b = int(dirb), int(s3b)
 trc, ts3 = map(float, (trc, ts3))
 mb = lambda b, t: b / 1e6 / t
 print(f"S3 (versitygw): rclone copy {mb(dirb,trc):.0f} MB/s ({trc:.2f} s); "
       f"segvault {mb(s3b,ts3):.0f} MB/s ({ts3:.2f} s); ratio {mb(s3b,ts3)/mb(dirb,trc):.2f} (target >= 1.0)")
 print(f"agent peak RSS uploading 1 GiB segments: file store {int(rssf)/1024:.1f} MiB, "
-      f"file store with --zstd 3 {int(rssz)/1024:.1f} MiB, S3 {int(rss3)/1024:.1f} MiB (target < 100 MiB)")
+      f"file store with --zstd 3 {int(rssz)/1024:.1f} MiB, S3 {int(rss3)/1024:.1f} MiB, "
+      f"S3 with four partitions at once {int(rss34)/1024:.1f} MiB (target < 100 MiB)")
 EOF
