@@ -268,6 +268,11 @@ pub async fn put_bytes(
                 }
             }
             Encoding::Zstd(level) => {
+                // One context and one output buffer for every frame of the object: a fresh
+                // context and output per frame leave their freed blocks resident in the
+                // allocator's arenas (≈ 20 MiB more at peak with two partitions).
+                let mut zstd = zstd::bulk::Compressor::new(level).map_err(generic)?;
+                let mut frame = Vec::new();
                 let mut starts: Vec<(u64, i64)> = frame_starts.to_vec();
                 if starts.first().map(|s| s.0) != Some(0) {
                     starts.insert(0, (0, starts.first().map_or(-1, |s| s.1)));
@@ -276,7 +281,9 @@ pub async fn put_bytes(
                     let to = starts.get(i + 1).map_or(data.len() as u64, |s| s.0);
                     let raw = &data[from as usize..to as usize];
                     sha.update(raw);
-                    let frame = zstd::bulk::compress(raw, level).map_err(generic)?;
+                    frame.clear();
+                    frame.reserve(zstd::compress_bound(raw.len()));
+                    zstd.compress_to_buffer(raw, &mut frame).map_err(generic)?;
                     done(to as usize);
                     if let Some(r) = rate {
                         r.take(frame.len()).await;
