@@ -121,7 +121,11 @@ awk 'NR == 2 {print $1 * 2; next} NR > 2 {print; print $1, $2 + 2, $3; next} {pr
   "$DATA/replication-offset-checkpoint" > "$DATA4/replication-offset-checkpoint"
 RSS_S3_4=$(AGENT_DATA=$DATA4 AGENT_SEGMENTS=4 agent_rss "s3://bench/agent4-$(date +%s)")
 rm -rf "$DATA4"
+# End of input stops the server, which removes its data dir (several GiB by now); a kill would
+# leave it behind.
 exec 3>&-
+wait "$S3_PID" || true
+S3_PID=""
 
 fs_line
 python3 - "$DIR_BYTES" "$T_RC" "$S3_BYTES" "$T_S3" "$RSS_FILE" "$RSS_S3" "$RSS_ZSTD" "$RSS_S3_4" <<'EOF'

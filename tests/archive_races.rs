@@ -12,6 +12,9 @@
 //! without indexes that may be a replacement's; the next pass takes up where the chain ends;
 //! and what is archived restores to the broker's bytes.
 
+mod common;
+
+use common::segments as bases;
 use segvault::archive::pass::{archive_listing, archive_once, Options, Outcome, Report};
 use segvault::archive::{open, Store};
 use segvault::logdir;
@@ -31,17 +34,6 @@ fn fixture() -> PathBuf {
 /// `base` → the 20-digit file stem.
 fn stem(base: i64) -> String {
     format!("{base:020}")
-}
-
-/// The `.log` bases in `dir`.
-fn bases(dir: &Path) -> Vec<i64> {
-    let mut v: Vec<i64> = fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The segments the cleaner's last round replaced in the fixture, by base. The cleaner ran

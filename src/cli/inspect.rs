@@ -82,14 +82,18 @@ fn base_offset_of(path: &Path) -> Option<i64> {
     }
 }
 
+/// The file name of `path`, lossily; empty if it has none.
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Whether `log` is its directory's active segment: no `.log` with a higher base offset
 /// beside it. A file whose name has no offset counts as active (nothing says otherwise).
 fn is_active(log: &Path) -> bool {
     use crate::format::names::TransientSuffix;
-    let name = log
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = name_of(log);
     // A segment renamed away (retention, cleaner) or a finished replacement: never appended to.
     if let FileName::Segment(s) = parse_file_name(&name) {
         if matches!(
@@ -121,10 +125,7 @@ fn is_active(log: &Path) -> bool {
 /// The `.log` an index describes: the same base offset and the same transient suffix, if
 /// any (`X.timeindex.deleted` goes with `X.log.deleted`, renamed together), else `X.log`.
 fn log_beside(index: &Path) -> PathBuf {
-    let name = index
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = name_of(index);
     if let FileName::Segment(s) = parse_file_name(&name) {
         if let Some(suffix) = s.suffix {
             let live = index.with_file_name(&name[..name.len() - suffix.as_str().len()]);
