@@ -410,3 +410,80 @@ fn a_segment_overlapping_its_successor_is_corrupt() {
         "{o}"
     );
 }
+
+/// A listing taken while the cleaner swaps (the replaced segments already `.deleted`, the
+/// merged one still `.swap`) lacks segments that hold data. Nothing permanent is built on it:
+/// not the partition's start (here the listing's first segment is 195, the log starts at 0),
+/// not a range whose end is the listing's next segment. Once the swap is done, the next pass
+/// archives from 0.
+#[test]
+fn a_listing_taken_mid_swap_fixes_no_start_and_no_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, old) = before_cleaning(tmp.path());
+    let p = dir.join(PART);
+    // The broker has rolled since: 195 is closed (the high watermark is 200).
+    fs::write(p.join(format!("{}.log", stem(200))), b"").unwrap();
+    replace_segments(&p, &old, false);
+    let listing = logdir::scan(&dir).unwrap();
+    let (store, root) = store(tmp.path());
+    let r = run(archive_listing(&store, &listing, &Options::default())).unwrap();
+    match outcomes(&r, PART) {
+        [Outcome::Changed { base: 195, message }] => {
+            assert!(message.contains("may have missed segments"), "{message}")
+        }
+        o => panic!("{o:?}"),
+    }
+    assert!(chain(&root, "compacted").is_empty());
+    for ext in ["log", "index", "timeindex"] {
+        rename(
+            &p,
+            &format!("{}.{ext}.swap", stem(0)),
+            &format!("{}.{ext}", stem(0)),
+        );
+    }
+    let r = run(archive_once(
+        &store,
+        std::slice::from_ref(&dir),
+        &Options::default(),
+    ))
+    .unwrap();
+    assert_eq!(r.changed, 0, "{r:#?}");
+    let c = chain(&root, "compacted");
+    assert_eq!(
+        c.iter()
+            .map(|(s, m)| (*s, m["next_offset"].as_i64().unwrap()))
+            .collect::<Vec<_>>(),
+        [(0, 195), (195, 200)]
+    );
+
+    // A segment merged on its own in the middle of a partition (20 of 0, 20, 40): mid-swap,
+    // the listing says 0 is followed by 40; [0, 40) from 0.log alone would lose 20..39.
+    let q = dir.join("codec-none-0");
+    for ext in ["log", "index", "timeindex"] {
+        rename(
+            &q,
+            &format!("{}.{ext}", stem(20)),
+            &format!("{}.{ext}.deleted", stem(20)),
+        );
+    }
+    fs::copy(
+        q.join(format!("{}.log.deleted", stem(20))),
+        q.join(format!("{}.log.swap", stem(20))),
+    )
+    .unwrap();
+    let tmp2 = tempfile::tempdir().unwrap();
+    let (store2, root2) = self::store(tmp2.path());
+    let r = run(archive_once(
+        &store2,
+        std::slice::from_ref(&dir),
+        &Options::default(),
+    ))
+    .unwrap();
+    match outcomes(&r, "codec-none-0") {
+        [Outcome::Changed { base: 0, .. }] => {}
+        o => panic!("{o:?}"),
+    }
+    assert!(chain(&root2, "codec-none")
+        .iter()
+        .all(|(_, m)| m["partition"] != 0));
+}

@@ -580,6 +580,12 @@ async fn archive_partition(
     let mut chain = load_chain(store, &key).await?;
     if chain.next.is_none() {
         let first = p.segments[0].base_offset;
+        // The start is fixed for good: never from a listing that missed earlier segments.
+        if !listing_confirmed(p, i64::MIN, first) {
+            report.outcomes.push(unconfirmed(p, first));
+            count_unarchived(&mut report, p, None, high_watermark);
+            return Ok(report);
+        }
         let start = StartRecord {
             format: "segvault.start.v1".into(),
             start_offset: first,
@@ -619,6 +625,11 @@ async fn archive_partition(
             // Offsets [chain_next, base) are not on this broker any more.
             if now_ms() - chain.last_written_ms < opts.gap_after.as_millis() as i64 {
                 break; // give the other replicas time to archive them
+            }
+            // A gap is for good: never from a listing that missed the segments holding them.
+            if !listing_confirmed(p, i64::MIN, seg.base_offset) {
+                report.outcomes.push(unconfirmed(p, seg.base_offset));
+                break;
             }
             let m = range_manifest(
                 &key,
@@ -757,6 +768,13 @@ async fn archive_partition(
             rate.as_deref(),
         )
         .await?;
+        // The range ends where the listing's next segment begins: publish it only if no
+        // segment between them has shown up since (a listing torn by the broker's renames).
+        if !listing_confirmed(p, seg.base_offset + 1, next_base) {
+            delete_objects(store, &objects).await;
+            report.outcomes.push(unconfirmed(p, seg.base_offset));
+            break;
+        }
         let bytes: u64 = objects.iter().map(|o| o.stored_size).sum();
         let m = range_manifest(
             &key,
@@ -1049,6 +1067,46 @@ fn changed_since_listing(
     }
 }
 
+/// Whether a fresh look at the partition confirms that the listing missed no segment with a
+/// base offset in `[lo, hi)`: none there that the listing lacks, and no `.log.swap` there.
+/// The log cleaner renames the segments it merged to `.deleted` before it moves the merged
+/// `.swap` into place, so a listing taken in between (or a directory read torn by those
+/// renames) lacks segments that hold data; a range, gap or start built on it would lose
+/// them for good. (`.deleted` files do not count: they are gone from the log.)
+fn listing_confirmed(p: &PartitionDir, lo: i64, hi: i64) -> bool {
+    use crate::format::names::{parse_file_name, FileName, SegmentFileKind, TransientSuffix};
+    let Ok(now) = logdir::scan_partition(&p.path, &p.topic, p.partition) else {
+        return false;
+    };
+    let within = |b: i64| b >= lo && b < hi;
+    let listed: std::collections::BTreeSet<i64> =
+        p.segments.iter().map(|s| s.base_offset).collect();
+    let unlisted = now
+        .segments
+        .iter()
+        .any(|s| within(s.base_offset) && !listed.contains(&s.base_offset));
+    let swapping = now.transient.iter().any(|t| {
+        let name = t.path.file_name().map(|n| n.to_string_lossy().into_owned());
+        matches!(
+            name.as_deref().map(parse_file_name),
+            Some(FileName::Segment(s)) if s.kind == SegmentFileKind::Log
+                && s.suffix == Some(TransientSuffix::Swap)
+                && within(s.offset)
+        )
+    });
+    !(unlisted || swapping)
+}
+
+fn unconfirmed(p: &PartitionDir, at: i64) -> Outcome {
+    Outcome::Changed {
+        base: at,
+        message: format!(
+            "{}: the listing may have missed segments the broker was replacing (a .log.swap or an unlisted segment appeared); nothing published from offset {at}, left for the next pass",
+            p.path.display()
+        ),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn range_manifest(
     key: &PartitionKey,
@@ -1208,7 +1266,7 @@ async fn put_file(
 ) -> Result<Option<ObjectRef>, ArchiveError> {
     let f = match MappedFile::open(path) {
         Ok(f) => f,
-        Err(_) if !path.exists() => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(ArchiveError::File {
                 path: path.to_path_buf(),

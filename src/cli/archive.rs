@@ -155,7 +155,7 @@ pub fn run(o: Options) -> i32 {
             if report.changed > 0 {
                 println!(
                     "{} partitions changed under the pass (the broker's log cleaner or retention \
-                     replaced a segment): nothing was published for them; the next pass goes on",
+                     replaced a segment): their ranges from there on were left for the next pass",
                     report.changed
                 );
             }
