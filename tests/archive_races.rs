@@ -112,13 +112,18 @@ fn replace_segments(p: &Path, old: &[i64], swap_in: bool) {
         }
     }
     if swap_in {
-        for ext in ["log", "index", "timeindex"] {
-            rename(
-                p,
-                &format!("{}.{ext}.swap", stem(0)),
-                &format!("{}.{ext}", stem(0)),
-            );
-        }
+        self::swap_in(p);
+    }
+}
+
+/// The last step of the replacement: the merged segment's `.swap` suffix goes (`.log` first).
+fn swap_in(p: &Path) {
+    for ext in ["log", "index", "timeindex"] {
+        rename(
+            p,
+            &format!("{}.{ext}.swap", stem(0)),
+            &format!("{}.{ext}", stem(0)),
+        );
     }
 }
 
@@ -260,13 +265,7 @@ fn segments_renamed_to_deleted_after_the_listing_are_archived_from_there() {
         }
     }
     // The swap completes; the next pass finds the merged segment's range archived already.
-    for ext in ["log", "index", "timeindex"] {
-        rename(
-            &p,
-            &format!("{}.{ext}.swap", stem(0)),
-            &format!("{}.{ext}", stem(0)),
-        );
-    }
+    swap_in(&p);
     let r = run(archive_once(
         &store,
         std::slice::from_ref(&dir),
@@ -434,13 +433,7 @@ fn a_listing_taken_mid_swap_fixes_no_start_and_no_range() {
         o => panic!("{o:?}"),
     }
     assert!(chain(&root, "compacted").is_empty());
-    for ext in ["log", "index", "timeindex"] {
-        rename(
-            &p,
-            &format!("{}.{ext}.swap", stem(0)),
-            &format!("{}.{ext}", stem(0)),
-        );
-    }
+    swap_in(&p);
     let r = run(archive_once(
         &store,
         std::slice::from_ref(&dir),

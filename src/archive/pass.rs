@@ -1220,24 +1220,25 @@ async fn upload_objects(
                 }
             }
         }
-        // The index files were read after the `.log` was mapped. The broker renames a
-        // segment's `.log` before its indexes (LogSegment.changeFileSuffixes), so if the
-        // `.log` name still names the mapped file, the indexes read were this segment's. If
-        // not (it was renamed, or read as `.deleted`), they may be a replacement's: leave
-        // them out; a restore rebuilds missing indexes from the log.
-        if renamed(seg, log) {
-            for o in [
-                objects.index.take(),
-                objects.timeindex.take(),
-                objects.txnindex.take(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let _ = store.inner.delete(&Path::from(o.key.as_str())).await;
-            }
-            tracing::info!(file = %seg.log.display(), "segment renamed while archived: its indexes are left to be rebuilt on restore");
+    }
+    // The index files were read after the `.log` was mapped. The broker renames a segment's
+    // `.log` before its indexes (LogSegment.changeFileSuffixes), so if the `.log` name still
+    // names the mapped file, the indexes read were this segment's. If not (it was renamed,
+    // or read as `.deleted`), they may be a replacement's: leave them out; a restore
+    // rebuilds missing indexes from the log.
+    let renamed = renamed(seg, log);
+    if renamed {
+        for o in [
+            objects.index.take(),
+            objects.timeindex.take(),
+            objects.txnindex.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = store.inner.delete(&Path::from(o.key.as_str())).await;
         }
+        tracing::info!(file = %seg.log.display(), "segment renamed while archived: its indexes are left to be rebuilt on restore");
     }
     if let Some((_, snap)) = p.snapshots.iter().find(|(o, _)| *o == next) {
         objects.producer_snapshot = put_file(
@@ -1248,7 +1249,7 @@ async fn upload_objects(
         )
         .await?;
     }
-    Ok((objects, renamed(seg, log)))
+    Ok((objects, renamed))
 }
 
 /// Whether the `.log` name of `seg` no longer names the mapped file (see [`FileId`](crate::format::mapped::FileId)).
