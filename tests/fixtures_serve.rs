@@ -8,6 +8,7 @@ use segvault_harness::*;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 fn fixture(version: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,12 +35,22 @@ fn serve_clean_fixture(version: &str) {
         serde_json::from_str(&fs::read_to_string(root.join("expected.json")).unwrap()).unwrap();
     assert_eq!(expected["kafka_version"], version);
 
-    let mut c = Cluster::start(ClusterSpec::combined(version)).unwrap();
+    // Retention and offset-expiry checks every 200 ms instead of every 5 and 10 minutes, so
+    // that any deletion by age happens before the digests are read, not after.
+    let mut c = Cluster::start(
+        ClusterSpec::combined(version)
+            .config("log.retention.check.interval.ms", 200)
+            .config("offsets.retention.check.interval.ms", 200)
+            // The first retention check comes 30 s after start by default.
+            .config("log.initial.task.delay.ms", 500),
+    )
+    .unwrap();
     c.stop(1).unwrap();
     let copy = c.root().join("restored-fixture");
     copy_dir(&root.join("clean"), &copy, &[]).unwrap();
-    c.restart_on(1, &[copy]).unwrap();
+    c.restart_on(1, std::slice::from_ref(&copy)).unwrap();
     let client = c.client();
+    retention_checks_ran(&client, &copy);
 
     let topics = expected["topics"].as_object().unwrap();
     let mut want_topics: Vec<String> = workload::CODECS
@@ -83,6 +94,49 @@ fn serve_clean_fixture(version: &str) {
             Some(&g["offset"].as_i64().unwrap()),
             "{key:?}"
         );
+    }
+}
+
+/// Returns once the broker has finished at least one whole retention check since it started
+/// on the fixture. A canary topic with `retention.ms=1` (a topic override, which the harness
+/// default `log.retention.ms=-1` leaves alone) gets one record; a check deletes its segment
+/// and rolls a new one at offset 1. A second record is deleted by a later check, which
+/// started after the first had gone through every log, the fixture's included. So whatever
+/// a check would delete of the fixture by age is deleted by then, on any date and however
+/// slow the machine: the digests that follow see it.
+fn retention_checks_ran(client: &Client, log_dir: &Path) {
+    const CANARY: &str = "retention-canary";
+    client
+        .create_topic(CANARY, 1, 1, &[("retention.ms", "1")])
+        .unwrap();
+    let pdir = log_dir.join(format!("{CANARY}-0"));
+    for offset in 0..2i64 {
+        let mut plan = Plan::new();
+        plan.producer("p-canary", &[("acks", "all")]);
+        plan.send(Send {
+            producer: "p-canary".into(),
+            topic: CANARY.into(),
+            partition: Some(0),
+            timestamp: Some(fixtures::FIXTURE_BASE_TS),
+            key: None,
+            value: Some(b"canary".to_vec()),
+            headers: vec![],
+            aborted: false,
+        });
+        plan.close("p-canary");
+        let acks = client.run(&plan).unwrap();
+        assert_eq!(acks.acks[0].offset, offset, "canary record");
+        let rolled = pdir.join(format!("{:020}.log", offset + 1));
+        let start = Instant::now();
+        while !rolled.exists() {
+            assert!(
+                start.elapsed() < cluster::DEADLINE,
+                "no retention check deleted the canary's offset {offset} within {:?}: {:?}",
+                cluster::DEADLINE,
+                names(&pdir)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -18,6 +18,30 @@ use std::time::{Duration, Instant};
 /// How long a node may take to start, stop, or a poll may wait, before it is a failure.
 pub const DEADLINE: Duration = Duration::from_secs(180);
 
+/// Broker configs that set time-based log retention. Kafka takes the most precise one that is
+/// set, so the harness default (`log.retention.ms=-1`) applies only when a test sets none.
+pub const TIME_RETENTION_KEYS: [&str; 3] = [
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+];
+
+/// Harness defaults that turn off every other expiry a broker measures against the wall
+/// clock, so that no test depends on the date it runs on relative to the date its data was
+/// written (the fixtures carry the timestamps of the day they were generated; an archive
+/// restored in a test is replayed later). Each is the largest value Kafka accepts (they are
+/// `int`s):
+/// - committed offsets of an empty group expire after `offsets.retention.minutes` (7 days);
+/// - a transactional id's state expires after `transactional.id.expiration.ms` (7 days);
+/// - an idle producer's state expires after `producer.id.expiration.ms` (1 day).
+///
+/// A test may still set any of them (`ClusterSpec::config`).
+pub const NO_WALL_CLOCK_EXPIRY: [(&str, &str); 3] = [
+    ("offsets.retention.minutes", "2147483647"),
+    ("transactional.id.expiration.ms", "2147483647"),
+    ("producer.id.expiration.ms", "2147483647"),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// One process with `process.roles=broker,controller`.
@@ -63,6 +87,24 @@ impl ClusterSpec {
     pub fn config(mut self, key: &str, value: impl ToString) -> ClusterSpec {
         self.broker_config.insert(key.into(), value.to_string());
         self
+    }
+
+    /// The value the spec gives `key` on node `id` (its node config over the broker config),
+    /// if any; `None` means the harness default.
+    pub fn effective(&self, id: u32, key: &str) -> Option<&str> {
+        self.node_config
+            .get(&id)
+            .and_then(|c| c.get(key))
+            .or_else(|| self.broker_config.get(key))
+            .map(String::as_str)
+    }
+
+    /// The first config that turns time-based retention on for node `id`, if the spec sets
+    /// one (the harness default is off: `log.retention.ms=-1`).
+    pub fn time_retention(&self, id: u32) -> Option<(&'static str, &str)> {
+        TIME_RETENTION_KEYS
+            .into_iter()
+            .find_map(|k| self.effective(id, k).filter(|v| *v != "-1").map(|v| (k, v)))
     }
 
     /// Sets a config of node `id` only (brokers are 1.., controllers 100..), e.g. a different
@@ -252,10 +294,23 @@ impl Cluster {
 
     /// Starts node `id` on other log dirs (for example a restored copy): rewrites its config's
     /// `log.dirs` and starts it.
+    ///
+    /// Refused if the spec turns time-based retention on: the dirs hold data written at
+    /// another time (a fixture, a restored archive), which the broker would delete at its
+    /// first retention check once the data is older than the retention, that is, on a later
+    /// date than the one the test was written on.
     pub fn restart_on(&mut self, id: u32, log_dirs: &[PathBuf]) -> Result<()> {
         let i = self.index(id)?;
         if log_dirs.is_empty() {
             bail!("restart_on needs at least one log dir");
+        }
+        if let Some((k, v)) = self.spec.time_retention(id) {
+            bail!(
+                "restart_on node {id}: {k}={v} would let the broker delete recorded data by \
+                 its age, so the test would depend on the date it runs on; start brokers on \
+                 copied or restored log dirs with time-based retention off (the harness \
+                 default)"
+            );
         }
         self.nodes[i].log_dirs = log_dirs.to_vec();
         self.write_config(i)?;
@@ -380,6 +435,15 @@ impl Cluster {
         set("num.network.threads", "2".into());
         set("num.io.threads", "4".into());
         set("log.flush.offset.checkpoint.interval.ms", "1000".into());
+        for (k, v) in NO_WALL_CLOCK_EXPIRY {
+            set(k, v.to_string());
+        }
+        if !TIME_RETENTION_KEYS
+            .iter()
+            .any(|k| self.spec.effective(n.id, k).is_some())
+        {
+            set("log.retention.ms", "-1".into());
+        }
         if n.role != Role::Controller {
             for (k, v) in &self.spec.broker_config {
                 set(k, v.clone());
@@ -620,4 +684,22 @@ pub fn tail(path: &Path, lines: usize) -> String {
         path.display(),
         all[from..].join("\n")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_retention_is_off_unless_a_spec_turns_it_on() {
+        let spec = ClusterSpec::combined("4.3.1");
+        assert_eq!(spec.time_retention(1), None);
+        let spec = spec.config("log.retention.ms", -1);
+        assert_eq!(spec.time_retention(1), None);
+        let spec = spec.config("log.retention.hours", 168);
+        assert_eq!(spec.time_retention(1), Some(("log.retention.hours", "168")));
+        let spec = ClusterSpec::cluster("4.3.1", 2, 1).node_config(2, "log.retention.minutes", 5);
+        assert_eq!(spec.time_retention(1), None);
+        assert_eq!(spec.time_retention(2), Some(("log.retention.minutes", "5")));
+    }
 }

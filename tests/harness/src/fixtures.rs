@@ -6,6 +6,12 @@
 //! copied twice: `live/` while the broker runs (active segments with preallocated,
 //! zero-filled index tails, no clean-shutdown marker) and `clean/` after a clean shutdown.
 //! `expected.json` records the digests and group offsets the broker served.
+//!
+//! Every record the producers send has a fixed timestamp (`FIXTURE_BASE_TS` onwards), so a
+//! regeneration gives the same record timestamps; only what the broker stamps itself (the
+//! LogAppendTime topic, transaction markers, internal topics) carries the day of generation.
+//! Every topic has `retention.ms=-1`, and brokers started on a fixture run with time-based
+//! retention off (see `cluster::NO_WALL_CLOCK_EXPIRY`): a fixture is served whole on any date.
 
 use crate::client::{Isolation, Send};
 use crate::cluster::{Cluster, ClusterSpec, DEADLINE};
@@ -30,6 +36,10 @@ pub const FIXTURE_BROKER_CONFIG: &[(&str, &str)] = &[
 
 /// The compacted topic: few keys, many updates, tombstones; time rolls make cleanable segments.
 pub const COMPACTED_TOPIC: &str = "compacted";
+
+/// `delete.retention.ms` of the compacted fixture topic: 100 years, far from the overflow of
+/// the delete horizon (the cleaner adds it to the wall clock).
+const TOMBSTONES_KEPT_MS: &str = "3153600000000";
 
 /// Records per workload topic in the fixtures.
 pub const FIXTURE_SCALE: usize = 120;
@@ -58,14 +68,16 @@ fn generate_version(out: &Path, version: &str) -> Result<()> {
     w.topics.push(TopicSpec {
         name: COMPACTED_TOPIC.into(),
         partitions: 1,
-        configs: vec![
-            ("cleanup.policy".into(), "compact".into()),
-            ("segment.ms".into(), "10000".into()),
-            ("segment.jitter.ms".into(), "0".into()),
-            ("min.cleanable.dirty.ratio".into(), "0.01".into()),
-            ("min.compaction.lag.ms".into(), "0".into()),
-            ("delete.retention.ms".into(), "86400000".into()),
-        ],
+        configs: workload::no_time_retention(&[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "10000"),
+            ("segment.jitter.ms", "0"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("min.compaction.lag.ms", "0"),
+            // Tombstones outlive any test (100 years): a cleaner run on a served fixture
+            // must not drop them because the fixture has become a day old.
+            ("delete.retention.ms", TOMBSTONES_KEPT_MS),
+        ]),
     });
     w.plan.producer(
         "p-compact",

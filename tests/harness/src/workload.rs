@@ -55,15 +55,20 @@ const TS_STEP_MS: i64 = 1_000;
 const ROLL_EVERY: i64 = 25;
 
 fn time_rolled(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut c = vec![
-        (
-            "segment.ms".to_string(),
-            (TS_STEP_MS * ROLL_EVERY).to_string(),
-        ),
-        ("segment.jitter.ms".to_string(), "0".to_string()),
-        // Old explicit timestamps must not be deleted by time retention, nor refused.
-        ("retention.ms".to_string(), "-1".to_string()),
-    ];
+    let mut c = no_time_retention(&[
+        ("segment.ms", &(TS_STEP_MS * ROLL_EVERY).to_string()),
+        ("segment.jitter.ms", "0"),
+    ]);
+    c.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    c
+}
+
+/// `extra` plus `retention.ms=-1`: every workload topic keeps its records whatever their age.
+/// Timestamps are explicit and old (or, with LogAppendTime, the day the data was written),
+/// and a broker started later on the same data (a fixture, a restore) must not delete them
+/// by age: what a test asserts must not depend on the date it runs on.
+pub fn no_time_retention(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut c = vec![("retention.ms".to_string(), "-1".to_string())];
     c.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     c
 }
@@ -141,11 +146,11 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
         plan.close(&prod);
     }
 
-    // The idempotent producer, producer-assigned timestamps.
+    // The idempotent producer, the partitioner choosing the partition.
     topics.push(TopicSpec {
         name: "idempotent".into(),
         partitions: 2,
-        configs: vec![],
+        configs: no_time_retention(&[]),
     });
     plan.producer(
         "p-idem",
@@ -161,7 +166,7 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
             producer: "p-idem".into(),
             topic: "idempotent".into(),
             partition: None,
-            timestamp: None,
+            timestamp: ts(i),
             key: Some(format!("k{i}").into_bytes()),
             value: Some(value("idempotent", i)),
             headers: vec![],
@@ -214,7 +219,7 @@ pub fn standard(scale: usize, base_ts: i64) -> Workload {
     topics.push(TopicSpec {
         name: "log-append-time".into(),
         partitions: 1,
-        configs: vec![("message.timestamp.type".into(), "LogAppendTime".into())],
+        configs: no_time_retention(&[("message.timestamp.type", "LogAppendTime")]),
     });
     plan.producer(
         "p-lat",
