@@ -9,8 +9,8 @@ mod common;
 
 use common::agent::{bin, http_get, metric, poll, sigterm, spawn_agent, wait_exit};
 use common::{
-    broker, check_store, closed_committed, high_watermark, is_staging, list_files, manifests,
-    producer, segments, TestStore, TOPIC,
+    broker, check_store, check_store_keeping_garbage, closed_committed, high_watermark, is_staging,
+    list_files, manifests, producer, segments, TestStore, TOPIC,
 };
 use segvault_harness::cluster::free_port;
 use std::fs;
@@ -265,30 +265,38 @@ fn agent_killed_at_random_moments_archives_exactly_once() {
         "agent log:\n{}",
         fs::read_to_string(&log).unwrap()
     );
-    // Exactly once, byte-identical, and no data object without a manifest: every range a
-    // killed agent left unfinished was redone under the same keys and completed.
-    let n = check_store(&log_dir, TOPIC, &|p| list_files(&store, p), &|k| {
-        fs::read(store.join(k)).unwrap()
-    });
-    // The planted half-written objects were rewritten whole (check_store compared every
-    // manifest's .log and .index with the segment's files) and a manifest names them.
+    // Exactly once and byte-identical: every range a killed agent left unfinished was redone
+    // under a fresh attempt's keys and completed. What a killed attempt left is never named
+    // by a manifest, and only lies under ranges whose manifest exists (it can never be
+    // published).
+    let (n, garbage) =
+        check_store_keeping_garbage(&log_dir, TOPIC, &|p| list_files(&store, p), &|k| {
+            fs::read(store.join(k)).unwrap()
+        });
+    // The planted half-written objects were never published, and the pass that published
+    // their range dropped them.
     let keys = list_files(&store, "segvault/v1");
     let m = manifests(TOPIC, &keys, &|k| fs::read(store.join(k)).unwrap());
     for k in &planted {
         assert!(
-            m.values().any(|m| m["objects"]["log"]["key"] == k.as_str()
+            !m.values().any(|m| m["objects"]["log"]["key"] == k.as_str()
                 || m["objects"]["index"]["key"] == k.as_str()),
-            "{k} is named by no manifest"
+            "{k} was published"
+        );
+        assert!(
+            !keys.contains(k),
+            "{k} was not dropped when its range was published"
         );
     }
     eprintln!(
-        "archived {n} segments across 21 agent runs; test took {:?}",
+        "archived {n} segments across 21 agent runs ({} leftover objects of killed attempts); test took {:?}",
+        garbage.len(),
         t0.elapsed()
     );
 }
 
 /// Writes the data objects of the range after the archive's current end as a killed upload
-/// would leave them (no manifest). Returns their keys.
+/// would leave them (no manifest), under an attempt of their own. Returns their keys.
 fn plant_unfinished_range(store: &Path, log_dir: &Path) -> Vec<String> {
     let prop = |text: &str, key: &str| {
         text.lines()
@@ -314,7 +322,7 @@ fn plant_unfinished_range(store: &Path, log_dir: &Path) -> Vec<String> {
         .iter()
         .find(|r| r.0 == end)
         .expect("a range left to archive");
-    let dir = format!("segvault/v1/clusters/{cluster}/topics/{TOPIC}/{topic_id}/0/data/{start:020}-{next:020}/{node}");
+    let dir = format!("segvault/v1/clusters/{cluster}/topics/{TOPIC}/{topic_id}/0/data/{start:020}-{next:020}/{node}/00000000000000000000000000000000");
     let log = fs::read(pdir.join(format!("{start:020}.log"))).unwrap();
     let mut keys = vec![];
     for (name, bytes) in [

@@ -411,7 +411,8 @@ fn a_manifest_pointing_outside_its_partition_is_refused() {
         "^txn$",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    // A damaged archive is an integrity problem (exit 1), as for `ls`.
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("txn-") && err.contains("outside"), "{err}");
     assert!(!dst.join("txn-0").exists() && !dst.join("txn-1").exists());
 }
@@ -474,4 +475,119 @@ fn walk(d: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Readers check the chain against `start.json` and the listing: a deleted first manifest (a
+/// hole at the start), a manifest naming an object that is gone, and one naming an object
+/// of another size are each a PROBLEM for `ls` (exit 1), and restore refuses the damaged
+/// partition (exit 1) while the undamaged ones still restore.
+#[test]
+fn a_lost_first_manifest_or_object_is_found_by_ls_and_refused_by_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let store = tmp.path().join("store");
+    assert_eq!(segvault(&["ls", &url]).status.code(), Some(0));
+    let find = |part: &str, tail: &str| {
+        walk(&store)
+            .into_iter()
+            .find(|k| k.contains(part) && k.ends_with(tail))
+            .unwrap_or_else(|| panic!("no {part} ...{tail}"))
+    };
+    let first = find("/topics/codec-none/", "/0/chain/00000000000000000000.json");
+    fs::remove_file(&first).unwrap();
+    let gone = find("/topics/codec-lz4/", "/log");
+    fs::remove_file(&gone).unwrap();
+    let short = find("/topics/codec-gzip/", "/timeindex");
+    let bytes = fs::read(&short).unwrap();
+    fs::write(&short, &bytes[..bytes.len() - 1]).unwrap();
+
+    let out = segvault(&["ls", &url]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for want in [
+        "start.json says the archive begins at offset 0, but its first range begins at 20: offsets [0, 20) are missing",
+        "which is not in the store",
+        &format!("of {} bytes, but the store holds {} bytes", bytes.len(), bytes.len() - 1),
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains("PROBLEM") && l.contains(want)),
+            "no PROBLEM line with {want:?}:\n{text}"
+        );
+    }
+    let json = json_lines(&segvault(&["ls", &url, "--format", "json"]));
+    let damaged: Vec<String> = json
+        .iter()
+        .filter(|l| l["type"] == "partition" && !l["problems"].as_array().unwrap().is_empty())
+        .map(|l| format!("{}-{}", l["topic"].as_str().unwrap(), l["partition"]))
+        .collect();
+    assert_eq!(damaged.len(), 3, "{damaged:?}");
+    assert!(damaged.contains(&"codec-none-0".to_string()), "{damaged:?}");
+
+    // Restore refuses a damaged partition, naming it and the missing offsets.
+    let dst = tmp.path().join("dst");
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--topic",
+        "^codec-none$",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("codec-none-0") && err.contains("[0, 20)"),
+        "{err}"
+    );
+    assert!(!dst.join("codec-none-0").exists());
+    // What is whole still restores.
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--topic",
+        "^codec-snappy$",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dst.join("codec-snappy-0").is_dir());
+}
+
+/// A bare-metal restore learns which partitions the node held from its archived
+/// `replication-offset-checkpoint`. If that cannot be read, the restore fails naming the key;
+/// it never widens to every partition of the cluster.
+#[test]
+fn a_bare_metal_restore_without_the_nodes_checkpoint_restores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let store = tmp.path().join("store");
+    let cp = walk(&store)
+        .into_iter()
+        .find(|k| {
+            k.contains("/brokers/1/log-dirs/") && k.ends_with("/replication-offset-checkpoint")
+        })
+        .unwrap();
+    fs::remove_file(&cp).unwrap();
+    let dst = tmp.path().join("dst");
+    let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("replication-offset-checkpoint") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    let placed: Vec<_> = fs::read_dir(&dst)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        placed
+            .iter()
+            .all(|n| !n.to_string_lossy().contains('-') || n == ".segvault-restore"),
+        "{placed:?}"
+    );
 }

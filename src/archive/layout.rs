@@ -10,7 +10,7 @@
 //!   topics/<topic>/<topic-id>/<partition>/
 //!     start.json                          the first archived offset (created once)
 //!     chain/<start:020>.json              manifest of the range starting there: COMMIT POINT
-//!     data/<start:020>-<next:020>/<node-id>/{log,index,timeindex,txnindex,snapshot}
+//!     data/<start:020>-<next:020>/<node-id>/<attempt>/{log,index,timeindex,txnindex,snapshot}
 //!     corrupt/<base:020>-<node-id>.json   a segment that failed verification (not archived)
 //!     divergence/<start:020>-<node-id>.json  a replica whose bytes differ from the archive
 //!     verified/<start:020>-<node-id>         a replica whose bytes were compared and match
@@ -19,6 +19,13 @@
 //! `chain/` manifests are created with a conditional create, so each offset range is claimed
 //! exactly once whichever replica's agent gets there first; they are written after every
 //! data object, so a manifest that exists always describes complete data.
+//!
+//! Data keys are unique to each attempt (`<attempt>` is 128 random bits, hex): two archivers
+//! of one range, on replicas or on the same log dir, never write or delete each other's
+//! objects, and the objects a published manifest names are never anyone else's. Once
+//! `chain/<start>.json` exists no other attempt at `start` can be published, so an object
+//! under `data/<start>-<next>/` that this manifest does not name is garbage for good (an
+//! interrupted or losing attempt's) and may be deleted; nothing else under `data/` ever is.
 
 use object_store::path::Path;
 
@@ -72,13 +79,20 @@ impl PartitionKey {
     pub fn manifest(&self, start: i64) -> Path {
         self.chain_dir().join(format!("{start:020}.json"))
     }
-    pub fn data(&self, start: i64, next: i64, node: i32, file: &str) -> Path {
+    /// The object `file` of one attempt at archiving `[start, next)` from node `node`.
+    pub fn data(&self, start: i64, next: i64, node: i32, attempt: &str, file: &str) -> Path {
+        self.range_data(start, next)
+            .join(node.to_string())
+            .join(attempt)
+            .join(file)
+    }
+    /// Every attempt's objects for `[start, next)`: only the manifest `chain/<start>.json` may
+    /// name keys under it.
+    pub fn range_data(&self, start: i64, next: i64) -> Path {
         self.root()
             .clone()
             .join("data")
             .join(format!("{start:020}-{next:020}"))
-            .join(node.to_string())
-            .join(file)
     }
     pub fn corrupt(&self, base: i64, node: i32) -> Path {
         self.root()
@@ -125,6 +139,30 @@ pub fn manifest_start(key: &Path) -> Option<i64> {
     digits.parse().ok()
 }
 
+/// A fresh attempt id: 128 bits from the kernel's random source, as 32 hex digits. Unique
+/// to one attempt at one range, so that no two archivers ever share a data key.
+pub fn attempt_id() -> String {
+    let mut b = [0u8; 16];
+    let mut filled = 0;
+    while filled < b.len() {
+        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            // getrandom(2) does not fail otherwise once the pool is initialised (Linux >= 3.17);
+            // a time-and-pid fallback still keeps attempts of different processes apart.
+            Err(_) => {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let v = t ^ ((std::process::id() as u128) << 96);
+                b = v.to_le_bytes();
+                break;
+            }
+        }
+    }
+    hex::encode(b)
+}
+
 pub fn broker_file(cluster_id: &str, node: i32, log_dir_id: &str, file: &str) -> Path {
     cluster(cluster_id)
         .join("brokers")
@@ -169,5 +207,18 @@ mod tests {
         );
         assert_eq!(manifest_start(&m), Some(1234));
         assert_eq!(manifest_start(&Path::from("x/chain/12.json")), None);
+        let d = k.data(0, 20, 1, "ab", "log");
+        assert_eq!(
+            d.as_ref(),
+            "segvault/v1/clusters/c/topics/t/id/3/data/00000000000000000000-00000000000000000020/1/ab/log"
+        );
+        assert!(d.as_ref().starts_with(k.range_data(0, 20).as_ref()));
+    }
+
+    #[test]
+    fn attempt_ids_differ() {
+        let (a, b) = (attempt_id(), attempt_id());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
     }
 }

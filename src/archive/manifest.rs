@@ -8,6 +8,18 @@
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "segvault.manifest.v1";
+pub const START_FORMAT: &str = "segvault.start.v1";
+
+/// `start.json`: where a partition's chain begins, created once (conditionally) before its
+/// first range. Every reader checks that the chain's first range begins there: a chain that
+/// begins later has lost its first ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRecord {
+    pub format: String,
+    pub start_offset: i64,
+    pub created_at_ms: i64,
+    pub node_id: i32,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

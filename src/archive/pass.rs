@@ -5,9 +5,13 @@
 //! no overlap. `start.json` fixes where it begins (created once, by whichever agent comes
 //! first). A range can only be claimed at the chain's current end, by creating
 //! `chain/<end>.json` if absent; the store lets exactly one writer create a key, so replicas
-//! racing for the same offsets store them once, with no coordinator. The loser removes its
-//! data objects, compares its batches with the winner's, and records a divergence if they
-//! differ. A replica whose segment started earlier than the chain's end archives only the part
+//! racing for the same offsets store them once, with no coordinator. Data objects are written
+//! under keys unique to the attempt (see [`layout`]), so a loser's objects are never the
+//! winner's. A create whose reply was lost and whose retry found the key taken is recognised
+//! as our own win when the stored manifest is byte for byte the one we sent. The loser
+//! removes what lies under the range's `data/` that the winning manifest does not name (its
+//! own objects and those of interrupted attempts), never anything the manifest names,
+//! compares its batches with the winner's, and records a divergence if they differ. A replica whose segment started earlier than the chain's end archives only the part
 //! after it (a batch-aligned slice; its indexes are then left to be rebuilt on restore).
 //!
 //! **Closed and committed.** A segment is closed when a later segment exists, and committed
@@ -18,7 +22,9 @@
 //! manifest, and continues. Nothing is uploaded twice and nothing is missed.
 
 use super::layout::{self, PartitionKey};
-use super::manifest::{Manifest, ObjectRef, Objects, RangeKind, Source, FORMAT};
+use super::manifest::{
+    Manifest, ObjectRef, Objects, RangeKind, Source, StartRecord, FORMAT, START_FORMAT,
+};
 use super::store::Store;
 use super::summary::{summarize_releasing, Refusal, Summary};
 use super::upload::{put_bytes, put_log_verified, Encoding, LogUploadError, RateLimit};
@@ -444,14 +450,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StartRecord {
-    format: String,
-    start_offset: i64,
-    created_at_ms: i64,
-    node_id: i32,
-}
-
 async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chain, ArchiveError> {
     let dir = key.chain_dir();
     let metas: Vec<_> = store
@@ -587,7 +585,7 @@ async fn archive_partition(
             return Ok(report);
         }
         let start = StartRecord {
-            format: "segvault.start.v1".into(),
+            format: START_FORMAT.into(),
             start_offset: first,
             created_at_ms: now_ms(),
             node_id: b.node_id,
@@ -663,11 +661,12 @@ async fn archive_partition(
             break;
         };
         let frame_bytes = opts.frame_bytes;
+        let attempt = layout::attempt_id();
         // Identity: verified and uploaded in one pass, published only if the whole segment
         // walks clean. zstd: verified first (the walk places the frames), then compressed.
         let verified = match opts.zstd_level {
             None => {
-                let lk = key.data(chain_next, next_base, b.node_id, "log");
+                let lk = key.data(chain_next, next_base, b.node_id, &attempt, "log");
                 let up = put_log_verified(
                     store,
                     &lk,
@@ -761,6 +760,7 @@ async fn archive_partition(
             i,
             chain_next,
             next_base,
+            &attempt,
             &log,
             &summary,
             log_object,
@@ -787,13 +787,12 @@ async fn archive_partition(
             objects.clone(),
             p,
         );
-        if create(
-            store,
-            &key.manifest(chain_next),
-            serde_json::to_vec_pretty(&m).unwrap_or_default(),
-        )
-        .await?
-        {
+        let mkey = key.manifest(chain_next);
+        let sent = serde_json::to_vec_pretty(&m).unwrap_or_default();
+        let won = create(store, &mkey, sent.clone()).await? || is_ours(store, &mkey, &sent).await?;
+        if won {
+            // Objects of interrupted attempts at this range can never be published now.
+            drop_unnamed(store, &key, chain_next, next_base, &m.objects).await;
             tracing::info!(topic = %p.topic, partition = p.partition, start = chain_next, next = next_base, bytes, "archived");
             report.outcomes.push(Outcome::Uploaded {
                 start: chain_next,
@@ -807,9 +806,12 @@ async fn archive_partition(
             chain.last_written_ms = m.source.archived_at_ms;
             idx += 1;
         } else {
-            // Another replica's agent claimed this range first: drop our copy, compare.
-            delete_objects(store, &objects).await;
-            let winner: Option<Manifest> = read_json(store, &key.manifest(chain_next)).await?;
+            // Another archiver (a replica's agent, or another process on this log dir)
+            // claimed this range first: drop what the winner does not name, compare.
+            let winner: Option<Manifest> = read_json(store, &mkey).await?;
+            if let Some(w) = &winner {
+                drop_unnamed(store, &key, chain_next, next_base, &w.objects).await;
+            }
             let mut divergent = false;
             let marker: &[u8] = match &winner {
                 Some(w) if w.next_offset != next_base || w.kind != RangeKind::Segment => {
@@ -1173,6 +1175,7 @@ async fn upload_objects(
     i: usize,
     start: i64,
     next: i64,
+    attempt: &str,
     log: &MappedFile,
     s: &Summary,
     uploaded_log: Option<ObjectRef>,
@@ -1191,7 +1194,7 @@ async fn upload_objects(
         None => (Encoding::Identity, "log"),
     };
     let mut objects = Objects::default();
-    let lk = key.data(start, next, b.node_id, name);
+    let lk = key.data(start, next, b.node_id, attempt, name);
     objects.log = match uploaded_log {
         Some(o) => Some(o),
         None => Some(
@@ -1211,8 +1214,13 @@ async fn upload_objects(
             ("txnindex", &seg.txnindex),
         ] {
             if let Some(path) = path {
-                let r =
-                    put_file(store, &key.data(start, next, b.node_id, file), path, rate).await?;
+                let r = put_file(
+                    store,
+                    &key.data(start, next, b.node_id, attempt, file),
+                    path,
+                    rate,
+                )
+                .await?;
                 match file {
                     "index" => objects.index = r,
                     "timeindex" => objects.timeindex = r,
@@ -1243,7 +1251,7 @@ async fn upload_objects(
     if let Some((_, snap)) = p.snapshots.iter().find(|(o, _)| *o == next) {
         objects.producer_snapshot = put_file(
             store,
-            &key.data(start, next, b.node_id, "snapshot"),
+            &key.data(start, next, b.node_id, attempt, "snapshot"),
             snap,
             rate,
         )
@@ -1287,6 +1295,46 @@ async fn put_file(
     .await
     .map_err(store_err(store, key))?;
     Ok(Some(r))
+}
+
+/// Whether the manifest stored at `key` is the one we sent: a conditional create whose first
+/// try was applied but whose reply was lost (a 503, a reset) is retried by the client and
+/// answered "already exists". The manifest carries this attempt's unique data keys, so equal
+/// bytes mean our own write.
+async fn is_ours(store: &Store, key: &Path, sent: &[u8]) -> Result<bool, ArchiveError> {
+    match store.inner.get(key).await {
+        Ok(r) => {
+            let stored = r.bytes().await.map_err(store_err(store, key))?;
+            Ok(stored.as_ref() == sent)
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(store_err(store, key)(e)),
+    }
+}
+
+/// Deletes every object under `[start, next)`'s `data/` that `named` (the objects of the
+/// published manifest `chain/<start>.json`) does not name: once that manifest exists, no
+/// other attempt at `start` can be published, and no other manifest may name keys there.
+/// Best effort: what is left is garbage, never data.
+async fn drop_unnamed(store: &Store, key: &PartitionKey, start: i64, next: i64, named: &Objects) {
+    let dir = key.range_data(start, next);
+    let listed: Vec<object_store::ObjectMeta> = match store
+        .inner
+        .list(Some(&dir))
+        .try_collect()
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(prefix = %dir, error = %e, "could not list a range's data objects to drop those no manifest names; left in place");
+            return;
+        }
+    };
+    for o in listed {
+        if !named.iter().any(|r| r.key == o.location.as_ref()) {
+            let _ = store.inner.delete(&o.location).await;
+        }
+    }
 }
 
 async fn delete_objects(store: &Store, o: &Objects) {

@@ -274,7 +274,10 @@ pub fn restore(o: RestoreOptions) -> i32 {
         Mode::NewCluster => None,
         Mode::BareMetal => match rt.block_on(hosted_partitions(&store, &cat, &sel)) {
             Ok(h) => h,
-            Err(e) => return fail(e),
+            Err((code, e)) => {
+                eprintln!("segvault restore: {e}");
+                return code;
+            }
         },
     };
     let hosted_fn = hosted
@@ -282,6 +285,10 @@ pub fn restore(o: RestoreOptions) -> i32 {
         .map(|h| move |t: &str, p: i32| h.contains(&(t.to_string(), p)));
     let plan = match plan::plan(&cat, &sel, hosted_fn.as_ref().map(|f| f as &plan::Hosted)) {
         Ok(p) => p,
+        Err(e @ plan::PlanError::Damaged(_)) => {
+            eprintln!("segvault restore: {e}");
+            return EXIT_PROBLEM;
+        }
         Err(e) => return fail(e.to_string()),
     };
     if plan.partitions.is_empty() {
@@ -392,13 +399,20 @@ pub fn restore(o: RestoreOptions) -> i32 {
     EXIT_OK
 }
 
+/// The partitions the node being restored held, from its archived
+/// `replication-offset-checkpoint`. `None` when the selection names no single node (nothing
+/// to narrow). A checkpoint that cannot be read fails the restore: it must never widen to
+/// every partition of the cluster. The error carries its exit code.
 async fn hosted_partitions(
     store: &archive::Store,
     cat: &Catalog,
     sel: &Selection,
-) -> Result<Option<std::collections::BTreeSet<(String, i32)>>, String> {
+) -> Result<Option<std::collections::BTreeSet<(String, i32)>>, (i32, String)> {
     // Plan once without the filter to learn which node and log dir are meant.
-    let probe = plan::plan(cat, sel, None).map_err(|e| e.to_string())?;
+    let probe = plan::plan(cat, sel, None).map_err(|e| match e {
+        plan::PlanError::Damaged(_) => (EXIT_PROBLEM, e.to_string()),
+        _ => (EXIT_ERROR, e.to_string()),
+    })?;
     let (Some(node), Some(dir)) = (probe.node_id, &probe.log_dir_id) else {
         return Ok(None);
     };
@@ -408,12 +422,29 @@ async fn hosted_partitions(
         dir,
         "replication-offset-checkpoint",
     );
-    let Ok(got) = store.inner.get(&key).await else {
-        return Ok(None);
+    let unknown = |why: String| {
+        (
+            EXIT_ERROR,
+            format!(
+                "{key}: {why}: which partitions node {node} held is unknown, so nothing was restored (select partitions with --topic/--partition and --mode new-cluster to restore without it)"
+            ),
+        )
     };
-    let bytes = got.bytes().await.map_err(|e| format!("{key}: {e}"))?;
-    let entries =
-        crate::format::text::parse_offset_checkpoint(&bytes).map_err(|e| format!("{key}: {e}"))?;
+    let got = match store.inner.get(&key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(unknown(
+                "the node's replication-offset-checkpoint is not in the archive".into(),
+            ))
+        }
+        Err(e) => return Err(unknown(format!("reading it failed: {e}"))),
+    };
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(|e| unknown(format!("reading it failed: {e}")))?;
+    let entries = crate::format::text::parse_offset_checkpoint(&bytes)
+        .map_err(|e| unknown(format!("expected an offset checkpoint: {e}")))?;
     Ok(Some(
         entries
             .iter()

@@ -7,7 +7,7 @@
 //! problem of that partition, never followed.
 
 use crate::archive::layout::{self, PartitionKey, ROOT};
-use crate::archive::manifest::{Manifest, RangeKind};
+use crate::archive::manifest::{Manifest, RangeKind, StartRecord};
 use crate::archive::store::Store;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -138,7 +138,11 @@ enum Entry {
         key: PartitionKey,
         corrupt: bool,
     },
-    /// start.json, data/, verified/: part of the layout, nothing to list.
+    /// `start.json`: where the chain must begin.
+    Start {
+        key: PartitionKey,
+    },
+    /// data/, verified/: part of the layout, nothing to list.
     Other {
         key: PartitionKey,
     },
@@ -183,6 +187,7 @@ fn parse_key(path: &Path) -> Option<Entry> {
                 partition,
             };
             match rest {
+                ["start.json"] => Some(Entry::Start { key }),
                 ["chain", _] => Some(Entry::Manifest {
                     start: layout::manifest_start(path)?,
                     key,
@@ -215,6 +220,13 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
     let mut cat = Catalog::default();
     let mut parts: BTreeMap<(String, String, i32, String), PartitionCatalog> = BTreeMap::new();
     let mut manifests: Vec<(PartitionKey, i64, Path)> = Vec::new();
+    let mut starts: Vec<(PartitionKey, Path)> = Vec::new();
+    // Every object the listing holds, with its size: what manifests name is checked against
+    // it, at no cost beyond the listing already taken.
+    let sizes: std::collections::HashMap<&str, u64> = metas
+        .iter()
+        .map(|m| (m.location.as_ref(), m.size))
+        .collect();
     for m in &metas {
         match parse_key(&m.location) {
             None => cat.unknown_keys.push(m.location.to_string()),
@@ -259,10 +271,37 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
                     p.divergences.push(m.location.to_string())
                 }
             }
+            Some(Entry::Start { key }) => {
+                entry(&mut parts, &key);
+                starts.push((key, m.location.clone()));
+            }
             Some(Entry::Other { key }) => {
                 entry(&mut parts, &key);
             }
         }
+    }
+    let fetched_starts: Vec<(PartitionKey, Result<StartRecord, String>)> =
+        futures::stream::iter(starts.into_iter().map(|(key, path)| {
+            let store = store.clone();
+            async move {
+                let r = match store.inner.get(&path).await {
+                    Ok(g) => match g.bytes().await {
+                        Ok(b) => serde_json::from_slice::<StartRecord>(&b)
+                            .map_err(|e| format!("{path}: expected a segvault start record: {e}")),
+                        Err(e) => Err(format!("{path}: {e}")),
+                    },
+                    Err(e) => Err(format!("{path}: {e}")),
+                };
+                (key, r)
+            }
+        }))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut start_of: BTreeMap<(String, String, i32, String), Result<i64, String>> =
+        BTreeMap::new();
+    for (key, r) in fetched_starts {
+        start_of.insert(part_id(&key), r.map(|s| s.start_offset));
     }
     // Every manifest, 16 at a time.
     let fetched: Vec<(PartitionKey, i64, Result<Manifest, String>)> =
@@ -286,12 +325,30 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
     for (key, start, r) in fetched {
         let p = entry(&mut parts, &key);
         match r.and_then(|m| check_manifest(&key, start, m)) {
-            Ok(m) => p.ranges.push(m),
+            Ok(m) => {
+                p.problems.extend(check_objects(&key, &m, &sizes));
+                p.ranges.push(m)
+            }
             Err(e) => p.problems.push(e),
         }
     }
-    for ((cluster, ..), mut p) in parts {
+    for (id, mut p) in parts {
         p.ranges.sort_by_key(|m| m.start_offset);
+        let start_key = p.key(&id.0).start();
+        match (p.ranges.first(), start_of.remove(&id)) {
+            (None, _) => {}
+            (Some(first), None) => p.problems.push(format!(
+                "{start_key} is missing: the chain's first range begins at {}, and where the archive began is unknown (earlier ranges may be lost)",
+                first.start_offset
+            )),
+            (Some(_), Some(Err(e))) => p.problems.push(e),
+            (Some(first), Some(Ok(s))) if first.start_offset != s => p.problems.push(format!(
+                "the chain is broken at its start: {start_key} says the archive begins at offset {s}, but its first range begins at {}: offsets [{s}, {}) are missing",
+                first.start_offset, first.start_offset
+            )),
+            _ => {}
+        }
+        let cluster = id.0;
         for w in p.ranges.windows(2) {
             if w[0].next_offset != w[1].start_offset {
                 p.problems.push(format!(
@@ -312,26 +369,51 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
     Ok(cat)
 }
 
+fn part_id(k: &PartitionKey) -> (String, String, i32, String) {
+    (
+        k.cluster_id.clone(),
+        k.topic.clone(),
+        k.partition,
+        k.topic_id.clone(),
+    )
+}
+
+/// Every object a manifest names must be in the listing, with the size the manifest records.
+fn check_objects(
+    key: &PartitionKey,
+    m: &Manifest,
+    sizes: &std::collections::HashMap<&str, u64>,
+) -> Vec<String> {
+    let at = key.manifest(m.start_offset);
+    m.objects
+        .iter()
+        .filter_map(|r| match sizes.get(r.key.as_str()) {
+            None => Some(format!(
+                "manifest {at} names object {}, which is not in the store: range [{}, {}) cannot be restored",
+                r.key, m.start_offset, m.next_offset
+            )),
+            Some(&n) if n != r.stored_size => Some(format!(
+                "manifest {at} names object {} of {} bytes, but the store holds {n} bytes: range [{}, {}) cannot be restored",
+                r.key, r.stored_size, m.start_offset, m.next_offset
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
 fn entry<'a>(
     parts: &'a mut BTreeMap<(String, String, i32, String), PartitionCatalog>,
     k: &PartitionKey,
 ) -> &'a mut PartitionCatalog {
-    parts
-        .entry((
-            k.cluster_id.clone(),
-            k.topic.clone(),
-            k.partition,
-            k.topic_id.clone(),
-        ))
-        .or_insert_with(|| PartitionCatalog {
-            topic: k.topic.clone(),
-            topic_id: k.topic_id.clone(),
-            partition: k.partition,
-            ranges: vec![],
-            divergences: vec![],
-            corrupt: vec![],
-            problems: vec![],
-        })
+    parts.entry(part_id(k)).or_insert_with(|| PartitionCatalog {
+        topic: k.topic.clone(),
+        topic_id: k.topic_id.clone(),
+        partition: k.partition,
+        ranges: vec![],
+        divergences: vec![],
+        corrupt: vec![],
+        problems: vec![],
+    })
 }
 
 /// A manifest must describe the range its key names, in the partition its key names, and

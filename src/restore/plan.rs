@@ -74,9 +74,14 @@ pub struct PartitionPlan {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
+    /// The selection does not name one restorable thing (usage).
     #[error("{0}")]
     Choose(String),
+    /// A selected partition's archive is damaged (a hole, a missing object): refused.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 fn choose_cluster<'a>(
@@ -177,8 +182,8 @@ pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<P
             continue; // restored from its snapshots, not as a partition
         }
         if !p.problems.is_empty() {
-            return Err(PlanError::Choose(format!(
-                "{}-{} (topic id {}): {}",
+            return Err(PlanError::Damaged(format!(
+                "{}-{} (topic id {}): the archive is damaged, refusing to restore it: {}",
                 p.topic,
                 p.partition,
                 p.topic_id,

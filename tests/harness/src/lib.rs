@@ -12,6 +12,7 @@
 pub mod client;
 pub mod cluster;
 pub mod dist;
+pub mod faults;
 pub mod fixtures;
 pub mod s3;
 pub mod workload;
@@ -19,4 +20,5 @@ pub mod workload;
 pub use client::{Client, Isolation, PartitionDigest, Plan, Record, Send};
 pub use cluster::{Cluster, ClusterSpec, Shape};
 pub use dist::{KafkaDist, KAFKA_VERSIONS};
+pub use faults::FaultProxy;
 pub use s3::S3Server;

@@ -1,6 +1,6 @@
 //! `harness`: the test bed from the command line.
 //!
-//!   harness provision                 download every pinned Kafka and build versitygw
+//!   harness provision                 download every pinned Kafka, build versitygw, fetch HAProxy
 //!   harness kafka [--version V] [--brokers N --controllers M] [--config k=v]...
 //!                                     start a cluster, print where it is, run until Enter/EOF
 //!   harness s3 [--bucket B]...        start versitygw, print its endpoint and AWS variables
@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
-use segvault_harness::{dist, fixtures, s3, Cluster, ClusterSpec, KAFKA_VERSIONS};
+use segvault_harness::{dist, faults, fixtures, s3, Cluster, ClusterSpec, KAFKA_VERSIONS};
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -66,6 +66,7 @@ fn main() -> Result<()> {
                 println!("kafka {v}: {}", d.libs.display());
             }
             println!("versitygw: {}", s3::versitygw_binary()?.display());
+            println!("haproxy: {}", faults::haproxy()?.0.display());
         }
         Cmd::Kafka {
             version,

@@ -1,0 +1,276 @@
+//! The commit protocol under faults and concurrency: no range the archive has published ever
+//! loses an object, whatever the store's replies and however many archivers run at once.
+//!
+//! - A conditional create of a manifest that the store applied but answered 503 (a real
+//!   proxy, HAProxy, rewrites the reply after versitygw applied the PUT): object_store retries,
+//!   gets 412, and the pass must recognise the stored manifest as its own, not as another
+//!   broker's win, and must not delete the objects it names.
+//! - Two `archive --once` on the same log dir and store at the same moment (a cron job beside
+//!   the agent, an agent restarted during its predecessor's grace period), 20 rounds on a
+//!   file store and 20 on S3: every range once, every object its manifest names present, and
+//!   nothing else left under `data/`.
+
+mod common;
+
+use common::{audit, list_files};
+use segvault_harness::fixtures::copy_dir;
+use segvault_harness::{FaultProxy, S3Server};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka-4.3.1/clean")
+}
+
+fn segvault(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run(args: &[&str], env: &[(&str, String)]) -> Output {
+    let out = segvault(args, env).output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "panic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn spawn_archive(log_dir: &Path, url: &str, env: &[(&str, String)]) -> Child {
+    segvault(
+        &[
+            "archive",
+            "--once",
+            "--format",
+            "json",
+            "--log-dir",
+            log_dir.to_str().unwrap(),
+            "--store",
+            url,
+        ],
+        env,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+fn total(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Restores the archive at `url` into a new dir and checks every published segment range:
+/// the restored `.log` is byte for byte the source's.
+fn restores_byte_identical(url: &str, env: &[(&str, String)], src: &Path, dst: &Path, root: &Path) {
+    let out = run(&["restore", url, "--to", dst.to_str().unwrap()], env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut compared = 0;
+    for k in list_files(root, "segvault/v1") {
+        if !k.contains("/chain/") {
+            continue;
+        }
+        let m: Value = serde_json::from_slice(&fs::read(root.join(&k)).unwrap()).unwrap();
+        if m["kind"] != "segment" || m["slice_position"] != 0 {
+            continue;
+        }
+        let name = format!(
+            "{}-{}/{:020}.log",
+            m["topic"].as_str().unwrap(),
+            m["partition"],
+            m["segment_base_offset"].as_i64().unwrap()
+        );
+        let restored = fs::read(dst.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            restored == fs::read(src.join(&name)).unwrap(),
+            "{name}: restored bytes differ from the source"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 20, "only {compared} ranges compared");
+}
+
+#[test]
+fn a_lost_reply_to_a_manifest_create_is_our_own_win() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    copy_dir(&fixture(), &src, &[]).unwrap();
+    let s3 = S3Server::start(&["archive"]).unwrap();
+    let proxy = FaultProxy::lost_create_replies(&s3.endpoint).unwrap();
+    let through_proxy: Vec<(&str, String)> = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AWS_ENDPOINT_URL" {
+                (k, proxy.endpoint.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let url = "s3://archive/kafka";
+    let root = s3.root.join("archive/kafka");
+
+    let out = spawn_archive(&src, url, &through_proxy)
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let t = total(&out.stdout);
+
+    // The fault was real: every manifest's first create was applied and answered 503.
+    let a = audit(&root);
+    assert!(a.manifests.len() >= 20, "{} manifests", a.manifests.len());
+    let lost = proxy.count(503, "PUT", "/chain/");
+    assert_eq!(
+        lost,
+        a.manifests.len(),
+        "lost replies vs manifests; proxy log:\n{}",
+        proxy.log()
+    );
+    // Each one was recognised as this pass's own win.
+    assert_eq!(
+        t["uploaded_segments"].as_u64(),
+        Some(a.manifests.len() as u64),
+        "{t}"
+    );
+    assert!(
+        !stderr.contains("already archived"),
+        "a lost reply was taken for another broker's win:\n{stderr}"
+    );
+    assert!(
+        a.missing.is_empty(),
+        "{} objects lost, e.g. {:?}",
+        a.missing.len(),
+        &a.missing[..a.missing.len().min(3)]
+    );
+    assert_eq!(a.unreferenced, Vec::<String>::new());
+
+    // A second pass (no faults) has nothing to do, and the archive restores byte for byte.
+    let again = run(
+        &[
+            "archive",
+            "--once",
+            "--format",
+            "json",
+            "--log-dir",
+            src.to_str().unwrap(),
+            "--store",
+            url,
+        ],
+        &s3.env(),
+    );
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(total(&again.stdout)["uploaded_segments"], 0);
+    let ls = run(&["ls", url], &s3.env());
+    assert_eq!(
+        ls.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
+    restores_byte_identical(url, &s3.env(), &src, &tmp.path().join("dst"), &root);
+}
+
+/// Two archivers started together on one log dir and one store, `rounds` times, each round on
+/// an empty archive.
+fn two_archivers_at_once(
+    rounds: usize,
+    store: &dyn Fn(usize) -> (String, PathBuf),
+    env: &[(&str, String)],
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    copy_dir(&fixture(), &src, &[]).unwrap();
+    let mut both_uploaded = 0;
+    for round in 0..rounds {
+        let (url, root) = store(round);
+        let a = spawn_archive(&src, &url, env);
+        let b = spawn_archive(&src, &url, env);
+        let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        for o in [&oa, &ob] {
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "round {round}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let (ta, tb) = (total(&oa.stdout), total(&ob.stdout));
+        let (ua, ub) = (
+            ta["uploaded_segments"].as_u64().unwrap(),
+            tb["uploaded_segments"].as_u64().unwrap(),
+        );
+        both_uploaded += (ua > 0 && ub > 0) as usize;
+        let au = audit(&root);
+        assert_eq!(
+            au.missing,
+            Vec::<String>::new(),
+            "round {round} ({url}): objects lost"
+        );
+        assert_eq!(
+            au.unreferenced,
+            Vec::<String>::new(),
+            "round {round} ({url}): a loser's objects left behind"
+        );
+        assert_eq!(
+            ua + ub,
+            au.manifests.len() as u64,
+            "round {round}: each range published by exactly one of the two"
+        );
+        if round == 0 {
+            restores_byte_identical(&url, env, &src, &tmp.path().join("dst"), &root);
+        }
+    }
+    // The two really raced: in most rounds both published some of the ranges.
+    eprintln!("{both_uploaded} of {rounds} rounds had both archivers publishing ranges");
+    assert!(
+        both_uploaded >= 1,
+        "the two archivers never overlapped in {rounds} rounds"
+    );
+}
+
+#[test]
+fn two_archivers_at_once_on_a_file_store_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().to_path_buf();
+    two_archivers_at_once(
+        20,
+        &|round| {
+            let root = base.join(format!("store-{round}"));
+            (format!("file://{}", root.display()), root)
+        },
+        &[],
+    );
+}
+
+#[test]
+fn two_archivers_at_once_on_s3_lose_nothing() {
+    let s3 = S3Server::start(&["archive"]).unwrap();
+    let root = s3.root.join("archive");
+    two_archivers_at_once(
+        20,
+        &|round| {
+            (
+                format!("s3://archive/round-{round}"),
+                root.join(format!("round-{round}")),
+            )
+        },
+        &s3.env(),
+    );
+}
