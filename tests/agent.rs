@@ -471,3 +471,100 @@ fn config_file_environment_and_flags_merge() {
         "not JSON lines:\n{err}"
     );
 }
+
+/// A store outage (the file store's root replaced by a plain file, so every write fails) while
+/// the broker keeps rolling: /healthz turns 503 after the configured number of failed passes,
+/// the lag gauge keeps growing with the segments that roll (read off the log dir by the failed
+/// passes), and once the store is back /healthz is 200 again and every published range is
+/// counted.
+#[test]
+fn healthz_and_lag_tell_the_truth_through_a_store_outage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let url = format!("file://{}", store.display());
+    let (c, log_dir) = broker();
+    let port = free_port().unwrap();
+    let log = tmp.path().join("agent.log");
+    let addr = format!("127.0.0.1:{port}");
+    let mut agent = spawn_agent(
+        &log_dir,
+        &url,
+        &[],
+        &[
+            "--metrics-addr",
+            &addr,
+            "--rescan-interval",
+            "0.5",
+            "--debounce-ms",
+            "100",
+            "--unhealthy-after-failures",
+            "2",
+        ],
+        &log,
+    );
+    let producer = producer(&c, 120_000);
+    let metrics = || http_get(port, "/metrics").map(|(_, b)| b);
+    poll(
+        "/healthz 200 and a range archived",
+        Duration::from_secs(60),
+        || {
+            let (s, _) = http_get(port, "/healthz")?;
+            (s == 200 && metric(&metrics()?, "segvault_uploaded_segments_total") > 0.0)
+                .then_some(())
+        },
+    );
+
+    // The outage.
+    let away = tmp.path().join("store.away");
+    fs::rename(&store, &away).unwrap();
+    fs::write(&store, b"not a directory").unwrap();
+    let (status, body) = poll("/healthz to answer 503", Duration::from_secs(60), || {
+        http_get(port, "/healthz").filter(|(s, _)| *s == 503)
+    });
+    assert!(body.contains("passes failed in a row"), "{status} {body}");
+    let m = metrics().unwrap();
+    assert!(
+        metric(&m, "segvault_consecutive_failed_passes") >= 2.0,
+        "{m}"
+    );
+    let lag0 = metric(&m, "segvault_archive_lag_segments");
+    // Segments keep rolling: failed passes still move the lag gauge.
+    poll(
+        "the lag gauge to grow during the outage",
+        Duration::from_secs(60),
+        || (metric(&metrics()?, "segvault_archive_lag_segments") >= lag0 + 3.0).then_some(()),
+    );
+
+    // The store is back.
+    fs::remove_file(&store).unwrap();
+    fs::rename(&away, &store).unwrap();
+    poll(
+        "/healthz 200 after the outage",
+        Duration::from_secs(60),
+        || http_get(port, "/healthz").filter(|(s, _)| *s == 200),
+    );
+    finish_load(producer, &log_dir);
+    wait_caught_up(&store, &log_dir);
+    let body = poll("the lag to reach 0", Duration::from_secs(30), || {
+        let b = metrics()?;
+        (metric(&b, "segvault_archive_lag_segments") == 0.0).then_some(b)
+    });
+    assert_eq!(metric(&body, "segvault_consecutive_failed_passes"), 0.0);
+    assert!(metric(&body, "segvault_pass_failures_total") >= 2.0);
+    sigterm(&agent);
+    let status = wait_exit(&mut agent, Duration::from_secs(40));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    // Every range this agent published is counted.
+    let n = check_store(&log_dir, TOPIC, &|p| list_files(&store, p), &|k| {
+        fs::read(store.join(k)).unwrap()
+    });
+    assert_eq!(
+        metric(&body, "segvault_uploaded_segments_total") as usize,
+        n
+    );
+}

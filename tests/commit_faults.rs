@@ -274,3 +274,91 @@ fn two_archivers_at_once_on_s3_lose_nothing() {
         &s3.env(),
     );
 }
+
+fn mkfifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    let st = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+/// Waits for `child` with a deadline: a hang is a failure, not a stuck suite.
+fn output_within(mut child: Child, secs: u64) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process hung for {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A FIFO where a closed segment's `.log` or a `partition.metadata` should be: nothing
+/// blocks on it, the two partitions fail naming the file (exit 2), and every other partition
+/// is archived exactly as from an intact copy. `verify` reports it and does not hang either.
+#[test]
+fn a_fifo_in_one_partition_fails_only_that_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let intact = tmp.path().join("intact");
+    copy_dir(&fixture(), &intact, &[]).unwrap();
+    let bad = tmp.path().join("bad");
+    copy_dir(&fixture(), &bad, &[]).unwrap();
+    let seg = bad.join("codec-none-0/00000000000000000020.log");
+    mkfifo(&seg);
+    let pm = bad.join("codec-gzip-1/partition.metadata");
+    mkfifo(&pm);
+
+    let url_ok = format!("file://{}", tmp.path().join("store-ok").display());
+    let ok = output_within(spawn_archive(&intact, &url_ok, &[]), 120);
+    assert_eq!(ok.status.code(), Some(0));
+    let url_bad = format!("file://{}", tmp.path().join("store-bad").display());
+    let out = output_within(spawn_archive(&bad, &url_bad, &[]), 120);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for p in [&seg, &pm] {
+        assert!(
+            stderr.contains(&p.display().to_string()) && stderr.contains("FIFO"),
+            "{} not named: {stderr}",
+            p.display()
+        );
+    }
+    assert_eq!(total(&out.stdout)["failures"], 2);
+    // Every other partition's ranges are there, as from the intact copy; codec-none-0 up to
+    // the FIFO.
+    let ranges = |root: &Path| -> Vec<String> {
+        let mut v: Vec<String> = list_files(root, "segvault/v1")
+            .into_iter()
+            .filter(|k| k.contains("/chain/"))
+            .collect();
+        v.sort();
+        v
+    };
+    let want: Vec<String> = ranges(&tmp.path().join("store-ok"))
+        .into_iter()
+        .filter(|k| !k.contains("/topics/codec-gzip/") || !k.contains("/1/chain/"))
+        .filter(|k| {
+            !(k.contains("/topics/codec-none/")
+                && k.contains("/0/chain/")
+                && !k.ends_with("/00000000000000000000.json"))
+        })
+        .collect();
+    assert_eq!(ranges(&tmp.path().join("store-bad")), want);
+    let a = audit(&tmp.path().join("store-bad"));
+    assert!(a.missing.is_empty(), "{:?}", a.missing);
+
+    let v = output_within(
+        segvault(&["verify", "--format", "json", bad.to_str().unwrap()], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        120,
+    );
+    let text = String::from_utf8_lossy(&v.stdout).into_owned();
+    assert_ne!(v.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("codec-gzip-1") && text.contains("FIFO"),
+        "verify does not name the FIFO: {text}"
+    );
+}

@@ -44,6 +44,10 @@ pub struct Config {
     pub grace_period: Duration,
     /// How long the startup check of the store may take.
     pub store_check_timeout: Duration,
+    /// /healthz answers 503 after this many failed passes in a row ...
+    pub unhealthy_after_failures: u64,
+    /// ... or when the last successful pass is older than this.
+    pub unhealthy_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +95,11 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         .map_err(|e| AgentError::Startup(format!("cannot handle SIGINT: {e}")))?;
 
     let store = startup_checks(&cfg).await?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics {
+        unhealthy_after_failures: cfg.unhealthy_after_failures,
+        unhealthy_after_ms: cfg.unhealthy_after.as_millis().min(i64::MAX as u128) as i64,
+        ..Metrics::default()
+    });
     let server = match cfg.metrics_addr {
         Some(addr) => {
             let (local, serve) = metrics::bind(addr, metrics.clone()).await.map_err(|e| {
@@ -134,7 +142,25 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
 
     let store = Arc::new(store);
     let log_dirs = Arc::new(cfg.log_dirs.clone());
-    let opts = Arc::new(cfg.options.clone());
+    // Every range is counted and logged the moment it is published, whatever becomes of
+    // the pass afterwards (a later failure, the grace period running out).
+    let mut options = cfg.options.clone();
+    let m = metrics.clone();
+    options.on_published = Some(pass::PublishHook(Arc::new(move |r: &pass::Published| {
+        m.published(r.bytes);
+        tracing::info!(
+            renamed = r.renamed,
+            log_dir = %r.log_dir.display(),
+            topic = r.topic,
+            partition = r.partition,
+            start = r.start,
+            next = r.next,
+            bytes = r.bytes,
+            slice_position = r.slice_position,
+            "archived segment"
+        );
+    })));
+    let opts = Arc::new(options);
     let mut seen = Seen::default();
     // The pass in flight. It runs inside this task (not spawned: the pass future is not
     // `Send`), polled by the select below alongside signals, events and timers.
@@ -158,7 +184,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
             }
             res = async { (&mut running.as_mut().unwrap().0).await }, if running.is_some() => {
                 let (_, started) = running.take().unwrap();
-                finish_pass(res, started, &metrics, &mut seen);
+                finish_pass(res, started, &metrics, &mut seen, &log_dirs);
             }
             _ = tokio::time::sleep_until(wake), if running.is_none() => {
                 let now = Instant::now();
@@ -187,7 +213,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
             "waiting for the pass in flight"
         );
         tokio::select! {
-            res = &mut task => finish_pass(res, started, &metrics, &mut seen),
+            res = &mut task => finish_pass(res, started, &metrics, &mut seen, &log_dirs),
             _ = tokio::time::sleep(cfg.grace_period) => {
                 drop(task);
                 tracing::warn!(
@@ -236,6 +262,41 @@ fn relevant(ev: &notify::Event) -> bool {
 #[derive(Default)]
 struct Seen {
     keys: HashSet<(String, String, i32, i64, &'static str)>,
+    /// Where each partition's chain was last seen to end: (log dir, topic, partition).
+    ends: std::collections::HashMap<(String, String, i32), i64>,
+}
+
+/// The lag the log dirs show now, for a pass that failed: closed segments past where each
+/// partition's chain was last seen to end (all closed segments of a partition never seen),
+/// and the oldest `.log` mtime among them. `None` if no log dir could be listed.
+fn lag_from_listing(log_dirs: &[PathBuf], seen: &Seen) -> Option<(u64, Option<i64>)> {
+    let (mut n, mut oldest, mut listed) = (0u64, None::<i64>, false);
+    for dir in log_dirs {
+        let Ok(listing) = crate::logdir::scan(dir) else {
+            continue;
+        };
+        listed = true;
+        let d = listing.path.display().to_string();
+        for p in &listing.partitions {
+            let end = seen.ends.get(&(d.clone(), p.topic.clone(), p.partition));
+            for (i, seg) in p.closed_segments().iter().enumerate() {
+                let next = p.segments[i + 1].base_offset;
+                if end.is_some_and(|&e| next <= e) {
+                    continue;
+                }
+                n += 1;
+                if let Some(ms) = std::fs::metadata(&seg.log)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                {
+                    let ms = ms.as_millis() as i64;
+                    oldest = Some(oldest.map_or(ms, |o: i64| o.min(ms)));
+                }
+            }
+        }
+    }
+    listed.then_some((n, oldest))
 }
 
 impl Seen {
@@ -257,39 +318,27 @@ fn finish_pass(
     started: Instant,
     metrics: &Metrics,
     seen: &mut Seen,
+    log_dirs: &[PathBuf],
 ) {
     let ms = started.elapsed().as_millis() as u64;
     let report = match res {
         Ok(r) => r,
         Err(e) => {
-            metrics.pass_failed();
+            metrics.pass_failed(lag_from_listing(log_dirs, seen));
             tracing::error!(error = %e, duration_ms = ms, "pass failed; retrying at the next trigger");
             return;
         }
     };
     for p in &report.partitions {
         let (dir, topic, part) = (p.log_dir.as_str(), p.topic.as_str(), p.partition);
+        if let Some(end) = p.archived_until {
+            seen.ends
+                .insert((dir.to_string(), topic.to_string(), part), end);
+        }
         for o in &p.outcomes {
             match o {
-                Outcome::Uploaded {
-                    start,
-                    next,
-                    bytes,
-                    slice_position,
-                    renamed,
-                } => {
-                    tracing::info!(
-                        renamed,
-                        log_dir = dir,
-                        topic,
-                        partition = part,
-                        start,
-                        next,
-                        bytes,
-                        slice_position,
-                        "archived segment"
-                    );
-                }
+                // Counted and logged when published (see `on_published`).
+                Outcome::Uploaded { .. } => {}
                 Outcome::ClaimedByOther {
                     start,
                     next,
@@ -355,6 +404,21 @@ fn finish_pass(
                 tracing::warn!(log_dir = dir, topic, partition = part, reason = %reason, "partition skipped");
             }
         }
+    }
+    if !report.failures.is_empty() {
+        // What the other partitions archived is counted; the pass failed.
+        metrics.gaps.fetch_add(report.gaps, Relaxed);
+        metrics.pass_failed(lag_from_listing(log_dirs, seen));
+        for f in &report.failures {
+            tracing::error!(log_dir = %f.log_dir, partition = %f.partition, error = %f.error, "partition not archived in this pass; retrying at the next trigger");
+        }
+        tracing::error!(
+            duration_ms = ms,
+            failures = report.failures.len(),
+            uploaded_segments = report.uploaded_segments,
+            "pass failed for some partitions; the others were archived"
+        );
+        return;
     }
     metrics.pass_succeeded(&report);
     let level_info = report.uploaded_segments > 0 || report.gaps > 0;

@@ -53,6 +53,34 @@ pub struct Options {
     /// How long the chain must have stood still at offsets this broker no longer has before
     /// they are recorded as a gap (other replicas get that long to archive them).
     pub gap_after: Duration,
+    /// Called the moment a range's manifest is created (or found to be our own), before the
+    /// pass goes on: what is published is counted and logged even if the pass later fails
+    /// or is abandoned.
+    pub on_published: Option<PublishHook>,
+}
+
+/// A range this pass has just published (see [`Options::on_published`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Published<'a> {
+    pub log_dir: &'a std::path::Path,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub start: i64,
+    pub next: i64,
+    /// Bytes stored for the range's objects.
+    pub bytes: u64,
+    pub slice_position: u64,
+    pub renamed: bool,
+}
+
+/// See [`Options::on_published`].
+#[derive(Clone)]
+pub struct PublishHook(pub Arc<dyn Fn(&Published) + Send + Sync>);
+
+impl std::fmt::Debug for PublishHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishHook")
+    }
 }
 
 impl Default for Options {
@@ -63,6 +91,7 @@ impl Default for Options {
             concurrency: 4,
             rate_limit: None,
             gap_after: Duration::from_secs(600),
+            on_published: None,
         }
     }
 }
@@ -144,10 +173,22 @@ pub struct Report {
     /// Partitions whose segments the broker changed during the pass (see
     /// [`Outcome::Changed`]): left for the next pass.
     pub changed: u64,
+    /// Partitions the pass could not archive (an unreadable file or directory, a store
+    /// error): the others were archived and are counted; the pass as a whole failed.
+    pub failures: Vec<Failure>,
     /// Sums over the partitions (see [`PartitionReport`]); the oldest is the minimum.
     pub unarchived_segments: u64,
     pub unarchived_committed_segments: u64,
     pub oldest_unarchived_mtime_ms: Option<i64>,
+}
+
+/// A partition (or partition directory) a pass could not archive, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub log_dir: String,
+    /// The partition directory, or the partition's `topic-partition`.
+    pub partition: String,
+    pub error: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +305,7 @@ async fn archive_dir(
         // blocking work (the verifying walk, hashing, writes, fsync) runs on several cores.
         // The set aborts them if the pass is dropped (the agent's shutdown).
         let mut tasks = tokio::task::JoinSet::new();
-        let mut results: Vec<(usize, Result<PartitionReport, ArchiveError>)> = Vec::new();
+        let mut results: Vec<Done> = Vec::new();
         let width = opts.concurrency.max(1);
         for (n, p) in listing.partitions.iter().enumerate() {
             // The metadata log has no high watermark in the checkpoint: its closed segments
@@ -294,9 +335,35 @@ async fn archive_dir(
         while let Some(done) = tasks.join_next().await {
             results.push(joined(done, &listing.path));
         }
+        for u in &listing.unreadable {
+            tracing::error!(log_dir = %listing.path.display(), partition = %u.path.display(), error = %u.reason, "partition directory unreadable: not archived");
+            report.failures.push(Failure {
+                log_dir: listing.path.display().to_string(),
+                partition: u.path.display().to_string(),
+                error: u.reason.clone(),
+            });
+        }
         results.sort_by_key(|(n, _)| *n);
-        for (_, r) in results {
-            let r = r?;
+        for (n, r) in results {
+            // One partition's failure must not lose the others' work: what they archived
+            // is counted; the failure is reported and fails the pass.
+            let (r, err) = match r {
+                Ok((r, err)) => (Some(r), err),
+                Err(e) => (None, Some(e)),
+            };
+            if let Some(e) = err {
+                let name = listing
+                    .partitions
+                    .get(n)
+                    .map_or_else(|| "(unknown)".to_string(), |p| p.name());
+                tracing::error!(log_dir = %listing.path.display(), partition = %name, error = %e, "partition not archived");
+                report.failures.push(Failure {
+                    log_dir: listing.path.display().to_string(),
+                    partition: name,
+                    error: e.to_string(),
+                });
+            }
+            let Some(r) = r else { continue };
             for o in &r.outcomes {
                 match o {
                     Outcome::Uploaded { bytes, renamed, .. } => {
@@ -331,12 +398,17 @@ async fn archive_dir(
 
 /// A partition task's result, in listing order (`usize`); a task that panicked or was
 /// cancelled is an error of the log dir.
+type Done = (
+    usize,
+    Result<(PartitionReport, Option<ArchiveError>), ArchiveError>,
+);
+
 fn joined(
-    done: Result<(usize, Result<PartitionReport, ArchiveError>), tokio::task::JoinError>,
+    done: Result<(usize, (PartitionReport, Option<ArchiveError>)), tokio::task::JoinError>,
     log_dir: &std::path::Path,
-) -> (usize, Result<PartitionReport, ArchiveError>) {
+) -> Done {
     match done {
-        Ok(r) => r,
+        Ok((n, r)) => (n, Ok(r)),
         Err(e) => (
             usize::MAX,
             Err(ArchiveError::File {
@@ -377,7 +449,7 @@ async fn upload_broker_files(
     for name in files {
         let path = listing.path.join(&name);
         // A checkpoint may be replaced (tmp + rename) while we read it: read it whole, once.
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Ok(bytes) = crate::format::mapped::read_regular(&path, 1 << 20) else {
             continue;
         };
         let key = layout::broker_file(&b.cluster_id, b.node_id, &b.log_dir_id, &name);
@@ -409,7 +481,7 @@ async fn upload_kraft_snapshots(
             continue;
         }
         // The controller deletes old snapshots: one that vanished meanwhile is skipped.
-        let Ok(bytes) = std::fs::read(path) else {
+        let Ok(bytes) = crate::format::mapped::read_regular(path, 1 << 30) else {
             continue;
         };
         create(store, &key, bytes).await?;
@@ -524,6 +596,8 @@ async fn create(store: &Store, key: &Path, bytes: Vec<u8>) -> Result<bool, Archi
     }
 }
 
+/// Archives one partition. On an error, the report still holds what was published before
+/// it (those ranges are archived for good and must be counted).
 async fn archive_partition(
     store: &Store,
     b: &Broker,
@@ -531,7 +605,7 @@ async fn archive_partition(
     high_watermark: Option<i64>,
     opts: &Options,
     rate: Option<Arc<RateLimit>>,
-) -> Result<PartitionReport, ArchiveError> {
+) -> (PartitionReport, Option<ArchiveError>) {
     let mut report = PartitionReport {
         log_dir: b.log_dir.display().to_string(),
         topic: p.topic.clone(),
@@ -544,17 +618,38 @@ async fn archive_partition(
         oldest_unarchived_mtime_ms: None,
         skipped: None,
     };
+    let err = archive_partition_into(&mut report, store, b, p, high_watermark, opts, rate)
+        .await
+        .err();
+    if err.is_some() {
+        // The lag still counts: closed segments past where the chain was last seen to end
+        // (all of them if it was never read).
+        let until = report.archived_until;
+        count_unarchived(&mut report, p, until, high_watermark);
+    }
+    (report, err)
+}
+
+async fn archive_partition_into(
+    report: &mut PartitionReport,
+    store: &Store,
+    b: &Broker,
+    p: &PartitionDir,
+    high_watermark: Option<i64>,
+    opts: &Options,
+    rate: Option<Arc<RateLimit>>,
+) -> Result<(), ArchiveError> {
     let topic_id = match (p.topic_id, p.is_metadata_log()) {
         (Some(id), _) => id.to_string(),
         (None, true) => Uuid::METADATA_TOPIC_ID.to_string(),
         (None, false) => {
             report.skipped = Some("no valid partition.metadata: the topic id is unknown".into());
-            return Ok(report);
+            return Ok(());
         }
     };
     if let Err(e) = layout::validate_name("topic", &p.topic) {
         report.skipped = Some(e);
-        return Ok(report);
+        return Ok(());
     }
     let key = PartitionKey {
         cluster_id: b.cluster_id.clone(),
@@ -572,17 +667,18 @@ async fn archive_partition(
         .collect();
     report.uncommitted_segments = closed.len() - committed.len();
     if committed.is_empty() {
-        count_unarchived(&mut report, p, None, high_watermark);
-        return Ok(report);
+        count_unarchived(report, p, None, high_watermark);
+        return Ok(());
     }
     let mut chain = load_chain(store, &key).await?;
+    report.archived_until = chain.next;
     if chain.next.is_none() {
         let first = p.segments[0].base_offset;
         // The start is fixed for good: never from a listing that missed earlier segments.
         if !listing_confirmed(p, i64::MIN, first) {
             report.outcomes.push(unconfirmed(p, first));
-            count_unarchived(&mut report, p, None, high_watermark);
-            return Ok(report);
+            count_unarchived(report, p, None, high_watermark);
+            return Ok(());
         }
         let start = StartRecord {
             format: START_FORMAT.into(),
@@ -597,6 +693,7 @@ async fn archive_partition(
         )
         .await?;
         chain = load_chain(store, &key).await?;
+        report.archived_until = chain.next;
     }
     let mut compared = compared_ranges(store, &key, b.node_id).await?;
     let mut idx = 0;
@@ -640,19 +737,18 @@ async fn archive_partition(
                 Objects::default(),
                 p,
             );
-            if create(
-                store,
-                &key.manifest(chain_next),
+            let (gkey, sent) = (
+                key.manifest(chain_next),
                 serde_json::to_vec_pretty(&m).unwrap_or_default(),
-            )
-            .await?
-            {
+            );
+            if create(store, &gkey, sent.clone()).await? || is_ours(store, &gkey, &sent).await? {
                 report.outcomes.push(Outcome::Gap {
                     start: chain_next,
                     next: seg.base_offset,
                 });
             }
             chain = load_chain(store, &key).await?;
+            report.archived_until = chain.next;
             continue;
         }
         // seg.base <= chain_next < next_base: archive [chain_next, next_base) from this segment.
@@ -791,9 +887,25 @@ async fn archive_partition(
         let sent = serde_json::to_vec_pretty(&m).unwrap_or_default();
         let won = create(store, &mkey, sent.clone()).await? || is_ours(store, &mkey, &sent).await?;
         if won {
-            // Objects of interrupted attempts at this range can never be published now.
-            drop_unnamed(store, &key, chain_next, next_base, &m.objects).await;
+            // Objects of interrupted attempts at this range can never be published now. Only
+            // once the stored manifest is read back as ours: a store that did not honour the
+            // conditional create could hold another archiver's manifest there by now.
+            if is_ours(store, &mkey, &sent).await? {
+                drop_unnamed(store, &key, chain_next, next_base, &m.objects).await;
+            }
             tracing::info!(topic = %p.topic, partition = p.partition, start = chain_next, next = next_base, bytes, "archived");
+            if let Some(h) = &opts.on_published {
+                (h.0)(&Published {
+                    log_dir: &b.log_dir,
+                    topic: &p.topic,
+                    partition: p.partition,
+                    start: chain_next,
+                    next: next_base,
+                    bytes,
+                    slice_position: summary.slice_position,
+                    renamed,
+                });
+            }
             report.outcomes.push(Outcome::Uploaded {
                 start: chain_next,
                 next: next_base,
@@ -802,6 +914,7 @@ async fn archive_partition(
                 renamed,
             });
             chain.next = Some(next_base);
+            report.archived_until = chain.next;
             chain.starts.insert(chain_next);
             chain.last_written_ms = m.source.archived_at_ms;
             idx += 1;
@@ -845,11 +958,12 @@ async fn archive_partition(
                 divergent,
             });
             chain = load_chain(store, &key).await?;
+            report.archived_until = chain.next;
         }
     }
     report.archived_until = chain.next;
-    count_unarchived(&mut report, p, chain.next, high_watermark);
-    Ok(report)
+    count_unarchived(report, p, chain.next, high_watermark);
+    Ok(())
 }
 
 /// Closed segments whose end is beyond where the archive's chain ends, for the lag metrics.

@@ -38,12 +38,17 @@ pass (--log-format json for one JSON object per line). RUST_LOG overrides the le
 
 HTTP (--metrics-addr, default 127.0.0.1:9464; `off` disables):
   GET /metrics   Prometheus text format
-  GET /healthz   200 \"ok\" once a pass has completed; 503 before";
+  GET /healthz   200 \"ok\" while passes succeed; 503 \"starting\" before the first, and
+                 503 \"unhealthy: ...\" after --unhealthy-after-failures failed passes in a
+                 row or when the last successful pass is older than --unhealthy-after
+                 seconds (a pass fails if any partition could not be archived)";
 
 pub const AFTER_HELP: &str = "\
-Metrics (counters are since the agent started; gauges describe the last successful pass):
+Metrics (counters are since the agent started; the lag gauges are read off the log dirs
+after every pass, failed or not):
   segvault_uploaded_bytes_total          bytes stored for archived segments (after compression)
-  segvault_uploaded_segments_total       segment ranges archived (manifests this agent created)
+  segvault_uploaded_segments_total       segment ranges archived (manifests this agent created),
+                                         counted as each is published
   segvault_pass_failures_total           passes that ended with an error
   segvault_corrupt_segments_total        distinct segments refused by verification
   segvault_divergences_total             distinct ranges where a replica differs from the archive
@@ -56,6 +61,7 @@ Metrics (counters are since the agent started; gauges describe the last successf
                                          now - .log mtime of the oldest closed segment not yet
                                          archived; 0 if none
   segvault_last_pass_timestamp_seconds   unix time the last successful pass finished
+  segvault_consecutive_failed_passes     passes failed in a row since the last successful one
 
 Config file (TOML; every key optional, same meaning as the flag):
   log_dirs = [\"/var/lib/kafka/data-1\", \"/var/lib/kafka/data-2\"]
@@ -70,11 +76,13 @@ Config file (TOML; every key optional, same meaning as the flag):
   metrics_addr = \"0.0.0.0:9464\"  # or \"off\"
   log_format = \"json\"            # or \"text\"
   grace_period = 30              # seconds
+  unhealthy_after_failures = 3
+  unhealthy_after = 600          # seconds
 
 Environment: SEGVAULT_CONFIG, SEGVAULT_LOG_DIRS (comma-separated), SEGVAULT_STORE,
 SEGVAULT_ZSTD, SEGVAULT_CONCURRENCY, SEGVAULT_RATE_LIMIT, SEGVAULT_GAP_AFTER,
 SEGVAULT_RESCAN_INTERVAL, SEGVAULT_DEBOUNCE_MS, SEGVAULT_METRICS_ADDR, SEGVAULT_LOG_FORMAT,
-SEGVAULT_GRACE_PERIOD; store credentials as for `segvault archive` (AWS_*, GOOGLE_*, AZURE_*).
+SEGVAULT_GRACE_PERIOD, SEGVAULT_UNHEALTHY_AFTER_FAILURES, SEGVAULT_UNHEALTHY_AFTER; store credentials as for `segvault archive` (AWS_*, GOOGLE_*, AZURE_*).
 
 Examples:
   segvault agent --config /etc/segvault/agent.toml
@@ -131,6 +139,13 @@ pub struct AgentArgs {
     /// Seconds an in-flight pass may run on after SIGTERM/SIGINT [default: 30].
     #[arg(long, value_name = "SECS", env = "SEGVAULT_GRACE_PERIOD")]
     grace_period: Option<f64>,
+    /// /healthz answers 503 after this many passes failed in a row [default: 3].
+    #[arg(long, value_name = "N", env = "SEGVAULT_UNHEALTHY_AFTER_FAILURES")]
+    unhealthy_after_failures: Option<u64>,
+    /// /healthz answers 503 when the last successful pass (or, before one, the start) is
+    /// older than this many seconds [default: 600].
+    #[arg(long, value_name = "SECS", env = "SEGVAULT_UNHEALTHY_AFTER")]
+    unhealthy_after: Option<f64>,
 }
 
 /// The config file: the same options as the flags.
@@ -149,6 +164,8 @@ struct FileConfig {
     metrics_addr: Option<String>,
     log_format: Option<String>,
     grace_period: Option<f64>,
+    unhealthy_after_failures: Option<u64>,
+    unhealthy_after: Option<f64>,
 }
 
 fn secs(what: &str, v: f64) -> Result<Duration, String> {
@@ -205,6 +222,7 @@ fn merge(a: AgentArgs) -> Result<(Config, Format), String> {
         concurrency: a.concurrency.or(f.concurrency).unwrap_or(4),
         rate_limit: a.rate_limit.or(f.rate_limit),
         gap_after: Duration::from_secs(a.gap_after.or(f.gap_after).unwrap_or(600)),
+        on_published: None,
     };
     let rescan_interval = secs(
         "rescan interval",
@@ -225,6 +243,15 @@ fn merge(a: AgentArgs) -> Result<(Config, Format), String> {
             a.grace_period.or(f.grace_period).unwrap_or(30.0),
         )?,
         store_check_timeout: Duration::from_secs(15),
+        unhealthy_after_failures: a
+            .unhealthy_after_failures
+            .or(f.unhealthy_after_failures)
+            .unwrap_or(3)
+            .max(1),
+        unhealthy_after: secs(
+            "unhealthy after",
+            a.unhealthy_after.or(f.unhealthy_after).unwrap_or(600.0),
+        )?,
     };
     Ok((cfg, log_format))
 }

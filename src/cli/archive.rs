@@ -59,6 +59,7 @@ pub fn run(o: Options) -> i32 {
         concurrency: o.concurrency,
         rate_limit: o.rate_limit,
         gap_after: Duration::from_secs(o.gap_after_secs),
+        on_published: None,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -83,6 +84,9 @@ pub fn run(o: Options) -> i32 {
             for p in &report.partitions {
                 println!("{}", serde_json::json!({"type": "partition", "report": p}));
             }
+            for f in &report.failures {
+                println!("{}", serde_json::json!({"type": "failure", "failure": f}));
+            }
             println!(
                 "{}",
                 serde_json::json!({"type": "total", "uploaded_segments": report.uploaded_segments,
@@ -91,6 +95,7 @@ pub fn run(o: Options) -> i32 {
                     "renamed_segments": report.renamed_segments,
                     "unarchived_segments": report.unarchived_segments,
                     "unarchived_committed_segments": report.unarchived_committed_segments,
+                    "failures": report.failures.len(),
                     "store": store.url})
             );
         }
@@ -152,6 +157,9 @@ pub fn run(o: Options) -> i32 {
                 report.corrupt,
                 report.divergences
             );
+            for f in &report.failures {
+                println!("FAILED    {}: {}; not archived", f.partition, f.error);
+            }
             if report.changed > 0 {
                 println!(
                     "{} partitions changed under the pass (the broker's log cleaner or retention \
@@ -169,7 +177,19 @@ pub fn run(o: Options) -> i32 {
             }
         }
     }
-    if report.corrupt > 0 || report.divergences > 0 {
+    if !report.failures.is_empty() {
+        eprintln!(
+            "segvault archive: {} partitions could not be archived (the others were): {}",
+            report.failures.len(),
+            report
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.partition, f.error))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        EXIT_ERROR
+    } else if report.corrupt > 0 || report.divergences > 0 {
         EXIT_PROBLEM
     } else {
         EXIT_OK

@@ -408,20 +408,17 @@ async fn hosted_partitions(
     cat: &Catalog,
     sel: &Selection,
 ) -> Result<Option<std::collections::BTreeSet<(String, i32)>>, (i32, String)> {
-    // Plan once without the filter to learn which node and log dir are meant.
-    let probe = plan::plan(cat, sel, None).map_err(|e| match e {
-        plan::PlanError::Damaged(_) => (EXIT_PROBLEM, e.to_string()),
-        _ => (EXIT_ERROR, e.to_string()),
-    })?;
-    let (Some(node), Some(dir)) = (probe.node_id, &probe.log_dir_id) else {
+    // Which node and log dir are meant: from the broker files alone (a damaged partition the
+    // node never held must not stop its restore).
+    let (Some(node), Some(dir)) =
+        plan::target_node(cat, sel).map_err(|e| (EXIT_ERROR, e.to_string()))?
+    else {
         return Ok(None);
     };
-    let key = archive::layout::broker_file(
-        &probe.cluster_id,
-        node,
-        dir,
-        "replication-offset-checkpoint",
-    );
+    let cluster_id = plan::choose_cluster(cat, sel.cluster_id.as_deref())
+        .map_err(|e| (EXIT_ERROR, e.to_string()))?
+        .0;
+    let key = archive::layout::broker_file(cluster_id, node, &dir, "replication-offset-checkpoint");
     let unknown = |why: String| {
         (
             EXIT_ERROR,

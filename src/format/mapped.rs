@@ -29,11 +29,64 @@ pub fn file_id(path: impl AsRef<Path>) -> io::Result<FileId> {
     Ok((md.dev(), md.ino()))
 }
 
+/// Opens `path` for reading only if it is a regular file. The open never blocks (a FIFO
+/// opened for reading waits for a writer; `O_NONBLOCK` makes it return at once), and
+/// anything that is not a regular file (FIFO, socket, device) is refused with
+/// `InvalidInput`, judged on the opened file itself (no race with a rename).
+pub fn open_regular(path: impl AsRef<Path>) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("expected a regular file, found {what}: not read"),
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads a regular file of at most `max` bytes whole (see [`open_regular`]).
+pub fn read_regular(path: impl AsRef<Path>, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = open_regular(path)?;
+    let len = f.metadata()?.len();
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected a small file (at most {max} bytes), found {len} bytes"),
+        ));
+    }
+    let mut v = Vec::with_capacity(len as usize);
+    f.by_ref().take(max + 1).read_to_end(&mut v)?;
+    if v.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected a small file (at most {max} bytes); it grew while read"),
+        ));
+    }
+    Ok(v)
+}
+
 impl MappedFile {
-    /// Maps `path` read-only.
+    /// Maps `path` read-only; only a regular file (see [`open_regular`]).
     pub fn open(path: impl AsRef<Path>) -> io::Result<MappedFile> {
         use std::os::unix::fs::MetadataExt;
-        let file = File::open(path)?;
+        let file = open_regular(path)?;
         let md = file.metadata()?;
         let (len, id) = (md.len(), (md.dev(), md.ino()));
         if len == 0 {

@@ -227,6 +227,10 @@ pub struct LogDirListing {
     /// Directories and files left out (`-delete`, `-future`, `-stray` directories,
     /// unparsable directory names, transient root files), with the reason.
     pub skipped: Vec<Skipped>,
+    /// Partition directories that could not be listed (an I/O error, a file in them that is
+    /// not a regular file), with the error. Not in `partitions`: every caller must report
+    /// them, never skip them silently.
+    pub unreadable: Vec<Skipped>,
     /// Other root files (e.g. `bootstrap.checkpoint`, `quorum-state` in old layouts).
     pub other: Vec<PathBuf>,
 }
@@ -243,17 +247,13 @@ impl LogDirListing {
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
-    let md = fs::metadata(path).map_err(io_err(path, "a readable file"))?;
-    if md.len() > MAX_TEXT_FILE {
-        return Err(Error::NotALogDir {
+    crate::format::mapped::read_regular(path, MAX_TEXT_FILE).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => Error::NotALogDir {
             path: path.to_path_buf(),
-            message: format!(
-                "expected a small text file (at most {MAX_TEXT_FILE} bytes), found {} bytes",
-                md.len()
-            ),
-        });
-    }
-    fs::read(path).map_err(io_err(path, "a readable file"))
+            message: e.to_string(),
+        },
+        _ => io_err(path, "a readable regular file")(e),
+    })
 }
 
 fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
@@ -301,6 +301,7 @@ pub fn scan(path: impl AsRef<Path>) -> Result<LogDirListing> {
         locked_hint: false,
         partitions: Vec::new(),
         skipped: Vec::new(),
+        unreadable: Vec::new(),
         other: Vec::new(),
     };
     for entry in sorted_entries(path)? {
@@ -321,7 +322,15 @@ pub fn scan(path: impl AsRef<Path>) -> Result<LogDirListing> {
                             Err(_) if !p.exists() => {
                                 "a partition directory that vanished during the scan (deleted or moved by the broker)"
                             }
-                            Err(e) => return Err(e),
+                            // One unreadable partition must not hide the others: it is listed
+                            // as unreadable, and every caller reports it.
+                            Err(e) => {
+                                listing.unreadable.push(Skipped {
+                                    path: p,
+                                    reason: e.to_string(),
+                                });
+                                continue;
+                            }
                         },
                         PartitionDirKind::Delete => {
                             "a -delete directory: the broker deletes it asynchronously"

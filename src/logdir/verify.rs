@@ -522,6 +522,17 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut P
 
 fn root_checks(listing: &LogDirListing, reports: &[PartitionReport]) -> Vec<Problem> {
     let mut out = Vec::new();
+    for u in &listing.unreadable {
+        out.push(problem(
+            &u.path,
+            Severity::Corrupt,
+            "unreadable",
+            format!(
+                "expected a readable partition directory: {}; not verified",
+                u.reason
+            ),
+        ));
+    }
     for s in &listing.skipped {
         let name = s
             .path

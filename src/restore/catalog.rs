@@ -280,28 +280,12 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
             }
         }
     }
-    let fetched_starts: Vec<(PartitionKey, Result<StartRecord, String>)> =
-        futures::stream::iter(starts.into_iter().map(|(key, path)| {
-            let store = store.clone();
-            async move {
-                let r = match store.inner.get(&path).await {
-                    Ok(g) => match g.bytes().await {
-                        Ok(b) => serde_json::from_slice::<StartRecord>(&b)
-                            .map_err(|e| format!("{path}: expected a segvault start record: {e}")),
-                        Err(e) => Err(format!("{path}: {e}")),
-                    },
-                    Err(e) => Err(format!("{path}: {e}")),
-                };
-                (key, r)
-            }
-        }))
-        .buffer_unordered(16)
-        .collect()
-        .await;
     let mut start_of: BTreeMap<(String, String, i32, String), Result<i64, String>> =
         BTreeMap::new();
-    for (key, r) in fetched_starts {
-        start_of.insert(part_id(&key), r.map(|s| s.start_offset));
+    for (key, r) in fetch_starts(store, starts).await? {
+        if let Some(r) = r {
+            start_of.insert(part_id(&key), r);
+        }
     }
     // Every manifest, 16 at a time.
     let fetched: Vec<(PartitionKey, i64, Result<Manifest, String>)> =
@@ -322,14 +306,55 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
         .buffer_unordered(16)
         .collect()
         .await;
+    let mut suspects: Vec<(PartitionKey, String, u64, String)> = Vec::new();
     for (key, start, r) in fetched {
         let p = entry(&mut parts, &key);
         match r.and_then(|m| check_manifest(&key, start, m)) {
             Ok(m) => {
-                p.problems.extend(check_objects(&key, &m, &sizes));
+                suspects.extend(
+                    check_objects(&key, &m, &sizes)
+                        .into_iter()
+                        .map(|(k, size, msg)| (key.clone(), k, size, msg)),
+                );
                 p.ranges.push(m)
             }
             Err(e) => p.problems.push(e),
+        }
+    }
+    // A listing is not a snapshot (a local store walks directories one by one while an
+    // archiver writes): what looks missing or short is asked for directly before it is
+    // reported.
+    let confirmed: Vec<(PartitionKey, Option<String>)> =
+        futures::stream::iter(suspects.into_iter().map(|(key, k, size, msg)| {
+            let store = store.clone();
+            async move {
+                match store.inner.head(&Path::from(k.as_str())).await {
+                    Ok(meta) if meta.size == size => (key, None),
+                    _ => (key, Some(msg)),
+                }
+            }
+        }))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (key, msg) in confirmed {
+        if let Some(msg) = msg {
+            entry(&mut parts, &key).problems.push(msg);
+        }
+    }
+    // A chain whose start.json the listing did not show: asked for directly.
+    let unlisted: Vec<(PartitionKey, Path)> = parts
+        .iter()
+        .filter(|(id, p)| !p.ranges.is_empty() && !start_of.contains_key(*id))
+        .map(|(id, p)| {
+            let k = p.key(&id.0);
+            let path = k.start();
+            (k, path)
+        })
+        .collect();
+    for (key, r) in fetch_starts(store, unlisted).await? {
+        if let Some(r) = r {
+            start_of.insert(part_id(&key), r);
         }
     }
     for (id, mut p) in parts {
@@ -379,24 +404,74 @@ fn part_id(k: &PartitionKey) -> (String, String, i32, String) {
 }
 
 /// Every object a manifest names must be in the listing, with the size the manifest records.
+/// Returns `(key, recorded size, problem)` of each that is not.
 fn check_objects(
     key: &PartitionKey,
     m: &Manifest,
     sizes: &std::collections::HashMap<&str, u64>,
-) -> Vec<String> {
+) -> Vec<(String, u64, String)> {
     let at = key.manifest(m.start_offset);
     m.objects
         .iter()
-        .filter_map(|r| match sizes.get(r.key.as_str()) {
-            None => Some(format!(
-                "manifest {at} names object {}, which is not in the store: range [{}, {}) cannot be restored",
-                r.key, m.start_offset, m.next_offset
-            )),
-            Some(&n) if n != r.stored_size => Some(format!(
-                "manifest {at} names object {} of {} bytes, but the store holds {n} bytes: range [{}, {}) cannot be restored",
-                r.key, r.stored_size, m.start_offset, m.next_offset
-            )),
-            Some(_) => None,
+        .filter_map(|r| {
+            let msg = match sizes.get(r.key.as_str()) {
+                None => format!(
+                    "manifest {at} names object {}, which is not in the store: range [{}, {}) cannot be restored",
+                    r.key, m.start_offset, m.next_offset
+                ),
+                Some(&n) if n != r.stored_size => format!(
+                    "manifest {at} names object {} of {} bytes, but the store holds {n} bytes: range [{}, {}) cannot be restored",
+                    r.key, r.stored_size, m.start_offset, m.next_offset
+                ),
+                Some(_) => return None,
+            };
+            Some((r.key.clone(), r.stored_size, msg))
+        })
+        .collect()
+}
+
+/// A start record as read: `None` if absent, `Some(Err)` if not a start record.
+type StartRead = Option<Result<i64, String>>;
+
+/// Reads `start.json` of each partition: `None` if it is not there, `Some(Err)` if it is
+/// not a start record. A store error other than "not found" fails the whole read (an I/O
+/// error, not damage).
+async fn fetch_starts(
+    store: &Store,
+    starts: Vec<(PartitionKey, Path)>,
+) -> Result<Vec<(PartitionKey, StartRead)>, CatalogError> {
+    let fetched: Vec<(PartitionKey, Path, Result<StartRead, object_store::Error>)> =
+        futures::stream::iter(starts.into_iter().map(|(key, path)| {
+            let store = store.clone();
+            async move {
+                let r = match store.inner.get(&path).await {
+                    Ok(g) => g.bytes().await.map(|b| {
+                        Some(
+                            serde_json::from_slice::<StartRecord>(&b)
+                                .map(|s| s.start_offset)
+                                .map_err(|e| {
+                                    format!("{path}: expected a segvault start record: {e}")
+                                }),
+                        )
+                    }),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                (key, path, r)
+            }
+        }))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    fetched
+        .into_iter()
+        .map(|(key, path, r)| match r {
+            Ok(v) => Ok((key, v)),
+            Err(source) => Err(CatalogError::Store {
+                url: store.url.clone(),
+                key: path.to_string(),
+                source,
+            }),
         })
         .collect()
 }

@@ -84,7 +84,7 @@ pub enum PlanError {
     Damaged(String),
 }
 
-fn choose_cluster<'a>(
+pub fn choose_cluster<'a>(
     cat: &'a Catalog,
     want: Option<&str>,
 ) -> Result<(&'a String, &'a ClusterCatalog), PlanError> {
@@ -113,14 +113,14 @@ fn list<T: std::fmt::Display>(it: impl Iterator<Item = T>) -> String {
     it.map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// Whether the node being rebuilt held `(topic, partition)`.
-pub type Hosted<'a> = dyn Fn(&str, i32) -> bool + 'a;
-
-/// Plans a restore. In bare-metal mode the partitions are those the chosen broker held (its
-/// archived `replication-offset-checkpoint` names them) or, failing that, every partition.
-pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<Plan, PlanError> {
+/// The node and log dir a bare-metal restore rebuilds (`None`s in new-cluster mode), from the
+/// selection and the archive's broker files alone: no partition is looked at.
+pub fn target_node(
+    cat: &Catalog,
+    sel: &Selection,
+) -> Result<(Option<i32>, Option<String>), PlanError> {
     let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
-    let (node_id, log_dir_id) = match sel.mode {
+    Ok(match sel.mode {
         Mode::NewCluster => (None, None),
         Mode::BareMetal => {
             let node = match sel.node_id {
@@ -167,7 +167,17 @@ pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<P
             };
             (Some(node), Some(dir))
         }
-    };
+    })
+}
+
+/// Whether the node being rebuilt held `(topic, partition)`.
+pub type Hosted<'a> = dyn Fn(&str, i32) -> bool + 'a;
+
+/// Plans a restore. In bare-metal mode the partitions are those the chosen broker held (its
+/// archived `replication-offset-checkpoint` names them) or, failing that, every partition.
+pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<Plan, PlanError> {
+    let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
+    let (node_id, log_dir_id) = target_node(cat, sel)?;
     let mut partitions = Vec::new();
     for p in &cluster.partitions {
         if !selected(p, sel) {
