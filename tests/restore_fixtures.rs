@@ -591,3 +591,114 @@ fn a_bare_metal_restore_without_the_nodes_checkpoint_restores_nothing() {
         "{placed:?}"
     );
 }
+
+/// Rewrites the last manifest of `topic-partition` so that it claims `[start, next)` with its
+/// objects moved to that range's keys: a manifest consistent with the layout but lying about
+/// its bounds.
+fn move_last_range(store: &Path, topic: &str, partition: i32, next: i64) -> String {
+    let mut chain: Vec<String> = walk(store)
+        .into_iter()
+        .filter(|k| {
+            k.contains(&format!("/topics/{topic}/")) && k.contains(&format!("/{partition}/chain/"))
+        })
+        .collect();
+    chain.sort();
+    let path = chain.pop().unwrap();
+    let mut m: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let (start, old_next) = (
+        m["start_offset"].as_i64().unwrap(),
+        m["next_offset"].as_i64().unwrap(),
+    );
+    let (from, to) = (
+        format!("/data/{start:020}-{old_next:020}/"),
+        format!("/data/{start:020}-{next:020}/"),
+    );
+    let root = store.to_str().unwrap().to_string() + "/";
+    for o in ["log", "index", "timeindex", "txnindex", "producer_snapshot"] {
+        if let Some(k) = m["objects"][o]["key"].as_str().map(String::from) {
+            let nk = k.replace(&from, &to);
+            let dst = PathBuf::from(&root).join(&nk);
+            fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            fs::rename(PathBuf::from(&root).join(&k), &dst).unwrap();
+            m["objects"][o]["key"] = nk.into();
+        }
+    }
+    m["next_offset"] = next.into();
+    fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    format!("{start}")
+}
+
+/// Restore bounds every range by its batches: a `next_offset` raised to 2^63-1 (it would
+/// become the log end, the high watermark and a snapshot's name) or lowered below the last
+/// batch is refused naming the manifest and the numbers, and nothing of it is placed.
+#[test]
+fn a_range_whose_bounds_do_not_fit_its_batches_is_refused() {
+    for (topic, next) in [("codec-lz4", i64::MAX), ("codec-zstd", 45)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_src, url) = archived(tmp.path(), "4.3.1");
+        let store = tmp.path().join("store");
+        let start = move_last_range(&store, topic, 0, next);
+        let dst = tmp.path().join("dst");
+        let out = segvault(&[
+            "restore",
+            &url,
+            "--to",
+            dst.to_str().unwrap(),
+            "--topic",
+            &format!("^{topic}$"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{topic}: {err}");
+        assert!(
+            err.contains(&format!("{start:0>20}")) || err.contains(&format!("/data/{start:0>20}-")),
+            "{topic}: {err}"
+        );
+        assert!(
+            err.contains("does not fit its batches")
+                || err.contains(&format!("next segment begins at offset {next}")),
+            "{topic}: {err}"
+        );
+        assert!(!dst.join(format!("{topic}-0")).exists(), "{topic}: placed");
+    }
+}
+
+/// A small object (an index) stored as a zstd frame that decompresses to far more than the
+/// manifest says is refused before it grows in memory.
+#[test]
+fn a_small_object_that_decompresses_past_its_size_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let store = tmp.path().join("store");
+    let path = walk(&store)
+        .into_iter()
+        .find(|k| k.contains("/topics/codec-none/") && k.contains("/0/chain/"))
+        .unwrap();
+    let mut m: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let key = m["objects"]["index"]["key"].as_str().unwrap().to_string();
+    // 1 GiB of zeros in one frame: about 40 KB stored.
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        std::io::Write::write_all(&mut enc, &zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    fs::write(store.join(&key), &bomb).unwrap();
+    m["objects"]["index"]["encoding"] = "zstd-frames".into();
+    m["objects"]["index"]["stored_size"] = (bomb.len() as u64).into();
+    fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let dst = tmp.path().join("dst");
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--topic",
+        "^codec-none$",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&key) && err.contains("decompresses to more than"),
+        "{err}"
+    );
+}

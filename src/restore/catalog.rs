@@ -491,6 +491,9 @@ fn entry<'a>(
     })
 }
 
+/// The largest file a broker writes (`Integer.MAX_VALUE`).
+const MAX_FILE: u64 = i32::MAX as u64;
+
 /// A manifest must describe the range its key names, in the partition its key names, and
 /// every object it lists must lie under that partition's `data/` for that range.
 fn check_manifest(key: &PartitionKey, start: i64, m: Manifest) -> Result<Manifest, String> {
@@ -528,6 +531,16 @@ fn check_manifest(key: &PartitionKey, start: i64, m: Manifest) -> Result<Manifes
         })?;
         if !p.as_ref().starts_with(&data) || p.as_ref() != r.key {
             return Err(format!("{at}: object key {:?} lies outside {data}", r.key));
+        }
+    }
+    for r in o.iter() {
+        // Kafka's files are at most 2 GiB (sizes and positions are Java ints); zstd frames
+        // add little to incompressible data.
+        if r.size > MAX_FILE || r.stored_size > MAX_FILE + MAX_FILE / 8 {
+            return Err(format!(
+                "{at}: object {} declares {} bytes ({} stored); a Kafka file is at most {MAX_FILE} bytes",
+                r.key, r.size, r.stored_size
+            ));
         }
     }
     if m.kind == RangeKind::Segment && o.log.is_none() {

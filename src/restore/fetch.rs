@@ -34,10 +34,27 @@ pub(super) async fn fetch_small(store: &Store, r: &ObjectRef) -> Result<Vec<u8>,
 fn decode(r: &ObjectRef, stored: &[u8]) -> Result<Vec<u8>, RestoreError> {
     match r.encoding.as_str() {
         "identity" => Ok(stored.to_vec()),
-        "zstd-frames" => zstd::decode_all(stored).map_err(|e| RestoreError::Integrity {
-            key: r.key.clone(),
-            message: format!("zstd: {e}"),
-        }),
+        // Never more than the manifest's size (plus one byte, to tell): a small object that
+        // decompresses to gigabytes is refused before it grows in memory.
+        "zstd-frames" => {
+            let integrity = |message: String| RestoreError::Integrity {
+                key: r.key.clone(),
+                message,
+            };
+            let dec = zstd::stream::read::Decoder::new(stored)
+                .map_err(|e| integrity(format!("zstd: {e}")))?;
+            let mut out = Vec::with_capacity(r.size.min(1 << 20) as usize);
+            dec.take(r.size.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| integrity(format!("zstd: {e}")))?;
+            if out.len() as u64 > r.size {
+                return Err(integrity(format!(
+                    "decompresses to more than the {} bytes the manifest records",
+                    r.size
+                )));
+            }
+            Ok(out)
+        }
         other => Err(RestoreError::Integrity {
             key: r.key.clone(),
             message: format!("unknown encoding {other:?}; expected identity or zstd-frames"),
@@ -296,6 +313,7 @@ pub(super) async fn fetch_log(
     r: &ObjectRef,
     path: &Path,
     base: i64,
+    next: i64,
     cut: Option<Option<Cut>>,
     txns: &mut index_build::TxnIndexBuilder,
     progress: &(dyn Fn(u64) + Sync),
@@ -332,7 +350,8 @@ pub(super) async fn fetch_log(
         file: &file,
         map: &map,
         data,
-        walker: Walker::new(data, base, u64::MAX),
+        // No batch may reach the range's `next_offset`: what lies beyond is not this range's.
+        walker: Walker::new(data, base, u64::MAX).until(next),
         track: Tracker {
             cut,
             cut_at: None,
@@ -589,7 +608,7 @@ mod tests {
                 let r = put(&store, &key, &data, zstd).await;
                 let path = tmp.path().join("out.log");
                 let mut txns = index_build::TxnIndexBuilder::new();
-                let got = fetch_log(&store, &r, &path, 0, None, &mut txns, &|_| {})
+                let got = fetch_log(&store, &r, &path, 0, i64::MAX, None, &mut txns, &|_| {})
                     .await
                     .unwrap();
                 assert_eq!(got.summary, want, "{} zstd {zstd}", store.url);
@@ -606,7 +625,7 @@ mod tests {
                         sha256: sha,
                         ..r.clone()
                     };
-                    let e = fetch_log(&store, &bad, &path, 0, None, &mut txns, &|_| {})
+                    let e = fetch_log(&store, &bad, &path, 0, i64::MAX, None, &mut txns, &|_| {})
                         .await
                         .err()
                         .unwrap();
@@ -635,7 +654,7 @@ mod tests {
         fs::write(&src, &data).unwrap();
         let path = tmp.path().join("out.log");
         let mut txns = index_build::TxnIndexBuilder::new();
-        let e = fetch_log(&store, &r, &path, 0, None, &mut txns, &|_| {})
+        let e = fetch_log(&store, &r, &path, 0, i64::MAX, None, &mut txns, &|_| {})
             .await
             .err()
             .unwrap();
@@ -644,10 +663,19 @@ mod tests {
             sha256: hex::encode(Sha256::digest(&data)),
             ..r
         };
-        let e = fetch_log(&store, &matching, &path, 0, None, &mut txns, &|_| {})
-            .await
-            .err()
-            .unwrap();
+        let e = fetch_log(
+            &store,
+            &matching,
+            &path,
+            0,
+            i64::MAX,
+            None,
+            &mut txns,
+            &|_| {},
+        )
+        .await
+        .err()
+        .unwrap();
         assert!(
             e.is_integrity() && e.to_string().contains("corrupt at byte"),
             "{e}"

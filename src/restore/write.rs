@@ -515,6 +515,7 @@ async fn build_partition(
             lo,
             &log_path,
             base,
+            m.next_offset,
             trim.then_some(plan.cut),
             &mut txns,
             progress,
@@ -528,6 +529,37 @@ async fn build_partition(
                 message: format!(
                     "the batches differ from what the manifest records (digest {} vs {})",
                     s.stats.batch_digest, m.stats.batch_digest
+                ),
+            });
+        }
+        // The range's bounds must be what its batches allow: the offsets of [start, next)
+        // that hold no batch are the manifest's `empty_offsets` (a raised `next_offset` would
+        // become the restored log end, the high watermark and a snapshot's name).
+        let (head, tail) = match (s.stats.first_batch_offset, s.stats.last_batch_offset) {
+            (Some(f), Some(l)) => ((f - base).max(0), (m.next_offset - 1 - l).max(0)),
+            _ => (m.next_offset - base, 0),
+        };
+        let empty = s
+            .stats
+            .empty_offsets
+            .saturating_add(head as u64)
+            .saturating_add(tail as u64);
+        if empty != m.stats.empty_offsets {
+            return Err(RestoreError::Integrity {
+                key: crate::archive::layout::PartitionKey {
+                    cluster_id: plan.cluster_id.clone(),
+                    topic: p.topic.clone(),
+                    topic_id: p.archived_topic_id.clone(),
+                    partition: p.partition,
+                }
+                .manifest(base)
+                .to_string(),
+                message: format!(
+                    "range [{base}, {}) does not fit its batches: they span {}..={}, which leaves {empty} offsets without a batch, but the manifest records {} (a next_offset or empty_offsets that was changed)",
+                    m.next_offset,
+                    s.stats.first_batch_offset.map_or("-".into(), |o| o.to_string()),
+                    s.stats.last_batch_offset.map_or("-".into(), |o| o.to_string()),
+                    m.stats.empty_offsets
                 ),
             });
         }
