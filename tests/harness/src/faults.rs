@@ -109,6 +109,15 @@ impl FaultProxy {
         Self::start(upstream, rules)
     }
 
+    /// Forwards everything to `upstream`; `percent` % of all answers (any request: the
+    /// server has applied it) are replaced by a 503.
+    pub fn random_503(upstream: &str, percent: u32) -> Result<FaultProxy> {
+        let rules = format!(
+            "    http-response set-status 503 reason \"Service Unavailable (segvault fault proxy)\" if {{ rand(100) lt {percent} }}\n"
+        );
+        Self::start(upstream, &rules)
+    }
+
     fn start(upstream: &str, frontend_rules: &str) -> Result<FaultProxy> {
         let (bin, libs) = haproxy()?;
         let server = upstream
@@ -199,6 +208,155 @@ backend creates
 }
 
 impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pinned Toxiproxy release (Shopify's TCP fault proxy, from the Go module proxy).
+pub const TOXIPROXY_VERSION: &str = "v2.5.0";
+
+/// Installs Toxiproxy's server (once) and returns the binary's path.
+pub fn toxiproxy_binary() -> Result<PathBuf> {
+    let bin_dir = cache_dir().join("bin");
+    let bin = bin_dir.join(format!("toxiproxy-server-{TOXIPROXY_VERSION}"));
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let gobin = cache_dir().join("gobin-toxiproxy");
+    std::fs::create_dir_all(&gobin)?;
+    let out = Command::new("go")
+        .args([
+            "install",
+            &format!("github.com/Shopify/toxiproxy/v2/cmd/server@{TOXIPROXY_VERSION}"),
+        ])
+        .env("GOBIN", &gobin)
+        .env("CGO_ENABLED", "0")
+        .output()
+        .context("running `go install` (Go is a prerequisite)")?;
+    if !out.status.success() {
+        bail!(
+            "go install toxiproxy server@{TOXIPROXY_VERSION} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::create_dir_all(&bin_dir)?;
+    std::fs::rename(gobin.join("server"), &bin)?;
+    Ok(bin)
+}
+
+/// A running Toxiproxy with one proxy in front of `upstream`, driven through its HTTP API;
+/// killed on drop. Toxics are TCP faults: latency, connections reset, replies cut off after
+/// the server has received (and applied) the request.
+pub struct Toxiproxy {
+    /// `http://127.0.0.1:<port>`: the proxied endpoint.
+    pub endpoint: String,
+    api_port: u16,
+    child: Child,
+    log_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Toxiproxy {
+    pub fn start(upstream: &str) -> Result<Toxiproxy> {
+        let bin = toxiproxy_binary()?;
+        let server = upstream
+            .strip_prefix("http://")
+            .with_context(|| format!("upstream {upstream:?} is not http://host:port"))?
+            .to_string();
+        let dir = tempfile::Builder::new()
+            .prefix("segvault-toxiproxy-")
+            .tempdir()?;
+        let api_port = free_port()?;
+        let log_file = dir.path().join("toxiproxy.out");
+        let log = std::fs::File::create(&log_file)?;
+        let child = Command::new(&bin)
+            .args(["-host", "127.0.0.1", "-port", &api_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut t = Toxiproxy {
+            endpoint: String::new(),
+            api_port,
+            child,
+            log_file,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", api_port)).is_err() {
+            if let Some(status) = t.child.try_wait()? {
+                bail!("toxiproxy exited with {status}:\n{}", tail(&t.log_file, 30));
+            }
+            if start.elapsed() > DEADLINE {
+                bail!("toxiproxy did not listen on {api_port} within {DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let port = free_port()?;
+        t.api(
+            "POST",
+            "/proxies",
+            &format!(
+                r#"{{"name":"store","listen":"127.0.0.1:{port}","upstream":"{server}","enabled":true}}"#
+            ),
+        )?;
+        t.endpoint = format!("http://127.0.0.1:{port}");
+        Ok(t)
+    }
+
+    /// Adds a toxic (see Toxiproxy's README for types and attributes), e.g.
+    /// `add("cut", "limit_data", "downstream", 0.05, r#"{"bytes":100}"#)`.
+    pub fn add(
+        &self,
+        name: &str,
+        kind: &str,
+        stream: &str,
+        toxicity: f64,
+        attributes: &str,
+    ) -> Result<()> {
+        self.api(
+            "POST",
+            "/proxies/store/toxics",
+            &format!(
+                r#"{{"name":"{name}","type":"{kind}","stream":"{stream}","toxicity":{toxicity},"attributes":{attributes}}}"#
+            ),
+        )
+        .map(|_| ())
+    }
+
+    /// Removes a toxic.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.api("DELETE", &format!("/proxies/store/toxics/{name}"), "")
+            .map(|_| ())
+    }
+
+    fn api(&self, method: &str, path: &str, body: &str) -> Result<String> {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.api_port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let status: u16 = resp
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        if !(200..300).contains(&status) {
+            bail!("toxiproxy {method} {path}: {resp}");
+        }
+        Ok(resp)
+    }
+}
+
+impl Drop for Toxiproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -7,6 +7,8 @@
 //! - [`client`]: produce plans, consumption, digests, consumer-group offsets.
 //! - [`workload`]: the standard workloads every archive/restore test uses.
 //! - [`s3`]: versitygw on loopback.
+//! - [`faults`]: real fault proxies in front of it: HAProxy (answers rewritten after the
+//!   server applied the request) and Toxiproxy (TCP latency, resets, cut replies).
 //! - [`fixtures`]: regenerates `fixtures/` from real brokers.
 
 pub mod client;
@@ -20,5 +22,5 @@ pub mod workload;
 pub use client::{Client, Isolation, PartitionDigest, Plan, Record, Send};
 pub use cluster::{Cluster, ClusterSpec, Shape};
 pub use dist::{KafkaDist, KAFKA_VERSIONS};
-pub use faults::FaultProxy;
+pub use faults::{FaultProxy, Toxiproxy};
 pub use s3::S3Server;

@@ -67,6 +67,7 @@ fn main() -> Result<()> {
             }
             println!("versitygw: {}", s3::versitygw_binary()?.display());
             println!("haproxy: {}", faults::haproxy()?.0.display());
+            println!("toxiproxy: {}", faults::toxiproxy_binary()?.display());
         }
         Cmd::Kafka {
             version,
