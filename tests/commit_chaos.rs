@@ -34,7 +34,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
     let seed: u64 = std::env::var("SEGVAULT_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x0c4a_05);
+        .unwrap_or(0x000c_4a05);
     eprintln!("chaos seed {seed} (set SEGVAULT_CHAOS_SEED to replay)");
     let mut rng = Rng(seed);
     let tmp = tempfile::tempdir().unwrap();
@@ -89,7 +89,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
         let mut agent = spawn_agent(&log_dir, url, &faulty, &args, &log);
         let life = Duration::from_millis(500 + rng.next() % 3500);
         let until = Instant::now() + life;
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             // A cron job's pass beside the agent.
             let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
                 .args(["archive", "--once", "--store", url, "--log-dir"])
