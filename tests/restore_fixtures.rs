@@ -702,3 +702,159 @@ fn a_small_object_that_decompresses_past_its_size_is_refused() {
         "{err}"
     );
 }
+
+fn partition_dirs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "__cluster_metadata-0")
+        .collect();
+    v.sort();
+    v
+}
+
+/// A restore killed after renaming a partition into place but before its journal entry (or
+/// out of space writing it) resumes: the journal was written ahead of the rename, so the
+/// placed partition is recognised, nothing is refused, nothing placed twice. And a restore
+/// that is refused leaves no `.segvault-restore/` behind in an otherwise complete log dir.
+#[test]
+fn a_restore_killed_between_placing_and_journaling_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let dst = tmp.path().join("dst");
+    let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cluster = fs::read_to_string(dst.join("meta.properties"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster.id=").map(String::from))
+        .unwrap();
+    let parts = partition_dirs(&dst);
+    let before = fs::read(dst.join("codec-lz4-0/00000000000000000000.log")).unwrap();
+    // Refused (the dir already holds data): no staging dir is left behind.
+    let again = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+    assert_ne!(again.status.code(), Some(0));
+    assert!(
+        !dst.join(".segvault-restore").exists(),
+        "a refused restore left .segvault-restore"
+    );
+    // The state a kill between the rename of codec-lz4-0 and its journal entry leaves.
+    let done: Vec<&String> = parts.iter().filter(|p| *p != "codec-lz4-0").collect();
+    fs::create_dir_all(dst.join(".segvault-restore")).unwrap();
+    fs::write(
+        dst.join(".segvault-restore/journal.json"),
+        serde_json::json!({"cluster_id": cluster, "done": done, "placing": ["codec-lz4-0"]})
+            .to_string(),
+    )
+    .unwrap();
+    fs::remove_file(dst.join(".kafka_cleanshutdown")).unwrap();
+    let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dst.join(".segvault-restore").exists());
+    assert!(dst.join(".kafka_cleanshutdown").exists());
+    assert_eq!(partition_dirs(&dst), parts);
+    assert!(fs::read(dst.join("codec-lz4-0/00000000000000000000.log")).unwrap() == before);
+}
+
+/// The restore holds the target's `.lock` (fcntl, as a broker takes it) from start to end: a
+/// process trying to take it mid-restore (a broker starting) fails. The restore runs slowly
+/// here, from S3 through Toxiproxy's latency, so that "mid-restore" lasts.
+#[test]
+fn a_restore_holds_the_targets_lock_until_it_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&fixture("4.3.1"), &src, &[]).unwrap();
+    let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
+    let url = "s3://archive/kafka";
+    let envs = |cmd: &mut Command, endpoint: &str| {
+        for (k, v) in s3.env() {
+            cmd.env(
+                k,
+                if k == "AWS_ENDPOINT_URL" {
+                    endpoint.to_string()
+                } else {
+                    v
+                },
+            );
+        }
+    };
+    let mut a = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    a.args([
+        "archive",
+        "--once",
+        "--store",
+        url,
+        "--log-dir",
+        src.to_str().unwrap(),
+    ]);
+    envs(&mut a, &s3.endpoint);
+    assert_eq!(a.output().unwrap().status.code(), Some(0));
+    let slow = segvault_harness::Toxiproxy::start(&s3.endpoint).unwrap();
+    slow.add(
+        "latency",
+        "latency",
+        "downstream",
+        1.0,
+        r#"{"latency":150,"jitter":0}"#,
+    )
+    .unwrap();
+    let dst = tmp.path().join("dst");
+    let mut r = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    r.args(["restore", url, "--to", dst.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    envs(&mut r, &slow.endpoint);
+    let mut child = r.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !dst.join(".segvault-restore").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore ended before its staging dir was seen"
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no staging dir"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let try_lock = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys; f=open(sys.argv[1],'a+'); fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        ])
+        .arg(dst.join(".lock"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the restore ended during the check: make it slower"
+    );
+    assert!(
+        !try_lock.success(),
+        "another process took the target's .lock mid-restore"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dst.join(".lock").exists(),
+        "the restore left the .lock it created"
+    );
+}

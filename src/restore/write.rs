@@ -3,7 +3,8 @@
 //!
 //! **Safety, in order.**
 //! 1. The target's `.lock` must not be held: a broker holds it (a POSIX `fcntl` lock, which
-//!    is what Java's `FileChannel.tryLock` takes) for as long as it runs.
+//!    is what Java's `FileChannel.tryLock` takes) for as long as it runs. The restore takes
+//!    it the same way and holds it to the end, so a broker starting meanwhile fails.
 //! 2. Each partition is built in `<to>/.segvault-restore/<topic>-<p>`: every `.log` copied
 //!    (a local store's file in the kernel) or streamed to disk, never held in memory, and
 //!    verified in the same pass over the written file: its size and SHA-256 against the
@@ -12,9 +13,11 @@
 //!    rebuilt. Every file is fsynced, then the directory, then it is renamed into place.
 //!    Partitions are built concurrently, one per core, and placed one at a time.
 //! 3. A partition that exists and holds data is refused without `--force`.
-//! 4. A journal (`.segvault-restore/journal.json`) lists the partitions in place, so an
-//!    interrupted restore resumes where it stopped. The staging dir is removed at the end:
-//!    a broker refuses to start beside a directory whose name is not `<topic>-<partition>`.
+//! 4. A journal (`.segvault-restore/journal.json`) lists the partitions in place, and is
+//!    written ahead of each rename into place, so a restore killed or out of space at any
+//!    moment resumes where it stopped. The staging dir is removed at the end, and on a failure
+//!    that leaves nothing to resume: a broker refuses to start beside a directory whose name
+//!    is not `<topic>-<partition>`.
 //!
 //! Checkpoints are merged into the target's: recovery point and high watermark at each
 //! restored partition's log end (every CRC was verified, so the broker need not scan again),
@@ -137,16 +140,6 @@ pub fn lock_held(dir: &Path) -> Result<bool, RestoreError> {
     }
 }
 
-fn refuse_if_locked(dir: &Path) -> Result<(), RestoreError> {
-    if lock_held(dir)? {
-        return Err(RestoreError::Refused(format!(
-            "{}: a running broker holds its .lock; stop the broker before restoring into it",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -154,10 +147,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
         ".{}.segvault-tmp",
         path.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
+    // Errors name the file being written (its temporary copy is an implementation detail).
+    let tmp_ref = &tmp;
+    let failed = |what: &'static str| {
+        move |e: std::io::Error| {
+            let _ = fs::remove_file(tmp_ref);
+            RestoreError::Io {
+                path: path.to_path_buf(),
+                message: format!("{what}: {e}"),
+            }
+        }
+    };
+    let mut f = File::create(&tmp).map_err(failed("creating its temporary copy"))?;
+    f.write_all(bytes).map_err(failed("writing"))?;
+    f.sync_all().map_err(failed("fsync"))?;
+    fs::rename(&tmp, path).map_err(failed("renaming into place"))?;
     sync_dir(dir)
 }
 
@@ -178,7 +182,58 @@ fn holds_data(dir: &Path) -> bool {
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
 struct Journal {
     cluster_id: String,
+    /// Partitions in place.
     done: BTreeSet<String>,
+    /// Partitions about to be renamed into place (written ahead of the rename): after a
+    /// kill, one whose built dir has left the staging dir is in place.
+    #[serde(default)]
+    placing: BTreeSet<String>,
+}
+
+/// Holds the target's `.lock` (an fcntl lock, as a broker takes it) for the whole restore, so
+/// that a broker starting meanwhile fails to take it instead of loading a half-restored dir.
+/// A `.lock` this restore created is removed when it ends.
+struct TargetLock {
+    file: File,
+    path: PathBuf,
+    created: bool,
+}
+
+impl TargetLock {
+    fn take(dir: &Path) -> Result<TargetLock, RestoreError> {
+        let path = dir.join(".lock");
+        let created = !path.exists();
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        match rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(TargetLock {
+                file,
+                path,
+                created,
+            }),
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
+                Err(RestoreError::Refused(format!(
+                    "{}: a running broker holds its .lock; stop the broker before restoring into it",
+                    dir.display()
+                )))
+            }
+            Err(e) => Err(io(&path)(e.into())),
+        }
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = fs::remove_file(&self.path);
+        }
+        let _ = rustix::fs::fcntl_lock(&self.file, rustix::fs::FlockOperation::NonBlockingUnlock);
+    }
 }
 
 /// Restores `plan` into the log dir `to`. `progress` is told the stored bytes fetched.
@@ -196,9 +251,8 @@ pub async fn restore(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, RestoreError> {
     fs::create_dir_all(to).map_err(io(to))?;
-    refuse_if_locked(to)?;
+    let _lock = TargetLock::take(to)?;
     let staging = to.join(STAGING);
-    fs::create_dir_all(&staging).map_err(io(&staging))?;
     let journal_path = staging.join(JOURNAL);
     let mut journal: Journal = match fs::read(&journal_path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| RestoreError::Io {
@@ -207,9 +261,48 @@ pub async fn restore(
         })?,
         Err(_) => Journal {
             cluster_id: plan.cluster_id.clone(),
-            done: BTreeSet::new(),
+            ..Journal::default()
         },
     };
+    let result = restore_locked(
+        store,
+        plan,
+        to,
+        opts,
+        progress,
+        &staging,
+        &journal_path,
+        &mut journal,
+    )
+    .await;
+    if result.is_err() && journal.done.is_empty() && journal.placing.is_empty() {
+        // Nothing to resume: leave no staging dir behind (partial builds are redone).
+        let _ = fs::remove_dir_all(&staging);
+    } else if result.is_err() {
+        // Keep the journal; drop partial builds.
+        if let Ok(rd) = fs::read_dir(&staging) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_locked(
+    store: &Store,
+    plan: &Plan,
+    to: &Path,
+    opts: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    staging: &Path,
+    journal_path: &Path,
+    journal: &mut Journal,
+) -> Result<Report, RestoreError> {
+    let (staging, journal_path) = (staging.to_path_buf(), journal_path.to_path_buf());
     if journal.cluster_id != plan.cluster_id {
         return Err(RestoreError::Refused(format!(
             "{}: an interrupted restore of cluster {} is in progress here; finish it or remove {STAGING}",
@@ -236,7 +329,8 @@ pub async fn restore(
         while failure.is_none() && running.len() < width && next < plan.partitions.len() {
             let i = next;
             next += 1;
-            match prepare(plan, i, to, &staging, &journal, opts) {
+            fs::create_dir_all(&staging).map_err(io(&staging))?;
+            match prepare(plan, i, to, &staging, journal, opts) {
                 Ok(Prepared::Resumed(r)) => placed.push((i, r)),
                 Ok(Prepared::Build {
                     name,
@@ -266,7 +360,7 @@ pub async fn restore(
                 let outcome = match done {
                     Ok((i, name, Ok((r, fetched)))) => {
                         report.fetched_bytes += fetched;
-                        blocking(|| place(to, &staging, &name, &journal_path, &mut journal))
+                        blocking(|| place(to, &staging, &name, &journal_path, journal))
                             .map(|dir| placed.push((i, PartitionReport { dir, ..r })))
                     }
                     Ok((_, _, Err(e))) => Err(e),
@@ -356,7 +450,11 @@ fn prepare(
     let p = &plan.partitions[i];
     let name = format!("{}-{}", p.topic, p.partition);
     let dir = to.join(&name);
-    if journal.done.contains(&name) && dir.is_dir() {
+    // In place: recorded as done, or written ahead as being placed and gone from the
+    // staging dir (killed between the rename and the journal's next write).
+    let placed = journal.done.contains(&name)
+        || (journal.placing.contains(&name) && !staging.join(&name).exists());
+    if placed && dir.is_dir() {
         return Ok(Prepared::Resumed(resumed_report(p, &dir)?));
     }
     let topic_id = match plan.mode {
@@ -411,6 +509,12 @@ fn place(
     let dir = to.join(name);
     let stage = staging.join(name);
     let aside = staging.join(format!("replaced-{name}"));
+    // Written ahead: a kill from here on leaves a journal that recognises the placed dir.
+    journal.placing.insert(name.to_string());
+    write_atomic(
+        journal_path,
+        &serde_json::to_vec(&journal).unwrap_or_default(),
+    )?;
     if dir.exists() {
         if aside.exists() {
             fs::remove_dir_all(&aside).map_err(io(&aside))?;
@@ -423,6 +527,7 @@ fn place(
         fs::remove_dir_all(&aside).map_err(io(&aside))?;
     }
     journal.done.insert(name.to_string());
+    journal.placing.remove(name);
     write_atomic(
         journal_path,
         &serde_json::to_vec(&journal).unwrap_or_default(),
