@@ -362,3 +362,66 @@ fn a_fifo_in_one_partition_fails_only_that_partition() {
         "verify does not name the FIFO: {text}"
     );
 }
+
+/// Without `replication-offset-checkpoint` (or with a garbled one) no segment can be known
+/// committed: the pass says so and exits 2, never a silent "0 segments" with exit 0.
+#[test]
+fn a_missing_or_garbled_high_watermark_checkpoint_is_a_failure() {
+    for garble in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("logs");
+        copy_dir(&fixture(), &src, &[]).unwrap();
+        let cp = src.join("replication-offset-checkpoint");
+        if garble {
+            fs::write(&cp, b"0\nnot a number\n").unwrap();
+        } else {
+            fs::remove_file(&cp).unwrap();
+        }
+        let url = format!("file://{}", tmp.path().join("store").display());
+        let out = output_within(spawn_archive(&src, &url, &[]), 120);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "garbled {garble}: {stderr}");
+        assert!(
+            stderr.contains("replication-offset-checkpoint") && stderr.contains("committed"),
+            "garbled {garble}: {stderr}"
+        );
+        assert_eq!(total(&out.stdout)["uploaded_segments"], 0);
+    }
+}
+
+/// A password in a store URL never appears in what segvault prints.
+#[test]
+fn a_password_in_the_store_url_is_never_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    copy_dir(&fixture(), &src, &[]).unwrap();
+    for args in [
+        vec!["ls", "s3://user:hunter2@nobucket/x?sig=s3cr3t"],
+        vec![
+            "archive",
+            "--once",
+            "--store",
+            "https://user:hunter2@127.0.0.1:1/x?sig=s3cr3t",
+            "--log-dir",
+            src.to_str().unwrap(),
+        ],
+    ] {
+        let out = run(
+            &args,
+            &[
+                ("AWS_ACCESS_KEY_ID", "k".into()),
+                ("AWS_SECRET_ACCESS_KEY", "s".into()),
+            ],
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(out.status.code(), Some(0), "{all}");
+        assert!(
+            !all.contains("hunter2") && !all.contains("s3cr3t"),
+            "{args:?}: {all}"
+        );
+    }
+}

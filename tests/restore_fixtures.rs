@@ -858,3 +858,44 @@ fn a_restore_holds_the_targets_lock_until_it_ends() {
         "the restore left the .lock it created"
     );
 }
+
+/// A file under a local store's root whose name is not UTF-8 is an unknown key, not a reason
+/// for `ls` or a restore to read nothing.
+#[test]
+fn a_non_utf8_key_in_a_local_store_does_not_hide_the_archive() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let store = tmp.path().join("store");
+    let odd = store
+        .join("segvault/v1")
+        .join(std::ffi::OsStr::from_bytes(b"stray-\xff\xfe"));
+    fs::write(&odd, b"x").unwrap();
+    let out = segvault(&["ls", &url, "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parts = json_lines(&out)
+        .iter()
+        .filter(|l| l["type"] == "partition")
+        .count();
+    assert!(parts >= 10, "{parts} partitions listed");
+    let dst = tmp.path().join("dst");
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--topic",
+        "^codec-none$",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

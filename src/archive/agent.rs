@@ -76,11 +76,11 @@ pub async fn startup_checks(cfg: &Config) -> Result<Store, AgentError> {
         Ok(Ok(_)) => Ok(store),
         Ok(Err(e)) => Err(AgentError::Startup(format!(
             "store {}: cannot list its root (unreachable, or bad credentials?): {e}",
-            cfg.store
+            store.url
         ))),
         Err(_) => Err(AgentError::Startup(format!(
             "store {}: no answer to a LIST of its root within {} s (unreachable endpoint?)",
-            cfg.store,
+            store.url,
             cfg.store_check_timeout.as_secs_f64()
         ))),
     }

@@ -50,6 +50,22 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Kafka's limit on a topic name (`Topic.MAX_NAME_LENGTH`): a partition directory adds
+/// `-<partition>` (and a deletion suffix), which must still fit a 255-byte file name.
+pub const MAX_TOPIC_LEN: usize = 249;
+
+/// [`validate_name`] for a topic, with Kafka's own length limit.
+pub fn validate_topic(name: &str) -> Result<(), String> {
+    validate_name("topic", name)?;
+    if name.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "topic {name:?}: {} characters; Kafka allows at most {MAX_TOPIC_LEN}",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
 pub fn cluster(cluster_id: &str) -> Path {
     Path::from(format!("{ROOT}/clusters/{cluster_id}"))
 }
@@ -187,6 +203,8 @@ mod tests {
     #[test]
     fn names_outside_kafkas_charset_are_refused() {
         assert!(validate_name("topic", "orders.v2_x-1").is_ok());
+        assert!(validate_topic(&"t".repeat(249)).is_ok());
+        assert!(validate_topic(&"t".repeat(250)).is_err());
         for bad in ["", ".", "..", "a/b", "a\\b", "é", "a b", &"x".repeat(256)] {
             assert!(validate_name("topic", bad).is_err(), "{bad:?}");
         }

@@ -335,6 +335,33 @@ async fn archive_dir(
         while let Some(done) = tasks.join_next().await {
             results.push(joined(done, &listing.path));
         }
+        // Without the high watermarks nothing can be known committed: never a silent
+        // "0 segments".
+        let has_closed = listing
+            .partitions
+            .iter()
+            .any(|p| !p.is_metadata_log() && !p.closed_segments().is_empty());
+        let cp = listing.path.join("replication-offset-checkpoint");
+        let hw_problem = match &listing.checkpoints.replication_offset {
+            Some(Ok(_)) => None,
+            None if has_closed => Some(format!(
+                "{} is missing: no segment can be known committed, so none was archived (a broker writes it every replica.high.watermark.checkpoint.interval.ms)",
+                cp.display()
+            )),
+            None => None,
+            Some(Err(e)) => Some(format!(
+                "{}: expected an offset checkpoint: {e}; no segment can be known committed, so none was archived",
+                cp.display()
+            )),
+        };
+        if let Some(error) = hw_problem {
+            tracing::error!(log_dir = %listing.path.display(), %error, "high watermarks unknown");
+            report.failures.push(Failure {
+                log_dir: listing.path.display().to_string(),
+                partition: "(every partition)".into(),
+                error,
+            });
+        }
         for u in &listing.unreadable {
             tracing::error!(log_dir = %listing.path.display(), partition = %u.path.display(), error = %u.reason, "partition directory unreadable: not archived");
             report.failures.push(Failure {
@@ -647,7 +674,7 @@ async fn archive_partition_into(
             return Ok(());
         }
     };
-    if let Err(e) = layout::validate_name("topic", &p.topic) {
+    if let Err(e) = layout::validate_topic(&p.topic) {
         report.skipped = Some(e);
         return Ok(());
     }

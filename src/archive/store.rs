@@ -66,11 +66,37 @@ pub enum StoreError {
     },
 }
 
+/// A store URL fit to print: a password in it and its query (which may carry a SAS token or
+/// other secrets) are replaced by `***`. Every message, log line and metric names the store
+/// by this.
+pub fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            let mut changed = false;
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+                changed = true;
+            }
+            if u.query().is_some() {
+                u.set_query(Some("***"));
+                changed = true;
+            }
+            if changed {
+                u.to_string()
+            } else {
+                url.to_string()
+            }
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
 /// Opens the store a URL names. A bare path is taken as a local directory. A local
 /// directory is created if missing. The URL's path (after the bucket) becomes a key prefix.
 pub fn open(url: &str) -> Result<Store, StoreError> {
+    let shown = redact(url);
     let bad = |message: String| StoreError::Url {
-        url: url.to_string(),
+        url: shown.clone(),
         message,
     };
     let parsed = match Url::parse(url) {
@@ -82,7 +108,7 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
         Err(e) => return Err(bad(e.to_string())),
     };
     let backend = |source| StoreError::Backend {
-        url: url.to_string(),
+        url: shown.clone(),
         source,
     };
     let mut local = None;
@@ -140,7 +166,26 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
     };
     Ok(Store {
         inner,
-        url: url.to_string(),
+        url: shown.clone(),
         local,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_store_urls_are_never_shown() {
+        assert_eq!(redact("s3://bucket/prefix"), "s3://bucket/prefix");
+        let r = redact("https://user:hunter2@host/c?sig=abc&se=1");
+        assert!(!r.contains("hunter2") && !r.contains("sig=abc"), "{r}");
+        let e = open("s3://user:hunter2@bucket/x?token=abc").err();
+        if let Some(e) = e {
+            assert!(
+                !e.to_string().contains("hunter2") && !e.to_string().contains("abc"),
+                "{e}"
+            );
+        }
+    }
 }

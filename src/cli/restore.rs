@@ -188,7 +188,10 @@ pub fn ls(o: LsOptions) -> i32 {
         }
     }
     if cat.clusters.is_empty() {
-        eprintln!("segvault ls: {}: no archive here", o.store);
+        eprintln!(
+            "segvault ls: {}: no archive here",
+            crate::archive::store::redact(&o.store)
+        );
     }
     if problems > 0 {
         EXIT_PROBLEM

@@ -9,7 +9,7 @@
 use crate::archive::layout::{self, PartitionKey, ROOT};
 use crate::archive::manifest::{Manifest, RangeKind, StartRecord};
 use crate::archive::store::Store;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
@@ -177,7 +177,7 @@ fn parse_key(path: &Path) -> Option<Entry> {
             })
         }
         ["topics", topic, topic_id, partition, rest @ ..] => {
-            layout::validate_name("topic", topic).ok()?;
+            layout::validate_topic(topic).ok()?;
             layout::validate_name("topic id", topic_id).ok()?;
             let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
             let key = PartitionKey {
@@ -211,13 +211,40 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
         move |source| CatalogError::Store { url, key, source }
     };
     let root = Path::from(ROOT);
-    let metas: Vec<_> = store
-        .inner
-        .list(Some(&root))
-        .try_collect()
-        .await
-        .map_err(err(&root))?;
     let mut cat = Catalog::default();
+    // A key the store cannot even name (a local store's file whose name is not UTF-8) fits
+    // no part of the layout: it is listed as unknown, never a reason to read nothing.
+    let mut metas = Vec::new();
+    match &store.local {
+        // object_store's local listing ends at the first such file: walk the directory here.
+        Some(local) => {
+            let dir = local.path_to_filesystem(&root).map_err(err(&root))?;
+            // The store's own directory: `dir` less the components of ROOT.
+            let base = dir
+                .ancestors()
+                .nth(ROOT.split('/').count())
+                .unwrap_or(&dir)
+                .to_path_buf();
+            list_local(&base, &dir, &mut metas, &mut cat.unknown_keys).map_err(|e| {
+                err(&root)(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })
+            })?;
+        }
+        None => {
+            let mut listing = store.inner.list(Some(&root));
+            while let Some(item) = listing.next().await {
+                match item {
+                    Ok(m) => metas.push(m),
+                    Err(object_store::Error::InvalidPath { source }) => cat
+                        .unknown_keys
+                        .push(format!("(a key that is not a valid path: {source})")),
+                    Err(e) => return Err(err(&root)(e)),
+                }
+            }
+        }
+    }
     let mut parts: BTreeMap<(String, String, i32, String), PartitionCatalog> = BTreeMap::new();
     let mut manifests: Vec<(PartitionKey, i64, Path)> = Vec::new();
     let mut starts: Vec<(PartitionKey, Path)> = Vec::new();
@@ -392,6 +419,65 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
         }
     }
     Ok(cat)
+}
+
+/// Every object under `dir` of a local store rooted at `base`, as the store would list it
+/// (staging files `<name>#<n>` of interrupted writes left out); files whose path is not a
+/// valid key (not UTF-8, say) go to `unknown` by their lossy name.
+fn list_local(
+    base: &std::path::Path,
+    dir: &std::path::Path,
+    out: &mut Vec<object_store::ObjectMeta>,
+    unknown: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let path = e.path();
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            list_local(base, &path, out, unknown)?;
+            continue;
+        }
+        let rel = path.strip_prefix(base).unwrap_or(&path);
+        let Some(key) = rel.to_str() else {
+            unknown.push(format!("{} (not UTF-8)", rel.to_string_lossy()));
+            continue;
+        };
+        if key
+            .rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let location = match Path::parse(key) {
+            Ok(l) => l,
+            Err(err) => {
+                unknown.push(format!("{key} ({err})"));
+                continue;
+            }
+        };
+        let md = match e.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        out.push(object_store::ObjectMeta {
+            location,
+            last_modified: md
+                .modified()
+                .map(chrono::DateTime::<chrono::Utc>::from)
+                .unwrap_or_default(),
+            size: md.len(),
+            e_tag: None,
+            version: None,
+        });
+    }
+    Ok(())
 }
 
 fn part_id(k: &PartitionKey) -> (String, String, i32, String) {
