@@ -425,3 +425,129 @@ fn a_password_in_the_store_url_is_never_printed() {
         );
     }
 }
+
+/// Polls `/proc/<pid>/maps` until `file` is mapped by the process.
+fn wait_mapped(child: &mut Child, file: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let needle = file.display().to_string();
+    loop {
+        let maps = fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap_or_default();
+        if maps.contains(&needle) {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited before mapping {needle}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle} never mapped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn truncate(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// A segment truncated while `archive` (rate-limited, so that it is mid-read) or `inspect`
+/// (its output not drained, so that it is mid-walk) reads it: never SIGBUS. Each exits 2 with
+/// an I/O error naming the file; the archive records no corruption for it and archives the
+/// other partitions.
+#[test]
+fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
+    use segvault::format::encode::{encode_batch, BatchSpec, RecordSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    copy_dir(&fixture(), &src, &[]).unwrap();
+    // codec-none-0's first segment becomes [0, 20) in 4 batches of 5 records of 2 MiB.
+    let seg = src.join("codec-none-0/00000000000000000000.log");
+    let mut big = Vec::new();
+    for b in 0..4i64 {
+        big.extend(encode_batch(&BatchSpec {
+            base_offset: b * 5,
+            records: (0..5)
+                .map(|r| {
+                    RecordSpec::kv(b"k", format!("{b}-{r}-{}", "x".repeat(2 << 20)).as_bytes())
+                })
+                .collect(),
+            ..Default::default()
+        }));
+    }
+    fs::write(&seg, &big).unwrap();
+    for ext in ["index", "timeindex"] {
+        let _ = fs::remove_file(seg.with_extension(ext));
+    }
+    let url = format!("file://{}", tmp.path().join("store").display());
+    let mut archive = segvault(
+        &[
+            "archive",
+            "--once",
+            "--format",
+            "json",
+            "--concurrency",
+            "1",
+            "--rate-limit",
+            "4000000",
+            "--log-dir",
+            src.to_str().unwrap(),
+            "--store",
+            &url,
+        ],
+        &[],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_mapped(&mut archive, &seg);
+    truncate(&seg, 1 << 20);
+    let out = output_within(archive, 300);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{:?}: {stderr}", out.status);
+    assert!(
+        stderr.contains(&seg.display().to_string())
+            && stderr.contains("truncated while it was read"),
+        "{stderr}"
+    );
+    assert_eq!(total(&out.stdout)["failures"], 1);
+    let keys = list_files(&tmp.path().join("store"), "segvault/v1");
+    assert!(
+        !keys.iter().any(|k| k.contains("/corrupt/")),
+        "truncation reported as corruption"
+    );
+    assert!(keys
+        .iter()
+        .any(|k| k.contains("/topics/codec-gzip/") && k.contains("/chain/")));
+
+    // inspect, walking records: its output is not drained until the file is truncated.
+    let one = tmp.path().join("one.log");
+    let mut many = Vec::new();
+    for b in 0..4000i64 {
+        many.extend(encode_batch(&BatchSpec {
+            base_offset: b * 10,
+            records: (0..10)
+                .map(|r| RecordSpec::kv(b"k", format!("v{b}-{r}").as_bytes()))
+                .collect(),
+            ..Default::default()
+        }));
+    }
+    fs::write(&one, &many).unwrap();
+    let mut inspect = segvault(&["inspect", "--records", one.to_str().unwrap()], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_mapped(&mut inspect, &one);
+    truncate(&one, 4096);
+    let out = output_within(inspect, 120);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("truncated while it was read"), "{stderr}");
+}

@@ -811,6 +811,12 @@ async fn archive_partition_into(
                 summarize_blocking(&log, chain_next..next_base, frame_bytes).map(|s| (None, s))
             }
         };
+        // Truncated while read: what the walk saw past the new end was zeros, not the
+        // segment. Neither a result nor corruption: an I/O error naming the file.
+        log.check_intact(&seg.log).map_err(|e| ArchiveError::File {
+            path: seg.log.clone(),
+            message: e.to_string(),
+        })?;
         let verified = match verified {
             Err(r @ Refusal::Beyond { .. }) if changed_since_listing(p, seg, next_base, &log) => {
                 report.outcomes.push(Outcome::Changed {
@@ -891,6 +897,11 @@ async fn archive_partition_into(
             rate.as_deref(),
         )
         .await?;
+        // The zstd path reads the log again while compressing: still the file?
+        log.check_intact(&seg.log).map_err(|e| ArchiveError::File {
+            path: seg.log.clone(),
+            message: e.to_string(),
+        })?;
         // The range ends where the listing's next segment begins: publish it only if no
         // segment between them has shown up since (a listing torn by the broker's renames).
         if !listing_confirmed(p, seg.base_offset + 1, next_base) {
@@ -1435,6 +1446,10 @@ async fn put_file(
     )
     .await
     .map_err(store_err(store, key))?;
+    f.check_intact(path).map_err(|e| ArchiveError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     Ok(Some(r))
 }
 

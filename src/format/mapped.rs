@@ -10,10 +10,115 @@ use memmap2::{Advice, Mmap, UncheckedAdvice};
 
 /// A file mapped read-only; derefs to its bytes. Empty files have no mapping (mapping zero
 /// bytes fails on most platforms) and deref to an empty slice.
+///
+/// A mapped file truncated by someone else while it is read (a broker truncating a log,
+/// trimming an index) would kill the process with SIGBUS at the first access past the new
+/// end. Every mapping is registered with a SIGBUS guard instead (see [`guard`]): a fault
+/// inside a registered mapping maps a page of zeros over the missing page and marks the
+/// mapping; the reader sees zeros, and [`MappedFile::truncated`] tells it afterwards that
+/// what it read is not the file. Readers must check it before they trust or report anything
+/// about the bytes.
 #[derive(Debug)]
 pub struct MappedFile {
     map: Option<Mmap>,
     id: FileId,
+    /// The guard's slot for this mapping, if one was free.
+    slot: Option<usize>,
+}
+
+/// The SIGBUS guard: a fixed table of the live mappings, read by the signal handler without
+/// locks or allocation.
+mod guard {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::Once;
+
+    const SLOTS: usize = 4096;
+    struct Slot {
+        start: AtomicUsize,
+        end: AtomicUsize,
+        hit: AtomicBool,
+    }
+    #[allow(clippy::declare_interior_mutable_const)]
+    const EMPTY: Slot = Slot {
+        start: AtomicUsize::new(0),
+        end: AtomicUsize::new(0),
+        hit: AtomicBool::new(false),
+    };
+    static TABLE: [Slot; SLOTS] = [EMPTY; SLOTS];
+    static INSTALL: Once = Once::new();
+
+    /// Registers `[start, start + len)`; `None` if the table is full (that mapping is then
+    /// unguarded, as every mapping was before).
+    pub(super) fn register(start: usize, len: usize) -> Option<usize> {
+        INSTALL.call_once(install);
+        for (i, s) in TABLE.iter().enumerate() {
+            if s.start.compare_exchange(0, start, SeqCst, SeqCst).is_ok() {
+                s.hit.store(false, SeqCst);
+                s.end.store(start + len, SeqCst);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    pub(super) fn unregister(slot: usize) {
+        TABLE[slot].end.store(0, SeqCst);
+        TABLE[slot].start.store(0, SeqCst);
+    }
+
+    pub(super) fn hit(slot: usize) -> bool {
+        TABLE[slot].hit.load(SeqCst)
+    }
+
+    fn install() {
+        // SAFETY: sigaction with a zeroed struct, our handler and SA_SIGINFO is the documented
+        // way to install a handler; nothing else in segvault handles SIGBUS.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
+        }
+    }
+
+    /// Runs in signal context: atomics and two syscalls only.
+    extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo_t for a SA_SIGINFO handler; si_addr is
+        // the faulting address for SIGBUS.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        for s in TABLE.iter() {
+            let (start, end) = (s.start.load(SeqCst), s.end.load(SeqCst));
+            if start != 0 && addr >= start && addr < end {
+                let page = addr & !(super::page_size() - 1);
+                // SAFETY: the page lies inside a read-only file mapping of ours that the
+                // kernel can no longer back (the file shrank). Replacing that page with an
+                // anonymous zero page (MAP_FIXED) is what makes the faulting read succeed;
+                // the mapping stays ours and is unmapped whole when the MappedFile drops.
+                let r = unsafe {
+                    libc::mmap(
+                        page as *mut libc::c_void,
+                        super::page_size(),
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                        -1,
+                        0,
+                    )
+                };
+                if r != libc::MAP_FAILED {
+                    s.hit.store(true, SeqCst);
+                    return;
+                }
+                break;
+            }
+        }
+        // Not one of ours (or the page could not be replaced): die as SIGBUS would.
+        // SAFETY: restoring the default action and re-raising is async-signal-safe.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
 }
 
 /// Which file a path named when it was opened: `(device, inode)`. A broker replaces segment
@@ -90,7 +195,11 @@ impl MappedFile {
         let md = file.metadata()?;
         let (len, id) = (md.len(), (md.dev(), md.ino()));
         if len == 0 {
-            return Ok(MappedFile { map: None, id });
+            return Ok(MappedFile {
+                map: None,
+                id,
+                slot: None,
+            });
         }
         // SAFETY: memmap2 requires that the file is not modified while mapped, which we
         // cannot guarantee: a running broker may append to, truncate or rewrite (compaction,
@@ -98,13 +207,36 @@ impl MappedFile {
         // write through the map; (2) every parser treats the bytes as untrusted input (checked
         // bounds and arithmetic, no invariants assumed between reads), so changed contents
         // yield errors, not undefined behaviour in our code; (3) the remaining hazard, SIGBUS
-        // if the file is truncated under us, is the documented cost of mmap and callers are
-        // expected to read closed segments or stopped brokers.
+        // if the file is truncated under us, is caught by the guard (see the type's doc):
+        // the missing pages read as zeros and `truncated()` says so.
         let map = unsafe { Mmap::map(&file)? };
+        let slot = guard::register(map.as_ptr() as usize, map.len());
         // Parsers read front to back: ask for aggressive readahead (a hint; from the page
         // cache it changes little, see README "Benchmarks"). Failure is harmless.
         let _ = map.advise(Advice::Sequential);
-        Ok(MappedFile { map: Some(map), id })
+        Ok(MappedFile {
+            map: Some(map),
+            id,
+            slot,
+        })
+    }
+
+    /// Whether the file was truncated while mapped, so that some of what was read through
+    /// this mapping was zeros standing in for bytes that no longer exist.
+    pub fn truncated(&self) -> bool {
+        self.slot.is_some_and(guard::hit)
+    }
+
+    /// `Err` (naming `path`) if the file was truncated while read: an I/O error, never
+    /// something to report as the file's content.
+    pub fn check_intact(&self, path: &Path) -> io::Result<()> {
+        if self.truncated() {
+            return Err(io::Error::other(format!(
+                "{}: truncated while it was read (the broker truncated, trimmed or replaced it); what was read is not the file",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// The identity of the mapped file (see [`FileId`]).
@@ -151,6 +283,16 @@ fn page_size() -> usize {
     4096
 }
 
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // The map itself is unmapped after this (field drop order): unregister first, so the
+        // guard never claims an address range that is no longer ours.
+        if let Some(slot) = self.slot.take() {
+            guard::unregister(slot);
+        }
+    }
+}
+
 impl Deref for MappedFile {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -167,6 +309,32 @@ impl AsRef<[u8]> for MappedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_truncated_while_mapped_reads_zeros_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("seg");
+        std::fs::write(&p, vec![7u8; 5 * 4096]).unwrap();
+        let m = MappedFile::open(&p).unwrap();
+        assert_eq!(m[0], 7);
+        assert!(!m.truncated());
+        m.release(0..m.len());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        // Past the new end: without the guard, SIGBUS.
+        let tail: u32 = m[4096..].iter().map(|&b| b as u32).sum();
+        assert_eq!(tail, 0);
+        assert!(m.truncated());
+        let e = m.check_intact(&p).unwrap_err();
+        assert!(e.to_string().contains("truncated while it was read"), "{e}");
+        drop(m);
+        let again = MappedFile::open(&p).unwrap();
+        assert!(!again.truncated());
+    }
 
     #[test]
     fn empty_and_nonempty() {

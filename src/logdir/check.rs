@@ -1270,6 +1270,15 @@ pub fn check_segment(
     }
 
     if opts.index_only {
+        for (p, m) in [
+            (&input.index, &idx_map),
+            (&input.timeindex, &time_map),
+            (&input.txnindex, &txn_map),
+        ] {
+            if let (Some(p), Some(m)) = (p, m) {
+                intact(p, m)?;
+            }
+        }
         return Ok(stats);
     }
     // How the walk ended.
@@ -1368,6 +1377,19 @@ pub fn check_segment(
                     "entry {i}: expected an ABORT marker of producer {pid} at offset {marker} in the .log, found none"
                 )).at(Some((*i * 34) as u64), Some(*marker)),
             );
+        }
+    }
+    // Truncated while read: an I/O error for the file, whatever the walk made of the zeros.
+    if let Some(m) = &log_map {
+        intact(&input.log, m)?;
+    }
+    for (p, m) in [
+        (&input.index, &idx_map),
+        (&input.timeindex, &time_map),
+        (&input.txnindex, &txn_map),
+    ] {
+        if let (Some(p), Some(m)) = (p, m) {
+            intact(p, m)?;
         }
     }
     Ok(stats)
@@ -1910,5 +1932,15 @@ pub fn check_file(
             out.problem(Problem::new(path, Severity::Note, "unknown_file", "not a file kind segvault knows (expected a segment, index, snapshot, checkpoint or metadata file); ignored".into()));
         }
     }
+    intact(path, &map)?;
     Ok(stats)
+}
+
+/// An [`OpenError`] if `map` was truncated while read: what was checked was not the file.
+fn intact(path: &Path, map: &MappedFile) -> Result<(), OpenError> {
+    map.check_intact(path).map_err(|e| OpenError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+        vanished: false,
+    })
 }
