@@ -899,3 +899,100 @@ fn a_non_utf8_key_in_a_local_store_does_not_hide_the_archive() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "mount -t tmpfs {} (the test needs root)",
+            at.display()
+        );
+        Tmpfs(at.to_path_buf())
+    }
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A restore into a file system that fills up fails naming a file it was writing, and once
+/// there is room again the same command resumes and completes: every partition in place,
+/// byte for byte what a restore with room to spare places. Tried with the disk full at
+/// many points of the restore (sizes from 96 to 512 KiB), so that some fill it while a
+/// partition is built, others while the journal or a checkpoint is written.
+#[test]
+fn a_restore_that_runs_out_of_space_resumes_when_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let full = tmp.path().join("reference");
+    let out = segvault(&["restore", &url, "--to", full.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let rel = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        walk(root)
+            .into_iter()
+            .map(|p| {
+                let bytes = fs::read(&p).unwrap();
+                (
+                    p.strip_prefix(root.to_str().unwrap()).unwrap().to_string(),
+                    bytes,
+                )
+            })
+            .collect()
+    };
+    let want = rel(&full);
+    let disk = Tmpfs::mount(&tmp.path().join("small"), "64m");
+    let dst = disk.0.join("logs");
+    let mut failed = 0;
+    for kib in (96..=512).step_by(16) {
+        let _ = fs::remove_dir_all(&dst);
+        disk.resize(&format!("{kib}k"));
+        let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.code() != Some(0) {
+            failed += 1;
+            assert_eq!(out.status.code(), Some(2), "{kib} KiB: {err}");
+            assert!(
+                err.contains(&dst.display().to_string()) && err.contains("No space left"),
+                "{kib} KiB: {err}"
+            );
+        }
+        disk.resize("64m");
+        if out.status.code() != Some(0) {
+            let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{kib} KiB, resumed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(!dst.join(".segvault-restore").exists(), "{kib} KiB");
+        let got = rel(&dst);
+        assert_eq!(
+            got.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            want.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "{kib} KiB: other files"
+        );
+        for ((p, a), (_, b)) in got.iter().zip(&want) {
+            assert!(a == b, "{kib} KiB: {p} differs");
+        }
+    }
+    assert!(failed >= 5, "the disk was full in only {failed} runs");
+}
