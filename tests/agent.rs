@@ -10,7 +10,7 @@ mod common;
 use common::agent::{bin, http_get, metric, poll, sigterm, spawn_agent, wait_exit};
 use common::{
     broker, check_store, check_store_keeping_garbage, closed_committed, high_watermark, is_staging,
-    list_files, manifests, producer, segments, TestStore, TOPIC,
+    list_files, manifests, producer, segments, Rng, TestStore, TOPIC,
 };
 use segvault_harness::cluster::free_port;
 use std::fs;
@@ -180,27 +180,10 @@ fn agent_archives_a_rolling_broker(ts: &TestStore, tmp: &Path) {
     );
 }
 
-/// splitmix64: a small seeded generator, so a failing run can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 #[test]
 fn agent_killed_at_random_moments_archives_exactly_once() {
     let t0 = Instant::now();
-    let seed: u64 = std::env::var("SEGVAULT_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5e6_7a17);
-    eprintln!("chaos seed {seed} (set SEGVAULT_CHAOS_SEED to replay)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env(0x5e6_7a17);
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let url = format!("file://{}", store.display());

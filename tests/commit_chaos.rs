@@ -10,33 +10,16 @@
 mod common;
 
 use common::agent::{poll, sigterm, spawn_agent, wait_exit};
-use common::{broker, check_store_keeping_garbage, closed_committed, producer, TOPIC};
+use common::{broker, check_store_keeping_garbage, closed_committed, producer, Rng, TOPIC};
 use segvault_harness::{FaultProxy, S3Server, Toxiproxy};
 use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// splitmix64: a small seeded generator, so a failing run can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 #[test]
 fn agent_through_faults_and_kills_loses_nothing() {
     let t0 = Instant::now();
-    let seed: u64 = std::env::var("SEGVAULT_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x000c_4a05);
-    eprintln!("chaos seed {seed} (set SEGVAULT_CHAOS_SEED to replay)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env(0x000c_4a05);
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&["archive"]).unwrap();
     let haproxy = FaultProxy::random_503(&s3.endpoint, 10).unwrap();

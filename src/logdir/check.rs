@@ -1269,16 +1269,13 @@ pub fn check_segment(
         }
     }
 
+    let indexes = [
+        (&input.index, &idx_map),
+        (&input.timeindex, &time_map),
+        (&input.txnindex, &txn_map),
+    ];
     if opts.index_only {
-        for (p, m) in [
-            (&input.index, &idx_map),
-            (&input.timeindex, &time_map),
-            (&input.txnindex, &txn_map),
-        ] {
-            if let (Some(p), Some(m)) = (p, m) {
-                intact(p, m)?;
-            }
-        }
+        all_intact(&indexes)?;
         return Ok(stats);
     }
     // How the walk ended.
@@ -1383,15 +1380,7 @@ pub fn check_segment(
     if let Some(m) = &log_map {
         intact(&input.log, m)?;
     }
-    for (p, m) in [
-        (&input.index, &idx_map),
-        (&input.timeindex, &time_map),
-        (&input.txnindex, &txn_map),
-    ] {
-        if let (Some(p), Some(m)) = (p, m) {
-            intact(p, m)?;
-        }
-    }
+    all_intact(&indexes)?;
     Ok(stats)
 }
 
@@ -1934,6 +1923,16 @@ pub fn check_file(
     }
     intact(path, &map)?;
     Ok(stats)
+}
+
+/// [`intact`] for each mapped index file.
+fn all_intact(files: &[(&Option<PathBuf>, &Option<MappedFile>)]) -> Result<(), OpenError> {
+    for (p, m) in files {
+        if let (Some(p), Some(m)) = (p, m) {
+            intact(p, m)?;
+        }
+    }
+    Ok(())
 }
 
 /// An [`OpenError`] if `map` was truncated while read: what was checked was not the file.

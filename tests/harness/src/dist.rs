@@ -117,6 +117,61 @@ impl KafkaDist {
     }
 }
 
+/// Installs a Go command (`go install <package>@<version>`) once into
+/// `target/harness-cache/bin/<cached>` and returns its path; `built` is the name `go install`
+/// gives the binary (the package's last path element).
+pub fn go_install(package: &str, version: &str, built: &str, cached: &str) -> Result<PathBuf> {
+    let bin_dir = cache_dir().join("bin");
+    let bin = bin_dir.join(cached);
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let gobin = cache_dir().join(format!("gobin-{cached}"));
+    std::fs::create_dir_all(&gobin)?;
+    let out = Command::new("go")
+        .args(["install", &format!("{package}@{version}")])
+        .env("GOBIN", &gobin)
+        .env("CGO_ENABLED", "0")
+        .output()
+        .context("running `go install` (Go is a prerequisite)")?;
+    if !out.status.success() {
+        bail!(
+            "go install {package}@{version} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::create_dir_all(&bin_dir)?;
+    std::fs::rename(gobin.join(built), &bin)?;
+    Ok(bin)
+}
+
+/// Waits until `port` on loopback accepts connections, failing if `child` exits first (with
+/// the end of its log) or the deadline passes.
+pub fn wait_listening(
+    what: &str,
+    child: &mut std::process::Child,
+    port: u16,
+    log: &Path,
+) -> Result<()> {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{what} exited with {status}:\n{}",
+                crate::cluster::tail(log, 30)
+            );
+        }
+        if start.elapsed() > crate::cluster::DEADLINE {
+            bail!(
+                "{what} did not listen on {port} within {:?}",
+                crate::cluster::DEADLINE
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 fn classpath(libs: &Path) -> String {
     format!("{}/*", libs.display())
 }

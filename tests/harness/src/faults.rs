@@ -13,13 +13,13 @@
 //! plain Debian machine lacks) is fetched with `apt-get download` and unpacked with
 //! `dpkg -x` into `target/harness-cache/haproxy`: no root needed, cached for later runs.
 
-use crate::cluster::{free_port, tail, DEADLINE};
-use crate::dist::cache_dir;
+use crate::cluster::free_port;
+use crate::dist::{cache_dir, go_install, wait_listening};
 use anyhow::{bail, Context, Result};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Debian packages unpacked when HAProxy is not installed: the server and the libraries of
 /// its that a default Debian 12 image does not have.
@@ -172,16 +172,7 @@ backend creates
             log_file,
             _dir: dir,
         };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = p.child.try_wait()? {
-                bail!("haproxy exited with {status}:\n{}", tail(&p.log_file, 30));
-            }
-            if start.elapsed() > DEADLINE {
-                bail!("haproxy did not listen on {port} within {DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening("haproxy", &mut p.child, port, &p.log_file)?;
         Ok(p)
     }
 
@@ -219,31 +210,12 @@ pub const TOXIPROXY_VERSION: &str = "v2.5.0";
 
 /// Installs Toxiproxy's server (once) and returns the binary's path.
 pub fn toxiproxy_binary() -> Result<PathBuf> {
-    let bin_dir = cache_dir().join("bin");
-    let bin = bin_dir.join(format!("toxiproxy-server-{TOXIPROXY_VERSION}"));
-    if bin.exists() {
-        return Ok(bin);
-    }
-    let gobin = cache_dir().join("gobin-toxiproxy");
-    std::fs::create_dir_all(&gobin)?;
-    let out = Command::new("go")
-        .args([
-            "install",
-            &format!("github.com/Shopify/toxiproxy/v2/cmd/server@{TOXIPROXY_VERSION}"),
-        ])
-        .env("GOBIN", &gobin)
-        .env("CGO_ENABLED", "0")
-        .output()
-        .context("running `go install` (Go is a prerequisite)")?;
-    if !out.status.success() {
-        bail!(
-            "go install toxiproxy server@{TOXIPROXY_VERSION} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    std::fs::create_dir_all(&bin_dir)?;
-    std::fs::rename(gobin.join("server"), &bin)?;
-    Ok(bin)
+    go_install(
+        "github.com/Shopify/toxiproxy/v2/cmd/server",
+        TOXIPROXY_VERSION,
+        "server",
+        &format!("toxiproxy-server-{TOXIPROXY_VERSION}"),
+    )
 }
 
 /// A running Toxiproxy with one proxy in front of `upstream`, driven through its HTTP API;
@@ -285,16 +257,7 @@ impl Toxiproxy {
             log_file,
             _dir: dir,
         };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", api_port)).is_err() {
-            if let Some(status) = t.child.try_wait()? {
-                bail!("toxiproxy exited with {status}:\n{}", tail(&t.log_file, 30));
-            }
-            if start.elapsed() > DEADLINE {
-                bail!("toxiproxy did not listen on {api_port} within {DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening("toxiproxy", &mut t.child, api_port, &t.log_file)?;
         let port = free_port()?;
         t.api(
             "POST",

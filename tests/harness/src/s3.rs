@@ -5,13 +5,11 @@
 //! `If-None-Match: *` writes) from a plain directory, and starts in well under a second.
 //! The binary is cached under `target/harness-cache/bin`.
 
-use crate::cluster::{free_port, tail, DEADLINE};
-use crate::dist::cache_dir;
-use anyhow::{bail, Context, Result};
-use std::net::TcpStream;
+use crate::cluster::free_port;
+use crate::dist::{go_install, wait_listening};
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The pinned versitygw release.
 pub const VERSITYGW_VERSION: &str = "v1.8.0";
@@ -21,31 +19,12 @@ pub const REGION: &str = "us-east-1";
 
 /// Installs versitygw (once) and returns the binary's path.
 pub fn versitygw_binary() -> Result<PathBuf> {
-    let bin_dir = cache_dir().join("bin");
-    let bin = bin_dir.join(format!("versitygw-{VERSITYGW_VERSION}"));
-    if bin.exists() {
-        return Ok(bin);
-    }
-    let gobin = cache_dir().join("gobin");
-    std::fs::create_dir_all(&gobin)?;
-    let out = Command::new("go")
-        .args([
-            "install",
-            &format!("github.com/versity/versitygw/cmd/versitygw@{VERSITYGW_VERSION}"),
-        ])
-        .env("GOBIN", &gobin)
-        .env("CGO_ENABLED", "0")
-        .output()
-        .context("running `go install` (Go is a prerequisite)")?;
-    if !out.status.success() {
-        bail!(
-            "go install versitygw@{VERSITYGW_VERSION} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    std::fs::create_dir_all(&bin_dir)?;
-    std::fs::rename(gobin.join("versitygw"), &bin)?;
-    Ok(bin)
+    go_install(
+        "github.com/versity/versitygw/cmd/versitygw",
+        VERSITYGW_VERSION,
+        "versitygw",
+        &format!("versitygw-{VERSITYGW_VERSION}"),
+    )
 }
 
 /// A running versitygw serving one directory; killed on drop.
@@ -90,16 +69,7 @@ impl S3Server {
             _dir: dir,
             log_file,
         };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = s.child.try_wait()? {
-                bail!("versitygw exited with {status}:\n{}", tail(&s.log_file, 30));
-            }
-            if start.elapsed() > DEADLINE {
-                bail!("versitygw did not listen on {port} within {DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening("versitygw", &mut s.child, port, &s.log_file)?;
         Ok(s)
     }
 
