@@ -1,4 +1,4 @@
-//! The agent beside a real rolling broker for about a minute and a half, archiving to S3 through real
+//! The agent beside a real rolling broker for two minutes, archiving to S3 through real
 //! faults, killed with SIGKILL at random moments, with `archive --once` runs beside it:
 //! at the end every closed committed segment is in the store exactly once, with every object
 //! its manifest names, byte-identical with the broker's files, and it restores.
@@ -58,7 +58,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
 
     let (c, log_dir) = broker();
     let log = tmp.path().join("agent.log");
-    let mut load = producer(&c, 180_000);
+    let mut load = producer(&c, 240_000);
     let args = [
         "--metrics-addr",
         "off",

@@ -281,17 +281,21 @@ fn mkfifo(path: &Path) {
     assert!(st.success(), "mkfifo {}", path.display());
 }
 
-/// Waits for `child` with a deadline: a hang is a failure, not a stuck suite.
-fn output_within(mut child: Child, secs: u64) -> Output {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
+/// Waits for `child` with a deadline, draining its output meanwhile (a full pipe must not
+/// stall it): a hang is a failure, not a stuck suite.
+fn output_within(child: Child, secs: u64) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("the process hung for {secs} s");
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// A FIFO where a closed segment's `.log` or a `partition.metadata` should be: nothing
@@ -426,6 +430,32 @@ fn a_password_in_the_store_url_is_never_printed() {
     }
 }
 
+/// A copy of the fixture whose `codec-none-0` first segment is `[0, 20)` in 4 batches of 5
+/// records of 2 MiB (its indexes left out). Returns the log dir and that segment.
+fn with_a_big_segment(tmp: &Path) -> (PathBuf, PathBuf) {
+    use segvault::format::encode::{encode_batch, BatchSpec, RecordSpec};
+    let src = tmp.join("logs");
+    copy_dir(&fixture(), &src, &[]).unwrap();
+    let seg = src.join("codec-none-0/00000000000000000000.log");
+    let mut big = Vec::new();
+    for b in 0..4i64 {
+        big.extend(encode_batch(&BatchSpec {
+            base_offset: b * 5,
+            records: (0..5)
+                .map(|r| {
+                    RecordSpec::kv(b"k", format!("{b}-{r}-{}", "x".repeat(2 << 20)).as_bytes())
+                })
+                .collect(),
+            ..Default::default()
+        }));
+    }
+    fs::write(&seg, &big).unwrap();
+    for ext in ["index", "timeindex"] {
+        let _ = fs::remove_file(seg.with_extension(ext));
+    }
+    (src, seg)
+}
+
 /// Polls `/proc/<pid>/maps` until `file` is mapped by the process.
 fn wait_mapped(child: &mut Child, file: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -464,26 +494,7 @@ fn truncate(path: &Path, len: u64) {
 fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
     use segvault::format::encode::{encode_batch, BatchSpec, RecordSpec};
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("logs");
-    copy_dir(&fixture(), &src, &[]).unwrap();
-    // codec-none-0's first segment becomes [0, 20) in 4 batches of 5 records of 2 MiB.
-    let seg = src.join("codec-none-0/00000000000000000000.log");
-    let mut big = Vec::new();
-    for b in 0..4i64 {
-        big.extend(encode_batch(&BatchSpec {
-            base_offset: b * 5,
-            records: (0..5)
-                .map(|r| {
-                    RecordSpec::kv(b"k", format!("{b}-{r}-{}", "x".repeat(2 << 20)).as_bytes())
-                })
-                .collect(),
-            ..Default::default()
-        }));
-    }
-    fs::write(&seg, &big).unwrap();
-    for ext in ["index", "timeindex"] {
-        let _ = fs::remove_file(seg.with_extension(ext));
-    }
+    let (src, seg) = with_a_big_segment(tmp.path());
     let url = format!("file://{}", tmp.path().join("store").display());
     let mut archive = segvault(
         &[
@@ -529,7 +540,7 @@ fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
     // inspect, walking records: its output is not drained until the file is truncated.
     let one = tmp.path().join("one.log");
     let mut many = Vec::new();
-    for b in 0..4000i64 {
+    for b in 0..20000i64 {
         many.extend(encode_batch(&BatchSpec {
             base_offset: b * 10,
             records: (0..10)
@@ -550,4 +561,119 @@ fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{:?}: {stderr}", out.status);
     assert!(stderr.contains("truncated while it was read"), "{stderr}");
+}
+
+/// The agent meets a segment truncated while it reads it: it survives (no SIGBUS), logs a
+/// failed pass naming the file, records no corruption, and archives the other partitions.
+#[test]
+fn the_agent_survives_a_segment_truncated_while_it_reads_it() {
+    use common::agent::{poll, sigterm, spawn_agent, wait_exit};
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, seg) = with_a_big_segment(tmp.path());
+    let store = tmp.path().join("store");
+    let url = format!("file://{}", store.display());
+    let log = tmp.path().join("agent.log");
+    let mut agent = spawn_agent(
+        &src,
+        &url,
+        &[],
+        &[
+            "--metrics-addr",
+            "off",
+            "--concurrency",
+            "1",
+            "--rate-limit",
+            "4000000",
+            "--rescan-interval",
+            "3600",
+        ],
+        &log,
+    );
+    wait_mapped(&mut agent, &seg);
+    truncate(&seg, 1 << 20);
+    poll(
+        "the pass to fail naming the file",
+        std::time::Duration::from_secs(120),
+        || {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            (text.contains("truncated while it was read")
+                && text.contains("pass failed for some partitions"))
+            .then_some(())
+        },
+    );
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent died:\n{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    let keys = list_files(&store, "segvault/v1");
+    assert!(keys
+        .iter()
+        .any(|k| k.contains("/topics/codec-gzip/") && k.contains("/chain/")));
+    assert!(
+        !keys.iter().any(|k| k.contains("/corrupt/")),
+        "truncation reported as corruption"
+    );
+    sigterm(&agent);
+    assert_eq!(
+        wait_exit(&mut agent, std::time::Duration::from_secs(60)).code(),
+        Some(0)
+    );
+}
+
+/// A bare-metal restore whose read of the node's `replication-offset-checkpoint` fails (503
+/// on every retry: HAProxy answers every GET of it so) fails naming the key, and restores
+/// nothing: it never widens to every partition of the cluster.
+#[test]
+fn a_bare_metal_restore_that_cannot_read_the_nodes_checkpoint_restores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    copy_dir(&fixture(), &src, &[]).unwrap();
+    let s3 = S3Server::start(&["archive"]).unwrap();
+    let url = "s3://archive/kafka";
+    let out = output_within(spawn_archive(&src, url, &s3.env()), 120);
+    assert_eq!(out.status.code(), Some(0));
+    let proxy = FaultProxy::always_503(&s3.endpoint, "/replication-offset-checkpoint").unwrap();
+    let env: Vec<(&str, String)> = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AWS_ENDPOINT_URL" {
+                (k, proxy.endpoint.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let dst = tmp.path().join("dst");
+    let child = segvault(&["restore", url, "--to", dst.to_str().unwrap()], &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output_within(child, 300);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("replication-offset-checkpoint") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    assert!(
+        proxy.count(503, "GET", "/replication-offset-checkpoint") >= 2,
+        "{}",
+        proxy.log()
+    );
+    let placed: Vec<String> = fs::read_dir(&dst)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !placed
+            .iter()
+            .any(|n| n.contains('-') && !n.starts_with('.')),
+        "partitions placed: {placed:?}"
+    );
 }

@@ -118,6 +118,16 @@ impl FaultProxy {
         Self::start(upstream, &rules)
     }
 
+    /// Forwards everything to `upstream`; every answer to a request whose path ends with
+    /// `suffix` is replaced by a 503, retries included (an object the store cannot serve).
+    pub fn always_503(upstream: &str, suffix: &str) -> Result<FaultProxy> {
+        // The path is a request fetch: remembered in a variable for the response rule.
+        let rules = format!(
+            "    http-request set-var(txn.fail) bool(true) if {{ path_end {suffix} }}\n    http-response set-status 503 reason \"Service Unavailable (segvault fault proxy)\" if {{ var(txn.fail) -m bool }}\n"
+        );
+        Self::start(upstream, &rules)
+    }
+
     fn start(upstream: &str, frontend_rules: &str) -> Result<FaultProxy> {
         let (bin, libs) = haproxy()?;
         let server = upstream
