@@ -42,17 +42,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
     .unwrap();
     toxi.add("cut", "limit_data", "downstream", 0.03, r#"{"bytes":64}"#)
         .unwrap();
-    let faulty: Vec<(&'static str, String)> = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "AWS_ENDPOINT_URL" {
-                (k, toxi.endpoint.clone())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let faulty = s3.env_via(&toxi.endpoint);
     let url = "s3://archive/kafka";
     let root = s3.root.join("archive/kafka");
 

@@ -112,17 +112,7 @@ fn a_lost_reply_to_a_manifest_create_is_our_own_win() {
     copy_dir(&fixture(), &src, &[]).unwrap();
     let s3 = S3Server::start(&["archive"]).unwrap();
     let proxy = FaultProxy::lost_create_replies(&s3.endpoint).unwrap();
-    let through_proxy: Vec<(&str, String)> = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "AWS_ENDPOINT_URL" {
-                (k, proxy.endpoint.clone())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let through_proxy = s3.env_via(&proxy.endpoint);
     let url = "s3://archive/kafka";
     let root = s3.root.join("archive/kafka");
 
@@ -634,17 +624,7 @@ fn a_bare_metal_restore_that_cannot_read_the_nodes_checkpoint_restores_nothing()
     let out = output_within(spawn_archive(&src, url, &s3.env()), 120);
     assert_eq!(out.status.code(), Some(0));
     let proxy = FaultProxy::always_503(&s3.endpoint, "/replication-offset-checkpoint").unwrap();
-    let env: Vec<(&str, String)> = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "AWS_ENDPOINT_URL" {
-                (k, proxy.endpoint.clone())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let env = s3.env_via(&proxy.endpoint);
     let dst = tmp.path().join("dst");
     let child = segvault(&["restore", url, "--to", dst.to_str().unwrap()], &env)
         .stdout(Stdio::piped())

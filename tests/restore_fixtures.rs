@@ -779,16 +779,7 @@ fn a_restore_holds_the_targets_lock_until_it_ends() {
     let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
     let url = "s3://archive/kafka";
     let envs = |cmd: &mut Command, endpoint: &str| {
-        for (k, v) in s3.env() {
-            cmd.env(
-                k,
-                if k == "AWS_ENDPOINT_URL" {
-                    endpoint.to_string()
-                } else {
-                    v
-                },
-            );
-        }
+        cmd.envs(s3.env_via(endpoint));
     };
     let mut a = Command::new(env!("CARGO_BIN_EXE_segvault"));
     a.args([

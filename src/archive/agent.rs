@@ -279,21 +279,12 @@ fn lag_from_listing(log_dirs: &[PathBuf], seen: &Seen) -> Option<(u64, Option<i6
         let d = listing.path.display().to_string();
         for p in &listing.partitions {
             let end = seen.ends.get(&(d.clone(), p.topic.clone(), p.partition));
-            for (i, seg) in p.closed_segments().iter().enumerate() {
-                let next = p.segments[i + 1].base_offset;
-                if end.is_some_and(|&e| next <= e) {
-                    continue;
-                }
-                n += 1;
-                if let Some(ms) = std::fs::metadata(&seg.log)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                {
-                    let ms = ms.as_millis() as i64;
-                    oldest = Some(oldest.map_or(ms, |o: i64| o.min(ms)));
-                }
-            }
+            let (k, _, o) = pass::unarchived(p, end.copied(), None);
+            n += k as u64;
+            oldest = match (oldest, o) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
     }
     listed.then_some((n, oldest))

@@ -768,7 +768,7 @@ async fn archive_partition_into(
                 key.manifest(chain_next),
                 serde_json::to_vec_pretty(&m).unwrap_or_default(),
             );
-            if create(store, &gkey, sent.clone()).await? || is_ours(store, &gkey, &sent).await? {
+            if claim(store, &gkey, sent).await? != Claim::Lost {
                 report.outcomes.push(Outcome::Gap {
                     start: chain_next,
                     next: seg.base_offset,
@@ -813,10 +813,7 @@ async fn archive_partition_into(
         };
         // Truncated while read: what the walk saw past the new end was zeros, not the
         // segment. Neither a result nor corruption: an I/O error naming the file.
-        log.check_intact(&seg.log).map_err(|e| ArchiveError::File {
-            path: seg.log.clone(),
-            message: e.to_string(),
-        })?;
+        intact(&log, &seg.log)?;
         let verified = match verified {
             Err(r @ Refusal::Beyond { .. }) if changed_since_listing(p, seg, next_base, &log) => {
                 report.outcomes.push(Outcome::Changed {
@@ -898,10 +895,7 @@ async fn archive_partition_into(
         )
         .await?;
         // The zstd path reads the log again while compressing: still the file?
-        log.check_intact(&seg.log).map_err(|e| ArchiveError::File {
-            path: seg.log.clone(),
-            message: e.to_string(),
-        })?;
+        intact(&log, &seg.log)?;
         // The range ends where the listing's next segment begins: publish it only if no
         // segment between them has shown up since (a listing torn by the broker's renames).
         if !listing_confirmed(p, seg.base_offset + 1, next_base) {
@@ -923,12 +917,12 @@ async fn archive_partition_into(
         );
         let mkey = key.manifest(chain_next);
         let sent = serde_json::to_vec_pretty(&m).unwrap_or_default();
-        let won = create(store, &mkey, sent.clone()).await? || is_ours(store, &mkey, &sent).await?;
-        if won {
+        let claimed = claim(store, &mkey, sent.clone()).await?;
+        if claimed != Claim::Lost {
             // Objects of interrupted attempts at this range can never be published now. Only
-            // once the stored manifest is read back as ours: a store that did not honour the
-            // conditional create could hold another archiver's manifest there by now.
-            if is_ours(store, &mkey, &sent).await? {
+            // once the stored manifest has been read back as ours: a store that did not honour
+            // the conditional create could hold another archiver's manifest there by now.
+            if claimed == Claim::ReadBack || is_ours(store, &mkey, &sent).await? {
                 drop_unnamed(store, &key, chain_next, next_base, &m.objects).await;
             }
             tracing::info!(topic = %p.topic, partition = p.partition, start = chain_next, next = next_base, bytes, "archived");
@@ -1004,31 +998,46 @@ async fn archive_partition_into(
     Ok(())
 }
 
-/// Closed segments whose end is beyond where the archive's chain ends, for the lag metrics.
-fn count_unarchived(
-    report: &mut PartitionReport,
+/// Closed segments of `p` whose end is beyond `archived_until` (all of them if `None`):
+/// `(count, how many of them are committed, the oldest `.log` mtime among them)`. The lag
+/// the pass reports and the agent reads off the log dir after a failed pass.
+pub fn unarchived(
     p: &PartitionDir,
     archived_until: Option<i64>,
     high_watermark: Option<i64>,
-) {
+) -> (usize, usize, Option<i64>) {
+    let (mut n, mut committed, mut oldest) = (0, 0, None::<i64>);
     for (i, seg) in p.closed_segments().iter().enumerate() {
         let next = p.segments[i + 1].base_offset;
         if archived_until.is_some_and(|until| next <= until) {
             continue;
         }
-        report.unarchived_segments += 1;
+        n += 1;
         if high_watermark.is_some_and(|hw| next <= hw) {
-            report.unarchived_committed_segments += 1;
+            committed += 1;
         }
         let mtime = std::fs::metadata(&seg.log).and_then(|m| m.modified()).ok();
         if let Some(ms) = mtime
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
         {
-            report.oldest_unarchived_mtime_ms =
-                Some(report.oldest_unarchived_mtime_ms.map_or(ms, |o| o.min(ms)));
+            oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
         }
     }
+    (n, committed, oldest)
+}
+
+/// [`unarchived`] into the report.
+fn count_unarchived(
+    report: &mut PartitionReport,
+    p: &PartitionDir,
+    archived_until: Option<i64>,
+    high_watermark: Option<i64>,
+) {
+    let (n, committed, oldest) = unarchived(p, archived_until, high_watermark);
+    report.unarchived_segments = n;
+    report.unarchived_committed_segments = committed;
+    report.oldest_unarchived_mtime_ms = oldest;
 }
 
 /// [`summarize`](super::summary::summarize) is CPU work over a whole segment: on a
@@ -1446,11 +1455,41 @@ async fn put_file(
     )
     .await
     .map_err(store_err(store, key))?;
-    f.check_intact(path).map_err(|e| ArchiveError::File {
+    intact(&f, path)?;
+    Ok(Some(r))
+}
+
+/// An I/O error naming `path` if `map` was truncated while read (see
+/// [`MappedFile::truncated`]).
+fn intact(map: &MappedFile, path: &std::path::Path) -> Result<(), ArchiveError> {
+    map.check_intact().map_err(|e| ArchiveError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
-    Ok(Some(r))
+    })
+}
+
+/// How a conditional create of a manifest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// The create succeeded.
+    Created,
+    /// The store said "exists", and what it holds is the manifest we sent (read back): our
+    /// own earlier try was applied.
+    ReadBack,
+    /// Another archiver's manifest is there.
+    Lost,
+}
+
+/// Creates `key` with `bytes` if absent, telling our own applied retry from a loss (see
+/// [`is_ours`]).
+async fn claim(store: &Store, key: &Path, bytes: Vec<u8>) -> Result<Claim, ArchiveError> {
+    if create(store, key, bytes.clone()).await? {
+        Ok(Claim::Created)
+    } else if is_ours(store, key, &bytes).await? {
+        Ok(Claim::ReadBack)
+    } else {
+        Ok(Claim::Lost)
+    }
 }
 
 /// Whether the manifest stored at `key` is the one we sent: a conditional create whose first

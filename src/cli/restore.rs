@@ -413,14 +413,11 @@ async fn hosted_partitions(
 ) -> Result<Option<std::collections::BTreeSet<(String, i32)>>, (i32, String)> {
     // Which node and log dir are meant: from the broker files alone (a damaged partition the
     // node never held must not stop its restore).
-    let (Some(node), Some(dir)) =
+    let (cluster_id, Some(node), Some(dir)) =
         plan::target_node(cat, sel).map_err(|e| (EXIT_ERROR, e.to_string()))?
     else {
         return Ok(None);
     };
-    let cluster_id = plan::choose_cluster(cat, sel.cluster_id.as_deref())
-        .map_err(|e| (EXIT_ERROR, e.to_string()))?
-        .0;
     let key = archive::layout::broker_file(cluster_id, node, &dir, "replication-offset-checkpoint");
     let unknown = |why: String| {
         (

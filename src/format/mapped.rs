@@ -227,14 +227,13 @@ impl MappedFile {
         self.slot.is_some_and(guard::hit)
     }
 
-    /// `Err` (naming `path`) if the file was truncated while read: an I/O error, never
-    /// something to report as the file's content.
-    pub fn check_intact(&self, path: &Path) -> io::Result<()> {
+    /// `Err` if the file was truncated while read: an I/O error (the caller names the
+    /// file), never something to report as the file's content.
+    pub fn check_intact(&self) -> io::Result<()> {
         if self.truncated() {
-            return Err(io::Error::other(format!(
-                "{}: truncated while it was read (the broker truncated, trimmed or replaced it); what was read is not the file",
-                path.display()
-            )));
+            return Err(io::Error::other(
+                "truncated while it was read (the broker truncated, trimmed or replaced it); what was read is not the file",
+            ));
         }
         Ok(())
     }
@@ -329,7 +328,7 @@ mod tests {
         let tail: u32 = m[4096..].iter().map(|&b| b as u32).sum();
         assert_eq!(tail, 0);
         assert!(m.truncated());
-        let e = m.check_intact(&p).unwrap_err();
+        let e = m.check_intact().unwrap_err();
         assert!(e.to_string().contains("truncated while it was read"), "{e}");
         drop(m);
         let again = MappedFile::open(&p).unwrap();

@@ -512,22 +512,13 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Maps a file after checking it is a regular file.
+/// Maps a file; only a regular file (`MappedFile::open` checks the opened file).
 pub fn open(path: &Path) -> Result<MappedFile, OpenError> {
-    let err = |what: &str, e: std::io::Error| OpenError {
+    MappedFile::open(path).map_err(|e| OpenError {
         path: path.to_path_buf(),
-        message: format!("{what}: {e}"),
+        message: format!("cannot read: {e}"),
         vanished: e.kind() == std::io::ErrorKind::NotFound,
-    };
-    let md = std::fs::metadata(path).map_err(|e| err("cannot read", e))?;
-    if !md.is_file() {
-        return Err(OpenError {
-            path: path.to_path_buf(),
-            message: "expected a regular file, found a directory or special file".into(),
-            vanished: false,
-        });
-    }
-    MappedFile::open(path).map_err(|e| err("cannot map", e))
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1937,7 +1928,7 @@ fn all_intact(files: &[(&Option<PathBuf>, &Option<MappedFile>)]) -> Result<(), O
 
 /// An [`OpenError`] if `map` was truncated while read: what was checked was not the file.
 fn intact(path: &Path, map: &MappedFile) -> Result<(), OpenError> {
-    map.check_intact(path).map_err(|e| OpenError {
+    map.check_intact().map_err(|e| OpenError {
         path: path.to_path_buf(),
         message: e.to_string(),
         vanished: false,

@@ -84,7 +84,7 @@ pub enum PlanError {
     Damaged(String),
 }
 
-pub fn choose_cluster<'a>(
+fn choose_cluster<'a>(
     cat: &'a Catalog,
     want: Option<&str>,
 ) -> Result<(&'a String, &'a ClusterCatalog), PlanError> {
@@ -115,12 +115,12 @@ fn list<T: std::fmt::Display>(it: impl Iterator<Item = T>) -> String {
 
 /// The node and log dir a bare-metal restore rebuilds (`None`s in new-cluster mode), from the
 /// selection and the archive's broker files alone: no partition is looked at.
-pub fn target_node(
-    cat: &Catalog,
+pub fn target_node<'a>(
+    cat: &'a Catalog,
     sel: &Selection,
-) -> Result<(Option<i32>, Option<String>), PlanError> {
+) -> Result<(&'a String, Option<i32>, Option<String>), PlanError> {
     let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
-    Ok(match sel.mode {
+    let (node, dir) = match sel.mode {
         Mode::NewCluster => (None, None),
         Mode::BareMetal => {
             let node = match sel.node_id {
@@ -167,7 +167,8 @@ pub fn target_node(
             };
             (Some(node), Some(dir))
         }
-    })
+    };
+    Ok((cluster_id, node, dir))
 }
 
 /// Whether the node being rebuilt held `(topic, partition)`.
@@ -177,7 +178,7 @@ pub type Hosted<'a> = dyn Fn(&str, i32) -> bool + 'a;
 /// archived `replication-offset-checkpoint` names them) or, failing that, every partition.
 pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<Plan, PlanError> {
     let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
-    let (node_id, log_dir_id) = target_node(cat, sel)?;
+    let (_, node_id, log_dir_id) = target_node(cat, sel)?;
     let mut partitions = Vec::new();
     for p in &cluster.partitions {
         if !selected(p, sel) {

@@ -122,24 +122,6 @@ pub struct Report {
     pub clean_shutdown: &'static str,
 }
 
-/// Whether a running process holds `dir/.lock` the way a broker does.
-pub fn lock_held(dir: &Path) -> Result<bool, RestoreError> {
-    let path = dir.join(".lock");
-    let f = match fs::OpenOptions::new().read(true).write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    match rustix::fs::fcntl_lock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {
-            let _ = rustix::fs::fcntl_lock(&f, rustix::fs::FlockOperation::NonBlockingUnlock);
-            Ok(false)
-        }
-        Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => Ok(true),
-        Err(e) => Err(io(&path)(e.into())),
-    }
-}
-
 /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -84,6 +84,18 @@ impl S3Server {
         ]
     }
 
+    /// [`env`](S3Server::env) with the endpoint replaced by `endpoint`: a client of this
+    /// server through a proxy in front of it.
+    pub fn env_via(&self, endpoint: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        for (k, v) in &mut env {
+            if *k == "AWS_ENDPOINT_URL" {
+                *v = endpoint.to_string();
+            }
+        }
+        env
+    }
+
     /// An object_store client for `bucket` on this server.
     pub fn store(&self, bucket: &str) -> Result<object_store::aws::AmazonS3> {
         Ok(object_store::aws::AmazonS3Builder::new()
