@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use segvault::format::mapped::MappedFile;
-use segvault::format::{log_entries, Batch, SegmentEnd};
+use segvault_format::mapped::MappedFile;
+use segvault_format::{log_entries, Batch, SegmentEnd};
 
 fn segment_path() -> PathBuf {
     if let Some(p) = std::env::var_os("SEGVAULT_BENCH_SEGMENT") {

@@ -5,7 +5,7 @@
 //!
 //!   cargo run --release --example raw_crc -- FILE
 
-use segvault::format::mapped::MappedFile;
+use segvault_format::mapped::MappedFile;
 
 fn main() {
     let Some(path) = std::env::args_os().nth(1) else {

@@ -1,5 +1,8 @@
-//! The `segvault` binary: everything is in the library ([`segvault::cli`]).
+//! The `segvault` binary: the command line ([`cli`]) over the `segvault-core` library
+//! (logdir, archive, restore) and the `segvault-format` crate (Kafka's on-disk formats).
+
+mod cli;
 
 fn main() {
-    std::process::exit(segvault::cli::run());
+    std::process::exit(cli::run());
 }

@@ -15,9 +15,9 @@
 mod common;
 
 use common::segments as bases;
-use segvault::archive::pass::{archive_listing, archive_once, Options, Outcome, Report};
-use segvault::archive::{open, Store};
-use segvault::logdir;
+use segvault_core::archive::pass::{archive_listing, archive_once, Options, Outcome, Report};
+use segvault_core::archive::{open, Store};
+use segvault_core::logdir;
 use segvault_harness::fixtures::copy_dir;
 use serde_json::Value;
 use std::fs;
@@ -43,7 +43,7 @@ fn stem(base: i64) -> String {
 /// round's inputs are `0.log.deleted` and the `.deleted` segments after its last offset.
 fn replaced_bases(dir: &Path) -> Vec<i64> {
     let first = fs::read(dir.join(format!("{}.log.deleted", stem(0)))).unwrap();
-    let mut entries = segvault::format::log_entries(&first);
+    let mut entries = segvault_format::log_entries(&first);
     let last = entries
         .by_ref()
         .filter_map(|b| b.last_offset())

@@ -88,7 +88,7 @@ fn inspect(file: &Path) -> Run {
 /// (position, size) of every batch.
 fn batches(file: &Path) -> Vec<(usize, usize)> {
     let data = std::fs::read(file).unwrap();
-    segvault::format::log_entries(&data)
+    segvault_format::log_entries(&data)
         .map(|b| (b.position() as usize, b.size()))
         .collect()
 }

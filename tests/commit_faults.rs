@@ -423,7 +423,7 @@ fn a_password_in_the_store_url_is_never_printed() {
 /// A copy of the fixture whose `codec-none-0` first segment is `[0, 20)` in 4 batches of 5
 /// records of 2 MiB (its indexes left out). Returns the log dir and that segment.
 fn with_a_big_segment(tmp: &Path) -> (PathBuf, PathBuf) {
-    use segvault::format::encode::{encode_batch, BatchSpec, RecordSpec};
+    use segvault_format::encode::{encode_batch, BatchSpec, RecordSpec};
     let src = tmp.join("logs");
     copy_dir(&fixture(), &src, &[]).unwrap();
     let seg = src.join("codec-none-0/00000000000000000000.log");
@@ -482,7 +482,7 @@ fn truncate(path: &Path, len: u64) {
 /// other partitions.
 #[test]
 fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
-    use segvault::format::encode::{encode_batch, BatchSpec, RecordSpec};
+    use segvault_format::encode::{encode_batch, BatchSpec, RecordSpec};
     let tmp = tempfile::tempdir().unwrap();
     let (src, seg) = with_a_big_segment(tmp.path());
     let url = format!("file://{}", tmp.path().join("store").display());

@@ -5,23 +5,23 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use segvault::format::control::{decode_control_record, ControlRecord};
-use segvault::format::index::{
+use segvault_format::control::{decode_control_record, ControlRecord};
+use segvault_format::index::{
     cross_check_offset_index, cross_check_time_index, parse_txn_index, BatchSpan, OffsetIndex,
     TimeIndex,
 };
-use segvault::format::internal::{
+use segvault_format::internal::{
     parse_group_key, parse_offset_commit_value, parse_txn_key, parse_txn_value, GroupKey,
 };
-use segvault::format::kraft::{decode_metadata_record, parse_quorum_state};
-use segvault::format::mapped::MappedFile;
-use segvault::format::names::{parse_file_name, FileName, KnownFile, SegmentFileKind};
-use segvault::format::snapshot::parse_producer_snapshot;
-use segvault::format::text::{
+use segvault_format::kraft::{decode_metadata_record, parse_quorum_state};
+use segvault_format::mapped::MappedFile;
+use segvault_format::names::{parse_file_name, FileName, KnownFile, SegmentFileKind};
+use segvault_format::snapshot::parse_producer_snapshot;
+use segvault_format::text::{
     parse_clean_shutdown, parse_leader_epoch_checkpoint, parse_meta_properties,
     parse_offset_checkpoint, parse_partition_metadata,
 };
-use segvault::format::{log_entries, Batch, Limits, SegmentEnd};
+use segvault_format::{log_entries, Batch, Limits, SegmentEnd};
 
 fn corpus() -> PathBuf {
     PathBuf::from(concat!(
@@ -455,7 +455,7 @@ fn every_other_file_parses_and_indexes_match_their_logs() {
                     let id =
                         parse_partition_metadata(&data).unwrap_or_else(|e| panic!("{rel}: {e}"));
                     assert_eq!(
-                        segvault::format::text::write_partition_metadata(&id).as_bytes(),
+                        segvault_format::text::write_partition_metadata(&id).as_bytes(),
                         &data[..],
                         "{rel}"
                     );
@@ -514,7 +514,7 @@ fn checkpoint_writers_reproduce_corpus_files() {
             | "cleaner-offset-checkpoint" => {
                 let e = parse_offset_checkpoint(&data).unwrap();
                 assert_eq!(
-                    segvault::format::text::write_offset_checkpoint(&e).as_bytes(),
+                    segvault_format::text::write_offset_checkpoint(&e).as_bytes(),
                     &data[..],
                     "{path:?}"
                 );
@@ -523,7 +523,7 @@ fn checkpoint_writers_reproduce_corpus_files() {
             "leader-epoch-checkpoint" => {
                 let e = parse_leader_epoch_checkpoint(&data).unwrap();
                 assert_eq!(
-                    segvault::format::text::write_leader_epoch_checkpoint(&e).as_bytes(),
+                    segvault_format::text::write_leader_epoch_checkpoint(&e).as_bytes(),
                     &data[..],
                     "{path:?}"
                 );

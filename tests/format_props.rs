@@ -4,21 +4,21 @@
 
 use proptest::prelude::*;
 
-use segvault::format::control::decode_control_record;
-use segvault::format::encode::{
+use segvault_format::control::decode_control_record;
+use segvault_format::encode::{
     encode_batch, encode_legacy, encode_legacy_wrapper, BatchSpec, LegacySpec, RecordSpec,
 };
-use segvault::format::index::{parse_txn_index, OffsetIndex, TimeIndex};
-use segvault::format::internal::{
+use segvault_format::index::{parse_txn_index, OffsetIndex, TimeIndex};
+use segvault_format::internal::{
     parse_group_key, parse_offset_commit_value, parse_txn_key, parse_txn_value,
 };
-use segvault::format::kraft::{decode_metadata_record, parse_quorum_state};
-use segvault::format::snapshot::parse_producer_snapshot;
-use segvault::format::text::{
+use segvault_format::kraft::{decode_metadata_record, parse_quorum_state};
+use segvault_format::snapshot::parse_producer_snapshot;
+use segvault_format::text::{
     parse_leader_epoch_checkpoint, parse_meta_properties, parse_offset_checkpoint,
     parse_partition_metadata,
 };
-use segvault::format::{log_entries, Batch, Compression, ErrorKind, Limits, SegmentEnd};
+use segvault_format::{log_entries, Batch, Compression, ErrorKind, Limits, SegmentEnd};
 
 fn codec() -> impl Strategy<Value = Compression> {
     prop_oneof![

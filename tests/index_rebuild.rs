@@ -14,15 +14,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use segvault::format::encode::{encode_batch, encode_legacy, BatchSpec, LegacySpec, RecordSpec};
-use segvault::format::index::{parse_txn_index, OffsetIndex, TimeIndex};
-use segvault::format::index_build::{
+use segvault_format::encode::{encode_batch, encode_legacy, BatchSpec, LegacySpec, RecordSpec};
+use segvault_format::index::{parse_txn_index, OffsetIndex, TimeIndex};
+use segvault_format::index_build::{
     build_indexes, build_indexes_in_appends, build_txn_indexes, encode_txn_index, IndexBuilder,
     SegmentIndexes, TxnIndexBuilder, DEFAULT_INDEX_INTERVAL_BYTES,
 };
-use segvault::format::mapped::MappedFile;
-use segvault::format::snapshot::parse_producer_snapshot;
-use segvault::format::{log_entries, ErrorKind};
+use segvault_format::mapped::MappedFile;
+use segvault_format::snapshot::parse_producer_snapshot;
+use segvault_format::{log_entries, ErrorKind};
 
 const INTERVAL: u32 = DEFAULT_INDEX_INTERVAL_BYTES;
 

@@ -3,7 +3,7 @@
 //! rebuilt as the broker builds them, and bad archives, locked or occupied targets and
 //! interruptions are handled without placing anything unverified.
 
-use segvault::format::index_build;
+use segvault_format::index_build;
 use segvault_harness::fixtures::copy_dir;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -209,7 +209,7 @@ fn corpus_log_dirs() -> Vec<PathBuf> {
                 .unwrap()
                 .flatten()
                 .any(|f| f.file_name().to_string_lossy().ends_with(".log"));
-            if segvault::format::names::parse_partition_dir(&name).is_some() && holds_log {
+            if segvault_format::names::parse_partition_dir(&name).is_some() && holds_log {
                 is_log_dir = true;
             } else {
                 walk(&p, out);
@@ -322,7 +322,7 @@ fn text_output_and_exit_codes_for_bad_arguments() {
 /// naming it ("vanished", not verified), never corruption; everything else is verified.
 #[test]
 fn files_gone_after_the_listing_are_notes_not_corruption() {
-    use segvault::logdir::{self, verify::VerifyOptions};
+    use segvault_core::logdir::{self, verify::VerifyOptions};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
     segvault_harness::fixtures::copy_dir(&fixture_versions()[0].join("clean"), &dir, &[]).unwrap();

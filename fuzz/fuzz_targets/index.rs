@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use segvault::format::index::{
+use segvault_format::index::{
     cross_check_offset_index, cross_check_time_index, parse_txn_index, BatchSpan, OffsetIndex, TimeIndex,
 };
 

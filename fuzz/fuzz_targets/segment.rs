@@ -6,10 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use segvault::format::control::decode_control_record;
-use segvault::format::internal::{parse_group_key, parse_offset_commit_value, parse_txn_key, parse_txn_value};
-use segvault::format::kraft::decode_metadata_record;
-use segvault::format::{log_entries, Batch, Limits, SegmentEnd};
+use segvault_format::control::decode_control_record;
+use segvault_format::internal::{parse_group_key, parse_offset_commit_value, parse_txn_key, parse_txn_value};
+use segvault_format::kraft::decode_metadata_record;
+use segvault_format::{log_entries, Batch, Limits, SegmentEnd};
 
 /// Small bounds so decompression bombs cost memory the fuzzer can afford.
 const LIMITS: Limits = Limits { max_record_bytes: 1 << 20, max_decompressed_bytes: 8 << 20 };

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use segvault::format::snapshot::{parse_producer_snapshot, write_producer_snapshot};
+use segvault_format::snapshot::{parse_producer_snapshot, write_producer_snapshot};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = parse_producer_snapshot(data) {

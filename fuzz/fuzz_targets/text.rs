@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use segvault::format::kraft::parse_quorum_state;
-use segvault::format::text::{
+use segvault_format::kraft::parse_quorum_state;
+use segvault_format::text::{
     parse_clean_shutdown, parse_leader_epoch_checkpoint, parse_meta_properties, parse_offset_checkpoint,
     parse_partition_metadata,
 };

@@ -1,10 +1,10 @@
 //! `segvault agent`: the long-running archiver. Merges flags, environment and the TOML
 //! config file (in that order of precedence), sets up logging, and runs
-//! [`crate::archive::agent`].
+//! [`segvault_core::archive::agent`].
 
 use super::{Format, EXIT_ERROR, EXIT_OK};
-use crate::archive::agent::{self, Config};
-use crate::archive::Options;
+use segvault_core::archive::agent::{self, Config};
+use segvault_core::archive::Options;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -260,7 +260,7 @@ fn init_logging(format: Format) {
     use tracing_subscriber::EnvFilter;
     // The agent logs every outcome itself (deduplicated); the pass's own lines would repeat them.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,segvault::archive::pass=off"));
+        .unwrap_or_else(|_| EnvFilter::new("info,segvault_core::archive::pass=off"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,7 +1,7 @@
 //! `segvault archive --once`: one archive pass, for cron and tests.
 
 use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
-use crate::archive::{self, Outcome};
+use segvault_core::archive::{self, Outcome};
 use std::path::PathBuf;
 use std::time::Duration;
 

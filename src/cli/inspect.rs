@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::output::{push_escaped, push_payload_text, JsonPayload, Out};
 use super::{Format, Payload, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
-use crate::format::names::{parse_file_name, FileName, SegmentFileKind};
-use crate::logdir::check::{
+use segvault_format::names::{parse_file_name, FileName, SegmentFileKind};
+use segvault_core::logdir::check::{
     check_file, check_segment, file_kind, Decoder, Event, FileKind, Problem, RecordMode,
     RecordView, SegmentInput, SegmentStats, Severity, WalkOptions,
 };
@@ -92,7 +92,7 @@ fn name_of(path: &Path) -> String {
 /// Whether `log` is its directory's active segment: no `.log` with a higher base offset
 /// beside it. A file whose name has no offset counts as active (nothing says otherwise).
 fn is_active(log: &Path) -> bool {
-    use crate::format::names::TransientSuffix;
+    use segvault_format::names::TransientSuffix;
     let name = name_of(log);
     // A segment renamed away (retention, cleaner) or a finished replacement: never appended to.
     if let FileName::Segment(s) = parse_file_name(&name) {

@@ -1,6 +1,6 @@
 //! The command line: argument parsing (clap) and rendering. No logic lives here beyond
-//! choosing what to read and how to print it; reading and judging is in [`crate::logdir`]
-//! and [`crate::format`].
+//! choosing what to read and how to print it; reading and judging is in [`segvault_core::logdir`]
+//! and [`segvault_format`].
 //!
 //! Exit codes (every subcommand): 0 nothing wrong (notes are fine), 1 an integrity problem
 //! (severity `corrupt` or `partial`), 2 a usage or I/O error (missing file, a directory
@@ -82,8 +82,8 @@ struct RestoreArgs {
     #[arg(long, value_name = "LOGDIR")]
     to: PathBuf,
     /// bare-metal: the same broker rejoins its cluster; new-cluster: into topics created anew.
-    #[arg(long, value_enum, default_value_t = crate::restore::plan::Mode::BareMetal)]
-    mode: crate::restore::plan::Mode,
+    #[arg(long, value_enum, default_value_t = segvault_core::restore::plan::Mode::BareMetal)]
+    mode: segvault_core::restore::plan::Mode,
     /// The archived cluster id (needed when the archive holds several).
     #[arg(long, value_name = "ID")]
     cluster: Option<String>,

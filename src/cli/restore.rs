@@ -1,10 +1,10 @@
 //! `segvault ls` and `segvault restore`: what the archive holds, and log dirs rebuilt from it.
 
 use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
-use crate::archive;
-use crate::restore::catalog::{self, Catalog};
-use crate::restore::plan::{self, Cut, Mode, Plan, Selection};
-use crate::restore::write::{self, WriteOptions};
+use segvault_core::archive;
+use segvault_core::restore::catalog::{self, Catalog};
+use segvault_core::restore::plan::{self, Cut, Mode, Plan, Selection};
+use segvault_core::restore::write::{self, WriteOptions};
 use object_store::ObjectStoreExt;
 use std::path::PathBuf;
 
@@ -190,7 +190,7 @@ pub fn ls(o: LsOptions) -> i32 {
     if cat.clusters.is_empty() {
         eprintln!(
             "segvault ls: {}: no archive here",
-            crate::archive::store::redact(&o.store)
+            segvault_core::archive::store::redact(&o.store)
         );
     }
     if problems > 0 {
@@ -250,7 +250,7 @@ pub fn restore(o: RestoreOptions) -> i32 {
     let topic_id = match o
         .topic_id
         .as_deref()
-        .map(crate::format::text::Uuid::parse)
+        .map(segvault_format::text::Uuid::parse)
         .transpose()
     {
         Ok(u) => u,
@@ -440,7 +440,7 @@ async fn hosted_partitions(
         .bytes()
         .await
         .map_err(|e| unknown(format!("reading it failed: {e}")))?;
-    let entries = crate::format::text::parse_offset_checkpoint(&bytes)
+    let entries = segvault_format::text::parse_offset_checkpoint(&bytes)
         .map_err(|e| unknown(format!("expected an offset checkpoint: {e}")))?;
     Ok(Some(
         entries

@@ -9,9 +9,9 @@ use serde_json::json;
 use super::inspect::problem_text;
 use super::output::Out;
 use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
-use crate::logdir::check::RecordMode;
-use crate::logdir::verify::{verify_listing, LogDirReport, Totals, VerifyOptions};
-use crate::logdir::{scan, LogDirListing};
+use segvault_core::logdir::check::RecordMode;
+use segvault_core::logdir::verify::{verify_listing, LogDirReport, Totals, VerifyOptions};
+use segvault_core::logdir::{scan, LogDirListing};
 
 pub const LONG_HELP: &str = "\
 Check whole broker log directories (each a log.dirs entry): every partition including

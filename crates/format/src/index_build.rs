@@ -557,8 +557,8 @@ pub fn build_txn_indexes<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::encode::{encode_batch, BatchSpec, RecordSpec};
-    use crate::format::index::parse_txn_index;
+    use crate::encode::{encode_batch, BatchSpec, RecordSpec};
+    use crate::index::parse_txn_index;
 
     fn batch(base_offset: i64, ts: i64, value_len: usize) -> Vec<u8> {
         encode_batch(&BatchSpec {

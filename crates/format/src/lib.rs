@@ -1,4 +1,4 @@
-//! Kafka's on-disk formats: parse (with nom, zero-copy) and verify.
+//! segvault-format: Kafka's on-disk formats, parsed (with nom, zero-copy) and verified.
 //!
 //! Everything here is a pure function over byte slices (callers mmap files, see
 //! [`mapped`]); nothing here decides policy or does I/O beyond opening a mapping. Parsers
@@ -14,11 +14,13 @@
 //!   byte-exact writers). [`kraft`]: `quorum-state`, metadata records.
 //!   [`names`]: file and directory names. [`internal`]: `__consumer_offsets` and
 //!   `__transaction_state` records.
-//! - [`encode`]: batch and message encoders (for tests and fixtures).
+//! - `encode` (feature `test-util`): batch and message encoders for tests, benchmarks and
+//!   fixtures.
 
 pub mod batch;
 pub mod compression;
 pub mod control;
+#[cfg(any(test, feature = "test-util"))]
 pub mod encode;
 pub mod error;
 pub mod index;

@@ -11,10 +11,10 @@ use super::write::{io, RestoreError};
 use crate::archive::manifest::ObjectRef;
 use crate::archive::store::Store;
 use crate::archive::summary::{Summary, Walker};
-use crate::format::index::AbortedTxn;
-use crate::format::index_build;
-use crate::format::mapped::MappedFile;
-use crate::format::segment::Batch;
+use segvault_format::index::AbortedTxn;
+use segvault_format::index_build;
+use segvault_format::mapped::MappedFile;
+use segvault_format::segment::Batch;
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStoreExt;
@@ -554,8 +554,8 @@ mod tests {
     use super::*;
     use crate::archive::summary::summarize;
     use crate::archive::upload::{put_bytes, Encoding};
-    use crate::format::encode;
-    use crate::format::segment::log_entries;
+    use segvault_format::encode;
+    use segvault_format::segment::log_entries;
     use std::path::PathBuf;
     use std::sync::Arc;
 
@@ -687,7 +687,7 @@ mod tests {
     /// fixtures' transactional partitions (cut at every batch, too).
     #[test]
     fn the_walk_keeps_the_transaction_state_a_whole_walk_keeps() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
         let mut checked = 0;
         for v in ["kafka-3.9.2", "kafka-4.3.1"] {
             for part in ["txn-0", "txn-1", "idempotent-0", "codec-none-0"] {

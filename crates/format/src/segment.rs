@@ -257,7 +257,7 @@ impl<'a> Iterator for LogEntries<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::encode::{encode_batch, encode_legacy, BatchSpec, LegacySpec, RecordSpec};
+    use crate::encode::{encode_batch, encode_legacy, BatchSpec, LegacySpec, RecordSpec};
 
     fn two_batches() -> Vec<u8> {
         let mut v = encode_batch(&BatchSpec {

@@ -337,7 +337,7 @@ impl InnerMessages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::encode::{encode_legacy, LegacySpec};
+    use crate::encode::{encode_legacy, LegacySpec};
 
     #[test]
     fn v0_and_v1_roundtrip_with_crc() {
@@ -386,7 +386,7 @@ mod tests {
                     ..LegacySpec::default()
                 })
                 .collect();
-            let w = crate::format::encode::encode_legacy_wrapper(12, magic, codec, &inner);
+            let w = crate::encode::encode_legacy_wrapper(12, magic, codec, &inner);
             let e = LegacyEntry::parse(&w, 0).unwrap();
             assert!(e.crc_ok());
             let msgs = e.inner(Limits::default()).unwrap();

@@ -18,14 +18,14 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::format::names::{
+use segvault_format::names::{
     parse_file_name, parse_partition_dir, FileName, KnownFile, PartitionDirKind, SegmentFileKind,
 };
-use crate::format::text::{
+use segvault_format::text::{
     parse_leader_epoch_checkpoint, parse_meta_properties, parse_offset_checkpoint,
     parse_partition_metadata, MetaProperties, Uuid,
 };
-use crate::format::FormatError;
+use segvault_format::FormatError;
 
 /// Root files and partition files are tiny; anything larger than this under a fixed name is
 /// not what the broker wrote, and is reported rather than read into memory.
@@ -247,7 +247,7 @@ impl LogDirListing {
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
-    crate::format::mapped::read_regular(path, MAX_TEXT_FILE).map_err(|e| match e.kind() {
+    segvault_format::mapped::read_regular(path, MAX_TEXT_FILE).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData => Error::NotALogDir {
             path: path.to_path_buf(),
             message: e.to_string(),

@@ -481,7 +481,7 @@ impl<'a> Records<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::primitives::{encode_varint, encode_varlong};
+    use crate::primitives::{encode_varint, encode_varlong};
     use proptest::prelude::*;
 
     /// A record body with the given fields, then `extra` appended (to break it).

@@ -20,17 +20,17 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::format::batch::{TimestampType, MAGIC_OFFSET, V2_CRC_START};
-use crate::format::control::{decode_control_record, ControlRecord};
-use crate::format::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-use crate::format::internal::{
+use segvault_format::batch::{TimestampType, MAGIC_OFFSET, V2_CRC_START};
+use segvault_format::control::{decode_control_record, ControlRecord};
+use segvault_format::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use segvault_format::internal::{
     parse_group_key, parse_offset_commit_value, parse_txn_key, parse_txn_value, GroupKey,
 };
-use crate::format::kraft::{decode_metadata_record, parse_quorum_state, MetadataFields};
-use crate::format::mapped::MappedFile;
-use crate::format::segment::{log_entries, Batch, LogEntries, SegmentEnd};
-use crate::format::snapshot::parse_producer_snapshot;
-use crate::format::{ErrorKind, FormatError, Limits};
+use segvault_format::kraft::{decode_metadata_record, parse_quorum_state, MetadataFields};
+use segvault_format::mapped::MappedFile;
+use segvault_format::segment::{log_entries, Batch, LogEntries, SegmentEnd};
+use segvault_format::snapshot::parse_producer_snapshot;
+use segvault_format::{ErrorKind, FormatError, Limits};
 
 /// How bad a problem is. Exit code 1 for `Corrupt` and `Partial`, 0 for `Note`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -153,7 +153,7 @@ impl Decoder {
         path.parent()
             .and_then(|d| d.file_name())
             .and_then(|n| n.to_str())
-            .and_then(crate::format::names::parse_partition_dir)
+            .and_then(segvault_format::names::parse_partition_dir)
             .map(|d| Decoder::for_topic(d.topic))
             .unwrap_or(Decoder::None)
     }
@@ -542,8 +542,8 @@ struct OffsetIndexCheck<'a> {
 
 /// Valid entries of an index, treating a lone all-zero entry 0 in an all-zero file as part
 /// of the preallocated tail (a freshly created active index has no entries at all).
-fn valid_and_tail<E: crate::format::index::IndexEntry>(
-    idx: &crate::format::index::IndexFile<'_, E>,
+fn valid_and_tail<E: segvault_format::index::IndexEntry>(
+    idx: &segvault_format::index::IndexFile<'_, E>,
     data: &[u8],
 ) -> (usize, usize) {
     let whole = idx.all_entries();
@@ -987,7 +987,7 @@ pub fn check_segment(
     // Aborted transactions: (producer id, marker offset) -> (entry, matched).
     let mut aborted: HashMap<(i64, i64), (usize, bool)> = HashMap::new();
     if let (Some(path), Some(map)) = (&input.txnindex, &txn_map) {
-        match crate::format::index::parse_txn_index(map) {
+        match segvault_format::index::parse_txn_index(map) {
             Ok(entries) => {
                 for (i, t) in entries.iter().enumerate() {
                     if opts.emit_index_entries {
@@ -1776,9 +1776,9 @@ pub enum FileKind {
 /// does not change the format: a segment the broker has renamed to `.deleted` is still a log,
 /// and a forensic look at it is often the point.
 pub fn file_kind(path: &Path) -> FileKind {
-    use crate::format::names::{FileName, KnownFile, SegmentFileKind};
+    use segvault_format::names::{FileName, KnownFile, SegmentFileKind};
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    match crate::format::names::parse_file_name(name) {
+    match segvault_format::names::parse_file_name(name) {
         FileName::Segment(s) => match s.kind {
             SegmentFileKind::Log => FileKind::Log,
             SegmentFileKind::Index => FileKind::Index,
@@ -1839,7 +1839,7 @@ pub fn check_file(
     let corrupt = |out: &mut Out<'_, '_>, e: FormatError| {
         out.problem(Problem::from_format(path, Severity::Corrupt, &e));
     };
-    use crate::format::text::*;
+    use segvault_format::text::*;
     match kind {
         FileKind::ProducerSnapshot => match parse_producer_snapshot(data) {
             Ok(s) => {

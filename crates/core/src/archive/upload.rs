@@ -595,7 +595,7 @@ fn create_dirs_durably(dir: &std::path::Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::archive::summary::summarize;
-    use crate::format::encode;
+    use segvault_format::encode;
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
 

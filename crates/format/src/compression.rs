@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn snappy_framed_and_raw() {
         let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let framed = crate::format::encode::compress(Compression::Snappy, &payload);
+        let framed = crate::encode::compress(Compression::Snappy, &payload);
         assert!(framed.starts_with(&XERIAL_MAGIC));
         assert_eq!(read_all(Compression::Snappy, &framed, 2).unwrap(), payload);
         let raw = snap::raw::Encoder::new().compress_vec(&payload).unwrap();
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn lz4_magic0_broken_checksum_accepted_only_for_magic0() {
         let payload = b"hello hello hello hello".repeat(10);
-        let mut frame = crate::format::encode::compress(Compression::Lz4, &payload);
+        let mut frame = crate::encode::compress(Compression::Lz4, &payload);
         let flg = frame[4];
         let len = 6 + if flg & 0x08 != 0 { 8 } else { 0 };
         frame[len] = (twox_hash::XxHash32::oneshot(0, &frame[..len]) >> 8) as u8;

@@ -30,11 +30,11 @@ use super::plan::{Mode, PartitionPlan, Plan};
 use crate::archive::layout;
 use crate::archive::manifest::{Manifest, RangeKind};
 use crate::archive::store::Store;
-use crate::format::index::AbortedTxn;
-use crate::format::index_build;
-use crate::format::mapped::MappedFile;
-use crate::format::segment::log_entries;
-use crate::format::text::{self, EpochEntry, OffsetCheckpointEntry, Uuid};
+use segvault_format::index::AbortedTxn;
+use segvault_format::index_build;
+use segvault_format::mapped::MappedFile;
+use segvault_format::segment::log_entries;
+use segvault_format::text::{self, EpochEntry, OffsetCheckpointEntry, Uuid};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -693,7 +693,7 @@ async fn build_partition(
         // The transaction state over the batches kept, from the verifying walk; where the
         // walk found it inconsistent, a walk from the state before this range reports why.
         let txn_result = |data: &[u8]| -> Result<Vec<AbortedTxn>, RestoreError> {
-            let integrity = |e: crate::format::error::FormatError| RestoreError::Integrity {
+            let integrity = |e: segvault_format::error::FormatError| RestoreError::Integrity {
                 key: lo.key.clone(),
                 message: e.to_string(),
             };
@@ -728,7 +728,7 @@ async fn build_partition(
             (index, timeindex, txnindex)
         } else {
             rebuilt += 1;
-            let integrity = |e: crate::format::error::FormatError| RestoreError::Integrity {
+            let integrity = |e: segvault_format::error::FormatError| RestoreError::Integrity {
                 key: lo.key.clone(),
                 message: e.to_string(),
             };
@@ -785,7 +785,7 @@ async fn build_partition(
             // would collide with its new producers. Start with none at the log end.
             small(
                 stage.join(format!("{end:020}.snapshot")),
-                &crate::format::snapshot::write_producer_snapshot(&[]),
+                &segvault_format::snapshot::write_producer_snapshot(&[]),
             )?;
         }
     }
@@ -956,14 +956,14 @@ async fn restore_metadata_snapshot(
     let mut walk = log_entries(&bytes);
     for _ in walk.by_ref() {}
     match walk.finish() {
-        crate::format::segment::SegmentEnd::Clean => {}
-        crate::format::segment::SegmentEnd::Corrupt(e) => {
+        segvault_format::segment::SegmentEnd::Clean => {}
+        segvault_format::segment::SegmentEnd::Corrupt(e) => {
             return Err(RestoreError::Integrity {
                 key: key.to_string(),
                 message: e.to_string(),
             })
         }
-        crate::format::segment::SegmentEnd::PartialTail { position, bytes } => {
+        segvault_format::segment::SegmentEnd::PartialTail { position, bytes } => {
             return Err(RestoreError::Integrity {
                 key: key.to_string(),
                 message: format!("a partial batch of {bytes} bytes at byte {position}"),

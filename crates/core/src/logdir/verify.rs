@@ -540,7 +540,7 @@ fn root_checks(listing: &LogDirListing, reports: &[PartitionReport]) -> Vec<Prob
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if s.path.is_dir()
-            && crate::format::names::parse_partition_dir(&name).is_none()
+            && segvault_format::names::parse_partition_dir(&name).is_none()
             && name != "remote-log-index-cache"
         {
             out.push(problem(&s.path, Severity::Corrupt, "unparsable_directory", format!(

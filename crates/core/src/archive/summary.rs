@@ -3,7 +3,7 @@
 //! offsets that only go up, and the counts a manifest records.
 
 use super::manifest::RangeStats;
-use crate::format::segment::{log_entries, Batch, LogEntries, SegmentEnd, HEADER_SIZE_UP_TO_MAGIC};
+use segvault_format::segment::{log_entries, Batch, LogEntries, SegmentEnd, HEADER_SIZE_UP_TO_MAGIC};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
@@ -352,7 +352,7 @@ fn crc_of(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::encode;
+    use segvault_format::encode;
 
     fn segment(bases: &[(i64, usize)]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -309,7 +309,7 @@ impl<'a> RecordBatch<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::encode::{encode_batch, BatchSpec, RecordSpec};
+    use crate::encode::{encode_batch, BatchSpec, RecordSpec};
 
     fn sample() -> Vec<u8> {
         encode_batch(&BatchSpec {

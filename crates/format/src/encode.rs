@@ -251,7 +251,6 @@ pub fn encode_legacy_wrapper(
 
 /// A test segment: `batches` uncompressed v2 batches of `records` records each, at
 /// consecutive offsets from 0, every value `value_len` bytes or more.
-#[cfg(test)]
 pub fn test_segment(batches: i64, records: i64, value_len: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for i in 0..batches {

@@ -28,8 +28,8 @@ use super::manifest::{
 use super::store::Store;
 use super::summary::{summarize_releasing, Refusal, Summary};
 use super::upload::{put_bytes, put_log_verified, Encoding, LogUploadError, RateLimit};
-use crate::format::mapped::{file_id, MappedFile};
-use crate::format::text::Uuid;
+use segvault_format::mapped::{file_id, MappedFile};
+use segvault_format::text::Uuid;
 use crate::logdir::{self, LogDirListing, PartitionDir, SegmentFiles};
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -476,7 +476,7 @@ async fn upload_broker_files(
     for name in files {
         let path = listing.path.join(&name);
         // A checkpoint may be replaced (tmp + rename) while we read it: read it whole, once.
-        let Ok(bytes) = crate::format::mapped::read_regular(&path, 1 << 20) else {
+        let Ok(bytes) = segvault_format::mapped::read_regular(&path, 1 << 20) else {
             continue;
         };
         let key = layout::broker_file(&b.cluster_id, b.node_id, &b.log_dir_id, &name);
@@ -508,7 +508,7 @@ async fn upload_kraft_snapshots(
             continue;
         }
         // The controller deletes old snapshots: one that vanished meanwhile is skipped.
-        let Ok(bytes) = crate::format::mapped::read_regular(path, 1 << 30) else {
+        let Ok(bytes) = segvault_format::mapped::read_regular(path, 1 << 30) else {
             continue;
         };
         create(store, &key, bytes).await?;
@@ -1237,7 +1237,7 @@ fn changed_since_listing(
 /// renames) lacks segments that hold data; a range, gap or start built on it would lose
 /// them for good. (`.deleted` files do not count: they are gone from the log.)
 fn listing_confirmed(p: &PartitionDir, lo: i64, hi: i64) -> bool {
-    use crate::format::names::{parse_file_name, FileName, SegmentFileKind, TransientSuffix};
+    use segvault_format::names::{parse_file_name, FileName, SegmentFileKind, TransientSuffix};
     let Ok(now) = logdir::scan_partition(&p.path, &p.topic, p.partition) else {
         return false;
     };
@@ -1421,7 +1421,7 @@ async fn upload_objects(
     Ok((objects, renamed))
 }
 
-/// Whether the `.log` name of `seg` no longer names the mapped file (see [`FileId`](crate::format::mapped::FileId)).
+/// Whether the `.log` name of `seg` no longer names the mapped file (see [`FileId`](segvault_format::mapped::FileId)).
 fn renamed(seg: &SegmentFiles, log: &MappedFile) -> bool {
     file_id(&seg.log).ok() != Some(log.id())
 }
