@@ -15,3 +15,4 @@
 pub mod archive;
 pub mod logdir;
 pub mod restore;
+pub mod sys;

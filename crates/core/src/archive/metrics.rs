@@ -65,11 +65,7 @@ pub enum Health {
     Unhealthy(String),
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::sys::now_ms;
 
 impl Default for Metrics {
     fn default() -> Metrics {

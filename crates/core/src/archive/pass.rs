@@ -594,11 +594,7 @@ async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chain, ArchiveE
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::sys::now_ms;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -1054,10 +1050,7 @@ fn summarize_blocking(
         log.release(0..log.len());
         s
     };
-    match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
-        _ => run(),
-    }
+    crate::sys::blocking(run)
 }
 
 async fn compared_ranges(

@@ -464,14 +464,8 @@ impl VerifiedSlices<'_> {
     }
 }
 
-/// Runs blocking work from async code: under `block_in_place` on a multi-threaded runtime
-/// (the other partitions' tasks keep their worker), inline otherwise.
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
+pub use crate::sys::blocking;
+use crate::sys::sync_dir;
 
 /// Writeback of a local object is started every this many bytes written.
 const WRITEBACK_EVERY: u64 = 16 << 20;
@@ -560,10 +554,6 @@ impl LocalObject {
     pub fn abort(self) {
         let _ = std::fs::remove_file(&self.staged);
     }
-}
-
-fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// `create_dir_all`, then every directory whose entries changed fsynced (the first existing

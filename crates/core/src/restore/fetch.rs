@@ -107,15 +107,7 @@ const VERIFY_STEP: usize = 1 << 20;
 /// every this many bytes, so the disk works while the rest is fetched and verified.
 const WRITEBACK_EVERY: usize = 16 << 20;
 
-/// Runs blocking work (file copies, the verifying walk, fsync) from async code: on a
-/// multi-threaded runtime under `block_in_place`, so the runtime keeps its other worker for
-/// the other partitions' tasks; inline otherwise.
-pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
+pub(super) use crate::sys::blocking;
 
 /// What the verifying walk over one fetched `.log` found.
 pub(super) struct LogCheck {

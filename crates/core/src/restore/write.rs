@@ -148,7 +148,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), RestoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    crate::sys::sync_dir(dir).map_err(io(dir))
 }
 
 /// A partition dir holds data if any `.log` in it is not empty.
