@@ -189,7 +189,17 @@ pub fn read_regular(path: impl AsRef<Path>, max: u64) -> io::Result<Vec<u8>> {
 
 impl MappedFile {
     /// Maps `path` read-only; only a regular file (see [`open_regular`]).
-    pub fn open(path: impl AsRef<Path>) -> io::Result<MappedFile> {
+    ///
+    /// # Safety
+    ///
+    /// memmap2's contract is that the file is not modified while mapped; nobody can promise
+    /// that of a file a running broker holds (it appends, truncates and rewrites). A caller
+    /// may still map such a file if it only ever reads through the mapping, treats every
+    /// byte as untrusted input (checked bounds, no invariant assumed between two reads), and
+    /// calls [`MappedFile::check_intact`] before it trusts anything it read (a truncation
+    /// under the mapping reads as zeros, see the type's doc). Every parser in this crate
+    /// meets the second condition.
+    pub unsafe fn open(path: impl AsRef<Path>) -> io::Result<MappedFile> {
         use std::os::unix::fs::MetadataExt;
         let file = open_regular(path)?;
         let md = file.metadata()?;
@@ -201,14 +211,11 @@ impl MappedFile {
                 slot: None,
             });
         }
-        // SAFETY: memmap2 requires that the file is not modified while mapped, which we
-        // cannot guarantee: a running broker may append to, truncate or rewrite (compaction,
-        // index re-extension) the files we read. We accept this because (1) we only read, never
-        // write through the map; (2) every parser treats the bytes as untrusted input (checked
-        // bounds and arithmetic, no invariants assumed between reads), so changed contents
-        // yield errors, not undefined behaviour in our code; (3) the remaining hazard, SIGBUS
-        // if the file is truncated under us, is caught by the guard (see the type's doc):
-        // the missing pages read as zeros and `truncated()` says so.
+        // SAFETY: memmap2 requires that the file is not modified while mapped; our caller
+        // has taken that on (see `# Safety`): it only reads, treats the bytes as untrusted
+        // input, and checks `check_intact` before trusting a result. The one hazard left,
+        // SIGBUS if the file is truncated under us, is caught by the guard (see the type's
+        // doc): the missing pages read as zeros and `truncated()` says so.
         let map = unsafe { Mmap::map(&file)? };
         let slot = guard::register(map.as_ptr() as usize, map.len());
         // Parsers read front to back: ask for aggressive readahead (a hint; from the page
@@ -307,6 +314,8 @@ impl AsRef<[u8]> for MappedFile {
 
 #[cfg(test)]
 mod tests {
+    // The files mapped here are the tests' own temp files; the truncation test truncates
+    // one on purpose and asserts what `truncated` says.
     use super::*;
 
     #[test]
@@ -314,7 +323,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("seg");
         std::fs::write(&p, vec![7u8; 5 * 4096]).unwrap();
-        let m = MappedFile::open(&p).unwrap();
+        let m = unsafe { MappedFile::open(&p) }.unwrap();
         assert_eq!(m[0], 7);
         assert!(!m.truncated());
         m.release(0..m.len());
@@ -331,7 +340,7 @@ mod tests {
         let e = m.check_intact().unwrap_err();
         assert!(e.to_string().contains("truncated while it was read"), "{e}");
         drop(m);
-        let again = MappedFile::open(&p).unwrap();
+        let again = unsafe { MappedFile::open(&p) }.unwrap();
         assert!(!again.truncated());
     }
 
@@ -340,11 +349,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("empty");
         std::fs::write(&p, b"").unwrap();
-        assert!(MappedFile::open(&p).unwrap().is_empty());
+        assert!(unsafe { MappedFile::open(&p) }.unwrap().is_empty());
         let p = dir.path().join("data");
         std::fs::write(&p, b"abc").unwrap();
-        assert_eq!(&*MappedFile::open(&p).unwrap(), b"abc");
-        assert!(MappedFile::open(dir.path().join("missing")).is_err());
+        assert_eq!(&*unsafe { MappedFile::open(&p) }.unwrap(), b"abc");
+        assert!(unsafe { MappedFile::open(dir.path().join("missing")) }.is_err());
     }
 
     #[test]
@@ -353,7 +362,7 @@ mod tests {
         let p = dir.path().join("data");
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        let m = MappedFile::open(&p).unwrap();
+        let m = unsafe { MappedFile::open(&p) }.unwrap();
         let before = &m[..];
         assert_eq!(before, &data[..]);
         m.release(10..900_000);

@@ -1174,7 +1174,7 @@ fn open_listed(seg: &SegmentFiles) -> Result<Option<MappedFile>, ArchiveError> {
     let mut deleted = seg.log.clone().into_os_string();
     deleted.push(".deleted");
     for path in [seg.log.clone(), PathBuf::from(deleted)] {
-        match MappedFile::open(&path) {
+        match crate::sys::map(&path) {
             Ok(f) => return Ok(Some(f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -1427,7 +1427,7 @@ async fn put_file(
     path: &std::path::Path,
     rate: Option<&RateLimit>,
 ) -> Result<Option<ObjectRef>, ArchiveError> {
-    let f = match MappedFile::open(path) {
+    let f = match crate::sys::map(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

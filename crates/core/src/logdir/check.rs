@@ -514,7 +514,7 @@ impl std::error::Error for OpenError {}
 
 /// Maps a file; only a regular file (`MappedFile::open` checks the opened file).
 pub fn open(path: &Path) -> Result<MappedFile, OpenError> {
-    MappedFile::open(path).map_err(|e| OpenError {
+    crate::sys::map(&path).map_err(|e| OpenError {
         path: path.to_path_buf(),
         message: format!("cannot read: {e}"),
         vanished: e.kind() == std::io::ErrorKind::NotFound,

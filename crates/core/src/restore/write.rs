@@ -32,7 +32,6 @@ use crate::archive::manifest::{Manifest, RangeKind};
 use crate::archive::store::Store;
 use segvault_format::index::AbortedTxn;
 use segvault_format::index_build;
-use segvault_format::mapped::MappedFile;
 use segvault_format::segment::log_entries;
 use segvault_format::text::{self, EpochEntry, OffsetCheckpointEntry, Uuid};
 use serde::Serialize;
@@ -551,7 +550,7 @@ fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<PartitionReport, Rest
 fn end_offset_of(dir: &Path, last_base: Option<i64>) -> Result<i64, RestoreError> {
     let Some(base) = last_base else { return Ok(0) };
     let path = dir.join(format!("{base:020}.log"));
-    let log = MappedFile::open(&path).map_err(io(&path))?;
+    let log = crate::sys::map(&path).map_err(io(&path))?;
     let mut end = base;
     for b in log_entries(log.bytes()) {
         if let Some(l) = b.last_offset() {
@@ -722,7 +721,7 @@ async fn build_partition(
                 None => None,
             };
             if check.txn_failed_from.is_some() {
-                let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
+                let log = crate::sys::map(&log_path).map_err(io(&log_path))?;
                 txn_result(log.bytes())?;
             }
             (index, timeindex, txnindex)
@@ -732,7 +731,7 @@ async fn build_partition(
                 key: lo.key.clone(),
                 message: e.to_string(),
             };
-            let log = MappedFile::open(&log_path).map_err(io(&log_path))?;
+            let log = crate::sys::map(&log_path).map_err(io(&log_path))?;
             let data = log.bytes();
             let built = blocking(|| {
                 index_build::build_indexes(data, base, index_build::DEFAULT_INDEX_INTERVAL_BYTES)
@@ -875,7 +874,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
 fn reset_leader_epochs(path: &Path) -> Result<(), RestoreError> {
     use std::os::unix::fs::FileExt;
     let positions: Vec<u64> = {
-        let log = MappedFile::open(path).map_err(io(path))?;
+        let log = crate::sys::map(&path).map_err(io(path))?;
         log_entries(log.bytes())
             .filter(|b| b.magic() == 2 && b.partition_leader_epoch() != Some(0))
             .map(|b| b.position())
