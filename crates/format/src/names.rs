@@ -219,7 +219,7 @@ pub enum PartitionDirKind {
 
 /// A parsed partition directory name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PartitionDir<'a> {
+pub struct PartitionDirName<'a> {
     /// Topic (possibly truncated for `-delete`/`-stray`).
     pub topic: &'a str,
     /// Partition number.
@@ -230,7 +230,7 @@ pub struct PartitionDir<'a> {
 
 /// Parses a partition directory name; `None` if it is not one (Kafka aborts log loading
 /// on such a directory, except `remote-log-index-cache`).
-pub fn parse_partition_dir(name: &str) -> Option<PartitionDir<'_>> {
+pub fn parse_partition_dir(name: &str) -> Option<PartitionDirName<'_>> {
     let (base, kind) = [
         ("-delete", PartitionDirKind::Delete),
         ("-stray", PartitionDirKind::Stray),
@@ -247,7 +247,7 @@ pub fn parse_partition_dir(name: &str) -> Option<PartitionDir<'_>> {
     if topic.is_empty() || partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(PartitionDir {
+    Some(PartitionDirName {
         topic,
         partition: partition.parse().ok()?,
         kind,
@@ -308,7 +308,7 @@ mod tests {
     fn partition_dirs() {
         assert_eq!(
             parse_partition_dir("__consumer_offsets-13"),
-            Some(PartitionDir {
+            Some(PartitionDirName {
                 topic: "__consumer_offsets",
                 partition: 13,
                 kind: PartitionDirKind::Live
