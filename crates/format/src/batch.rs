@@ -6,9 +6,9 @@
 
 use nom::number::complete::{be_i16, be_i32, be_i64, be_u32, be_u8};
 
+use super::compression::Compression;
 use super::error::{ErrorKind, FormatError, Result};
 use super::primitives::run;
-use super::records::{Limits, Records};
 
 /// Bytes before the length field's end: BaseOffset (8) + Length (4). `Length` counts what
 /// follows them, so a batch or legacy entry occupies `LOG_OVERHEAD + Length` bytes.
@@ -19,57 +19,6 @@ pub const V2_HEADER_SIZE: usize = 61;
 pub const MAGIC_OFFSET: usize = 16;
 /// Where the CRC-covered region of a v2 batch starts (the attributes).
 pub const V2_CRC_START: usize = 21;
-
-/// The compression codec of a batch (attribute bits 0-2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
-    /// No compression.
-    None,
-    /// gzip (RFC 1952), as written by `java.util.zip.GZIPOutputStream`.
-    Gzip,
-    /// Snappy; Java writes xerial `SnappyOutputStream` framing, librdkafka may write raw.
-    Snappy,
-    /// LZ4 frame format.
-    Lz4,
-    /// Zstandard (magic 2 only).
-    Zstd,
-}
-
-impl Compression {
-    /// Decodes attribute bits 0-2; 5-7 are invalid (Kafka's `CompressionType.forId` throws).
-    pub fn from_id(id: u8) -> Option<Compression> {
-        Some(match id {
-            0 => Compression::None,
-            1 => Compression::Gzip,
-            2 => Compression::Snappy,
-            3 => Compression::Lz4,
-            4 => Compression::Zstd,
-            _ => return None,
-        })
-    }
-
-    /// The id stored in the attributes.
-    pub fn id(self) -> u8 {
-        match self {
-            Compression::None => 0,
-            Compression::Gzip => 1,
-            Compression::Snappy => 2,
-            Compression::Lz4 => 3,
-            Compression::Zstd => 4,
-        }
-    }
-
-    /// Kafka's name of the codec, as in `compression.type` and kafka-dump-log.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
 
 /// Timestamp type (attribute bit 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -283,14 +232,6 @@ impl<'a> RecordBatch<'a> {
         } else {
             s as i32
         }
-    }
-    /// Iterates the records (decompressing incrementally if needed).
-    pub fn records(&self) -> Result<Records<'a>> {
-        Records::new(self, Limits::default())
-    }
-    /// Like [`RecordBatch::records`] with explicit memory limits.
-    pub fn records_with_limits(&self, limits: Limits) -> Result<Records<'a>> {
-        Records::new(self, limits)
     }
     /// Absolute offset of a record of this batch.
     pub fn record_offset(&self, offset_delta: i32) -> Option<i64> {

@@ -15,8 +15,58 @@
 
 use std::io::{self, Read};
 
-use super::batch::Compression;
 use super::error::{ErrorKind, FormatError, Result};
+
+/// The compression codec of a batch (attribute bits 0-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip (RFC 1952), as written by `java.util.zip.GZIPOutputStream`.
+    Gzip,
+    /// Snappy; Java writes xerial `SnappyOutputStream` framing, librdkafka may write raw.
+    Snappy,
+    /// LZ4 frame format.
+    Lz4,
+    /// Zstandard (magic 2 only).
+    Zstd,
+}
+
+impl Compression {
+    /// Decodes attribute bits 0-2; 5-7 are invalid (Kafka's `CompressionType.forId` throws).
+    pub fn from_id(id: u8) -> Option<Compression> {
+        Some(match id {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The id stored in the attributes.
+    pub fn id(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// Kafka's name of the codec, as in `compression.type` and kafka-dump-log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
 
 /// xerial snappy-java stream header magic.
 pub const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use super::batch::Compression;
+use super::compression::Compression;
 use super::compression::XERIAL_MAGIC;
 use super::primitives::{encode_varint, encode_varlong};
 

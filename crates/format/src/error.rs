@@ -31,6 +31,23 @@ pub enum ErrorKind {
     Syntax,
 }
 
+impl ErrorKind {
+    /// The kind's stable machine name, as `inspect` and `verify` print it in JSON
+    /// (`"kind": "bad_length"`).
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::Crc => "crc",
+            ErrorKind::BadLength => "bad_length",
+            ErrorKind::BadVersion => "bad_version",
+            ErrorKind::BadValue => "bad_value",
+            ErrorKind::Decompress => "decompress",
+            ErrorKind::Limit => "limit",
+            ErrorKind::Syntax => "syntax",
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -49,6 +66,7 @@ impl fmt::Display for ErrorKind {
 /// Where a position points: into the file itself, or into the decompressed records of the
 /// batch (or legacy wrapper) that starts at `batch_position` in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Location {
     /// Byte position in the file (or in the slice handed to the parser).
     File(u64),
@@ -88,6 +106,7 @@ impl fmt::Display for Location {
 
 /// A problem found while parsing or verifying an on-disk structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FormatError {
     /// Category, e.g. to tell a partial tail from corruption.
     pub kind: ErrorKind,

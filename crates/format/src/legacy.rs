@@ -9,7 +9,8 @@ use std::io::Read;
 
 use nom::number::complete::{be_i32, be_i64, be_u32, be_u8};
 
-use super::batch::{Compression, TimestampType, LOG_OVERHEAD};
+use super::batch::{TimestampType, LOG_OVERHEAD};
+use super::compression::Compression;
 use super::compression::{decompressor, Capped};
 use super::error::{ErrorKind, FormatError, Result};
 use super::primitives::{i32_nullable_bytes, run};

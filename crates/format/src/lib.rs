@@ -17,6 +17,8 @@
 //! - `encode` (feature `test-util`): batch and message encoders for tests, benchmarks and
 //!   fixtures.
 
+#![deny(missing_docs)]
+
 pub mod batch;
 pub mod compression;
 pub mod control;
@@ -36,7 +38,11 @@ pub mod segment;
 pub mod snapshot;
 pub mod text;
 
-pub use batch::{BatchAttributes, BatchHeader, Compression, RecordBatch, TimestampType};
+#[cfg(test)]
+mod props;
+
+pub use batch::{BatchAttributes, BatchHeader, RecordBatch, TimestampType};
+pub use compression::Compression;
 pub use error::{ErrorKind, FormatError, Location};
 pub use legacy::LegacyEntry;
 pub use primitives::{encode_unsigned_varint, encode_varint, encode_varlong};

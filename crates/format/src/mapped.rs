@@ -13,7 +13,7 @@ use memmap2::{Advice, Mmap, UncheckedAdvice};
 ///
 /// A mapped file truncated by someone else while it is read (a broker truncating a log,
 /// trimming an index) would kill the process with SIGBUS at the first access past the new
-/// end. Every mapping is registered with a SIGBUS guard instead (see [`guard`]): a fault
+/// end. Every mapping is registered with a SIGBUS guard instead (see the private `guard` module): a fault
 /// inside a registered mapping maps a page of zeros over the missing page and marks the
 /// mapping; the reader sees zeros, and [`MappedFile::truncated`] tells it afterwards that
 /// what it read is not the file. Readers must check it before they trust or report anything

@@ -12,7 +12,8 @@ use std::io::Read;
 
 use nom::number::complete::be_i8;
 
-use super::batch::{Compression, RecordBatch};
+use super::batch::RecordBatch;
+use super::compression::Compression;
 use super::compression::{decompressor, Capped};
 use super::error::{ErrorKind, FormatError, Result};
 use super::primitives::{
@@ -210,6 +211,19 @@ pub struct Records<'a> {
     stream_pos: u64,
     limits: Limits,
     done: bool,
+}
+
+/// The records of a batch are read through [`Records`], which lives here (the batch type
+/// only knows its header and bytes).
+impl<'a> RecordBatch<'a> {
+    /// Iterates the records (decompressing incrementally if needed).
+    pub fn records(&self) -> Result<Records<'a>> {
+        Records::new(self, Limits::default())
+    }
+    /// Like [`RecordBatch::records`] with explicit memory limits.
+    pub fn records_with_limits(&self, limits: Limits) -> Result<Records<'a>> {
+        Records::new(self, limits)
+    }
 }
 
 impl<'a> Records<'a> {

@@ -7,7 +7,8 @@
 //! a clean end, a partial tail (fewer bytes than the entry needs: what recovery truncates),
 //! or corruption (impossible size, unknown magic, bad CRC, malformed header).
 
-use super::batch::{Compression, RecordBatch, LOG_OVERHEAD, MAGIC_OFFSET};
+use super::batch::{RecordBatch, LOG_OVERHEAD, MAGIC_OFFSET};
+use super::compression::Compression;
 use super::error::{ErrorKind, FormatError};
 use super::legacy::{LegacyEntry, RECORD_OVERHEAD_V0};
 
