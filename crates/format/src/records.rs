@@ -311,124 +311,133 @@ impl<'a> Records<'a> {
         }
         let index = self.total - self.remaining;
         self.remaining -= 1;
-        match &mut self.source {
-            Source::Plain { data, pos } => {
-                let data: &'a [u8] = data;
-                let start = *pos;
-                // Fast path: a well-formed record; anything else is re-parsed below for
-                // the precise error.
-                let mut p = start;
-                if let Some(len) = fast::varint(data, &mut p) {
-                    if len >= 0 && len as usize <= self.limits.max_record_bytes {
-                        let body_start = p;
-                        if let Some(body) = fast::take(data, &mut p, len as usize) {
-                            if let Some(rec) = parse_record_body_fast(body, len) {
-                                *pos = body_start + len as usize;
-                                return Some(Ok(rec));
-                            }
-                        }
-                    }
+        if let Source::Plain { data, pos } = self.source {
+            return match self.plain_record(data, pos, index) {
+                Ok((end, rec)) => {
+                    self.source = Source::Plain { data, pos: end };
+                    Some(Ok(rec))
                 }
-                let rest = data.get(start..).unwrap_or(&[]);
-                let file_pos = self.batch_position + 61 + start as u64;
-                let parsed = run(rest, file_pos, "a record length varint", varint).and_then(
-                    |(after, len)| {
-                        let body_pos = file_pos + (rest.len() - after.len()) as u64;
-                        if len < 0 || len as usize > self.limits.max_record_bytes {
-                            return Err(FormatError::new(
-                                ErrorKind::BadLength,
-                                file_pos,
-                                "a record length within the limit",
-                            )
-                            .found(len));
-                        }
-                        let body = after.get(..len as usize).ok_or_else(|| {
-                            FormatError::new(
-                                ErrorKind::BadLength,
-                                body_pos,
-                                format!("record {index} of {} within the batch", self.total),
-                            )
-                            .found(format!("length {len} but {} bytes left", after.len()))
-                        })?;
-                        let rec = parse_record_body(body, len, body_pos)?;
-                        Ok((rest.len() - after.len() + len as usize, rec))
-                    },
-                );
-                match parsed {
-                    Ok((used, rec)) => {
-                        *pos = start + used;
-                        Some(Ok(rec))
-                    }
-                    Err(e) => {
-                        self.done = true;
-                        Some(Err(e.at_offset(self.base_offset)))
+                Err(e) => {
+                    self.done = true;
+                    Some(Err(e.at_offset(self.base_offset)))
+                }
+            };
+        }
+        self.streamed_record(index)
+    }
+
+    /// Record `index` of an uncompressed batch, starting at `start` in its records: the
+    /// record and where the next one starts.
+    fn plain_record(
+        &self,
+        data: &'a [u8],
+        start: usize,
+        index: u32,
+    ) -> Result<(usize, Record<'a>)> {
+        // Fast path: a well-formed record; anything else is re-parsed below for the precise
+        // error.
+        let mut p = start;
+        if let Some(len) = fast::varint(data, &mut p) {
+            if len >= 0 && len as usize <= self.limits.max_record_bytes {
+                let body_start = p;
+                if let Some(body) = fast::take(data, &mut p, len as usize) {
+                    if let Some(rec) = parse_record_body_fast(body, len) {
+                        return Ok((body_start + len as usize, rec));
                     }
                 }
             }
-            Source::Stream(reader) => {
-                let len = match read_varint_from(reader) {
-                    Ok(Some(l)) => l,
-                    Ok(None) => {
-                        let e = FormatError::new(
-                            ErrorKind::BadLength,
-                            self.stream_pos,
-                            format!("{} records", self.total),
-                        )
-                        .found(format!("{index}"))
-                        .in_decompressed(self.batch_position, 0);
-                        return self.fail(e);
-                    }
-                    Err(e) => {
-                        let e = self.decompress_error(e, "a record length varint");
-                        return self.fail(e);
-                    }
-                };
-                let varint_len = {
-                    let mut tmp = Vec::new();
-                    super::primitives::encode_varint(len, &mut tmp);
-                    tmp.len() as u64
-                };
-                if len < 0 || len as usize > self.limits.max_record_bytes {
-                    let e = FormatError::new(
-                        ErrorKind::BadLength,
-                        self.stream_pos,
-                        "a record length within the limit",
-                    )
-                    .found(len)
-                    .in_decompressed(self.batch_position, 0);
-                    return self.fail(e);
-                }
-                self.buf.clear();
-                let got = match reader.by_ref().take(len as u64).read_to_end(&mut self.buf) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let e = self.decompress_error(e, "record bytes");
-                        return self.fail(e);
-                    }
-                };
-                if got != len as usize {
-                    let e = FormatError::new(
-                        ErrorKind::BadLength,
-                        self.stream_pos,
-                        format!("record {index} of {len} bytes"),
-                    )
-                    .found(format!("{got} bytes before the end of the stream"))
-                    .in_decompressed(self.batch_position, 0);
-                    return self.fail(e);
-                }
-                let body_pos = self.stream_pos + varint_len;
-                self.stream_pos = body_pos + len as u64;
-                let batch_position = self.batch_position;
-                let base_offset = self.base_offset;
-                match parse_record_body(&self.buf, len, body_pos) {
-                    Ok(r) => Some(Ok(r)),
-                    Err(e) => {
-                        self.done = true;
-                        Some(Err(e
-                            .in_decompressed(batch_position, 0)
-                            .at_offset(base_offset)))
-                    }
-                }
+        }
+        let rest = data.get(start..).unwrap_or(&[]);
+        let file_pos = self.batch_position + 61 + start as u64;
+        let (after, len) = run(rest, file_pos, "a record length varint", varint)?;
+        let body_pos = file_pos + (rest.len() - after.len()) as u64;
+        if len < 0 || len as usize > self.limits.max_record_bytes {
+            return Err(FormatError::new(
+                ErrorKind::BadLength,
+                file_pos,
+                "a record length within the limit",
+            )
+            .found(len));
+        }
+        let body = after.get(..len as usize).ok_or_else(|| {
+            FormatError::new(
+                ErrorKind::BadLength,
+                body_pos,
+                format!("record {index} of {} within the batch", self.total),
+            )
+            .found(format!("length {len} but {} bytes left", after.len()))
+        })?;
+        let rec = parse_record_body(body, len, body_pos)?;
+        Ok((start + rest.len() - after.len() + len as usize, rec))
+    }
+
+    /// Record `index` of a compressed batch, read from the decompressing stream.
+    fn streamed_record(&mut self, index: u32) -> Option<Result<Record<'_>>> {
+        let Source::Stream(reader) = &mut self.source else {
+            // Only called for a stream (next_record handles the plain source).
+            return None;
+        };
+        let len = match read_varint_from(reader) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                let e = FormatError::new(
+                    ErrorKind::BadLength,
+                    self.stream_pos,
+                    format!("{} records", self.total),
+                )
+                .found(format!("{index}"))
+                .in_decompressed(self.batch_position, 0);
+                return self.fail(e);
+            }
+            Err(e) => {
+                let e = self.decompress_error(e, "a record length varint");
+                return self.fail(e);
+            }
+        };
+        let varint_len = {
+            let mut tmp = Vec::new();
+            super::primitives::encode_varint(len, &mut tmp);
+            tmp.len() as u64
+        };
+        if len < 0 || len as usize > self.limits.max_record_bytes {
+            let e = FormatError::new(
+                ErrorKind::BadLength,
+                self.stream_pos,
+                "a record length within the limit",
+            )
+            .found(len)
+            .in_decompressed(self.batch_position, 0);
+            return self.fail(e);
+        }
+        self.buf.clear();
+        let got = match reader.by_ref().take(len as u64).read_to_end(&mut self.buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let e = self.decompress_error(e, "record bytes");
+                return self.fail(e);
+            }
+        };
+        if got != len as usize {
+            let e = FormatError::new(
+                ErrorKind::BadLength,
+                self.stream_pos,
+                format!("record {index} of {len} bytes"),
+            )
+            .found(format!("{got} bytes before the end of the stream"))
+            .in_decompressed(self.batch_position, 0);
+            return self.fail(e);
+        }
+        let body_pos = self.stream_pos + varint_len;
+        self.stream_pos = body_pos + len as u64;
+        let batch_position = self.batch_position;
+        let base_offset = self.base_offset;
+        match parse_record_body(&self.buf, len, body_pos) {
+            Ok(r) => Some(Ok(r)),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e
+                    .in_decompressed(batch_position, 0)
+                    .at_offset(base_offset)))
             }
         }
     }
