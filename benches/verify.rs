@@ -137,81 +137,86 @@ fn main() {
         100.0 * raw.as_secs_f64() / deep.as_secs_f64()
     );
 
-    // The real binary, when given (benches/verify_binary.sh sets it): `segvault verify` over
-    // the log directory holding the segment (whole process: also the .index/.timeindex
-    // cross-checks and the small files), against the raw pass of this same run and, when
-    // SEGVAULT_RAW_BIN is set (examples/raw_crc), against a fresh process that maps the
-    // segment and CRCs it: the fair process-to-process ratio. Runs are interleaved (raw,
-    // variant 1, variant 2, ...) SEGVAULT_BIN_RUNS times (default 7); best of each.
-    // SEGVAULT_VERIFY_ARGS: variants separated by ';' (default "verify --shallow;verify").
     if let Some(bin) = std::env::var_os("SEGVAULT_VERIFY_BIN") {
-        let log_dir = path
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("segment in <log dir>/<topic>-<partition>/");
-        let variants = std::env::var("SEGVAULT_VERIFY_ARGS")
-            .unwrap_or_else(|_| "verify --shallow;verify".into());
-        let runs: usize = std::env::var("SEGVAULT_BIN_RUNS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(7);
-        let run = |program: &std::ffi::OsStr, args: &[&str], target: &std::path::Path| {
-            let t = Instant::now();
-            let out = std::process::Command::new(program)
-                .args(args)
-                .arg(target)
-                .env("RAYON_NUM_THREADS", "1") // single-threaded, like the other figures
-                .output()
-                .expect("running a benchmark process");
-            let d = t.elapsed();
-            assert!(
-                out.status.success(),
-                "{} {args:?} {} failed: {}{}",
-                program.to_string_lossy(),
-                target.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            d
+        time_processes(&bin, &path, len, raw);
+    }
+}
+
+/// The real binary, when given (benches/verify_binary.sh sets it): `segvault verify` over
+/// the log directory holding the segment (whole process: also the .index/.timeindex
+/// cross-checks and the small files), against the raw pass of this same run and, when
+/// SEGVAULT_RAW_BIN is set (examples/raw_crc), against a fresh process that maps the
+/// segment and CRCs it: the fair process-to-process ratio. Runs are interleaved (raw,
+/// variant 1, variant 2, ...) SEGVAULT_BIN_RUNS times (default 7); best of each.
+/// SEGVAULT_VERIFY_ARGS: variants separated by ';' (default "verify --shallow;verify").
+fn time_processes(bin: &std::ffi::OsStr, path: &std::path::Path, len: u64, raw: Duration) {
+    let mbs = |d: Duration| len as f64 / 1e6 / d.as_secs_f64();
+    let log_dir = path
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("segment in <log dir>/<topic>-<partition>/");
+    let variants =
+        std::env::var("SEGVAULT_VERIFY_ARGS").unwrap_or_else(|_| "verify --shallow;verify".into());
+    let runs: usize = std::env::var("SEGVAULT_BIN_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(7);
+    let run = |program: &std::ffi::OsStr, args: &[&str], target: &std::path::Path| {
+        let t = Instant::now();
+        let out = std::process::Command::new(program)
+            .args(args)
+            .arg(target)
+            .env("RAYON_NUM_THREADS", "1") // single-threaded, like the other figures
+            .output()
+            .expect("running a benchmark process");
+        let d = t.elapsed();
+        assert!(
+            out.status.success(),
+            "{} {args:?} {} failed: {}{}",
+            program.to_string_lossy(),
+            target.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d
+    };
+    let raw_bin = std::env::var_os("SEGVAULT_RAW_BIN");
+    let variants: Vec<Vec<&str>> = variants
+        .split(';')
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.split_whitespace().collect())
+        .collect();
+    let mut raw_best = Duration::MAX;
+    let mut best = vec![Duration::MAX; variants.len()];
+    for _ in 0..runs {
+        if let Some(raw_bin) = &raw_bin {
+            raw_best = raw_best.min(run(raw_bin, &[], path));
+        }
+        for (v, b) in variants.iter().zip(best.iter_mut()) {
+            *b = (*b).min(run(bin, v, log_dir));
+        }
+    }
+    if raw_bin.is_some() {
+        println!(
+            "summary: raw_crc process (examples/raw_crc) {:>8.0} MB/s  = {:.1}% of raw in-process",
+            mbs(raw_best),
+            100.0 * raw.as_secs_f64() / raw_best.as_secs_f64()
+        );
+    }
+    for (v, b) in variants.iter().zip(&best) {
+        let process_ratio = if raw_bin.is_some() {
+            format!(
+                ", {:.1}% of the raw_crc process (target >= 70%)",
+                100.0 * raw_best.as_secs_f64() / b.as_secs_f64()
+            )
+        } else {
+            String::new()
         };
-        let raw_bin = std::env::var_os("SEGVAULT_RAW_BIN");
-        let variants: Vec<Vec<&str>> = variants
-            .split(';')
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| v.split_whitespace().collect())
-            .collect();
-        let mut raw_best = Duration::MAX;
-        let mut best = vec![Duration::MAX; variants.len()];
-        for _ in 0..runs {
-            if let Some(raw_bin) = &raw_bin {
-                raw_best = raw_best.min(run(raw_bin, &[], &path));
-            }
-            for (v, b) in variants.iter().zip(best.iter_mut()) {
-                *b = (*b).min(run(&bin, v, log_dir));
-            }
-        }
-        if raw_bin.is_some() {
-            println!(
-                "summary: raw_crc process (examples/raw_crc) {:>8.0} MB/s  = {:.1}% of raw in-process",
-                mbs(raw_best),
-                100.0 * raw.as_secs_f64() / raw_best.as_secs_f64()
-            );
-        }
-        for (v, b) in variants.iter().zip(&best) {
-            let process_ratio = if raw_bin.is_some() {
-                format!(
-                    ", {:.1}% of the raw_crc process (target >= 70%)",
-                    100.0 * raw_best.as_secs_f64() / b.as_secs_f64()
-                )
-            } else {
-                String::new()
-            };
-            println!(
-                "summary: segvault {:<24} {:>8.0} MB/s  = {:.1}% of raw in-process{process_ratio} (binary, whole process)",
-                v.join(" "),
-                mbs(*b),
-                100.0 * raw.as_secs_f64() / b.as_secs_f64()
-            );
-        }
+        println!(
+            "summary: segvault {:<24} {:>8.0} MB/s  = {:.1}% of raw in-process{process_ratio} (binary, whole process)",
+            v.join(" "),
+            mbs(*b),
+            100.0 * raw.as_secs_f64() / b.as_secs_f64()
+        );
     }
 }
