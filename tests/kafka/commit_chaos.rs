@@ -7,10 +7,8 @@
 //! after the request reached the server) -> HAProxy (10% of answers replaced by a 503 after
 //! versitygw applied the request) -> versitygw.
 
-mod common;
-
-use common::agent::{poll, sigterm, spawn_agent, wait_exit};
-use common::{broker, check_store_keeping_garbage, closed_committed, producer, Rng, TOPIC};
+use crate::common::agent::{poll, sigterm, spawn_agent, wait_exit};
+use crate::common::{broker, check_store_keeping_garbage, closed_committed, producer, Rng, TOPIC};
 use segvault_harness::{FaultProxy, S3Server, Toxiproxy};
 use std::fs;
 use std::process::{Command, Stdio};
@@ -102,7 +100,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
         Duration::from_secs(60),
         || {
             let want = closed_committed(&log_dir, TOPIC);
-            let bases = common::segments(&log_dir.join(format!("{TOPIC}-0")));
+            let bases = crate::common::segments(&log_dir.join(format!("{TOPIC}-0")));
             (want.len() + 1 == bases.len()).then_some(())
         },
     );
@@ -113,8 +111,8 @@ fn agent_through_faults_and_kills_loses_nothing() {
         "the archive to catch up through the faults",
         Duration::from_secs(240),
         || {
-            let keys = common::list_files(&root, "segvault/v1");
-            let m = common::manifests(TOPIC, &keys, &|k| fs::read(root.join(k)).unwrap());
+            let keys = crate::common::list_files(&root, "segvault/v1");
+            let m = crate::common::manifests(TOPIC, &keys, &|k| fs::read(root.join(k)).unwrap());
             (m.len() >= want.len()).then_some(())
         },
     );
@@ -129,11 +127,11 @@ fn agent_through_faults_and_kills_loses_nothing() {
 
     let lost_replies = haproxy.count(503, "PUT", "/");
     let (n, garbage) =
-        check_store_keeping_garbage(&log_dir, TOPIC, &|p| common::list_files(&root, p), &|k| {
+        check_store_keeping_garbage(&log_dir, TOPIC, &|p| crate::common::list_files(&root, p), &|k| {
             fs::read(root.join(k))
                 .unwrap_or_else(|e| panic!("{k}: {e}: a manifest names an object the store lost"))
         });
-    let a = common::audit(&root);
+    let a = crate::common::audit(&root);
     assert!(a.missing.is_empty(), "{:?}", a.missing);
     assert!(lost_replies > 0, "HAProxy injected no 503 after a PUT");
     assert!(kills >= 10, "only {kills} kills");

@@ -10,10 +10,8 @@
 //! Each step runs `segvault archive --once`, so what the broker has done before each pass is
 //! known (no race decides the outcome).
 
-mod common;
-
-use common::agent::poll;
-use common::{high_watermark, is_staging, list_files, segments};
+use crate::common::agent::poll;
+use crate::common::{high_watermark, is_staging, list_files, segments};
 use segvault_harness::{Cluster, ClusterSpec, Send, KAFKA_VERSIONS};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -2,9 +2,7 @@
 //! filesystem store and to a real S3 server: afterwards every closed, committed segment is in
 //! the store exactly once and byte-identical, and the active segment never was.
 
-mod common;
-
-use common::{broker, check_store, high_watermark, list_files, producer, segments, TOPIC};
+use crate::common::{broker, check_store, high_watermark, list_files, producer, segments, TOPIC};
 use segvault_harness::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -12,9 +12,7 @@
 //! without indexes that may be a replacement's; the next pass takes up where the chain ends;
 //! and what is archived restores to the broker's bytes.
 
-mod common;
-
-use common::segments as bases;
+use crate::common::segments as bases;
 use segvault_core::archive::pass::{archive_listing, archive_once, Options, Outcome, Report};
 use segvault_core::archive::{open, Store};
 use segvault_core::logdir;

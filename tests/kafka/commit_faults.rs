@@ -10,9 +10,7 @@
 //!   file store and 20 on S3: every range once, every object its manifest names present, and
 //!   nothing else left under `data/`.
 
-mod common;
-
-use common::{audit, list_files};
+use crate::common::{audit, list_files};
 use segvault_harness::fixtures::copy_dir;
 use segvault_harness::{FaultProxy, S3Server};
 use serde_json::Value;
@@ -557,7 +555,7 @@ fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
 /// failed pass naming the file, records no corruption, and archives the other partitions.
 #[test]
 fn the_agent_survives_a_segment_truncated_while_it_reads_it() {
-    use common::agent::{poll, sigterm, spawn_agent, wait_exit};
+    use crate::common::agent::{poll, sigterm, spawn_agent, wait_exit};
     let tmp = tempfile::tempdir().unwrap();
     let (src, seg) = with_a_big_segment(tmp.path());
     let store = tmp.path().join("store");

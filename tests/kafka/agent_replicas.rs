@@ -9,10 +9,8 @@
 //! slice of another replica's segment. The check below trusts no one broker's view: every
 //! range's bytes must equal the batches every replica holds for those offsets.
 
-mod common;
-
-use common::agent::{poll, sigterm, spawn_agent, wait_exit};
-use common::{
+use crate::common::agent::{poll, sigterm, spawn_agent, wait_exit};
+use crate::common::{
     closed_committed_in, high_watermark, is_staging, producer, segments, TestStore, TOPIC,
 };
 use segvault_harness::{Cluster, ClusterSpec, KAFKA_VERSIONS};

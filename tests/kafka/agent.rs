@@ -5,10 +5,8 @@
 //! metrics endpoint, the process) against a deadline. The only sleeps are the chaos test's
 //! random run times before a SIGKILL, which are the point of that test.
 
-mod common;
-
-use common::agent::{bin, http_get, metric, poll, sigterm, spawn_agent, wait_exit};
-use common::{
+use crate::common::agent::{bin, http_get, metric, poll, sigterm, spawn_agent, wait_exit};
+use crate::common::{
     broker, check_store, check_store_keeping_garbage, closed_committed, high_watermark, is_staging,
     list_files, manifests, producer, segments, Rng, TestStore, TOPIC,
 };
