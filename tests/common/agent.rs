@@ -32,6 +32,18 @@ pub fn spawn_agent(
         .unwrap()
 }
 
+/// Kills a running agent with SIGKILL; fails the test, showing the agent's `log`, if it had
+/// already exited.
+pub fn kill_running(agent: &mut Child, log: &Path) {
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "agent exited early:\n{}",
+        fs::read_to_string(log).unwrap()
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
+
 pub fn sigterm(child: &Child) {
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -5,7 +5,7 @@
 //! metrics endpoint, the process) against a deadline. The only sleeps are the chaos test's
 //! random run times before a SIGKILL, which are the point of that test.
 
-use crate::common::agent::{http_get, metric, poll, sigterm, spawn_agent, wait_exit};
+use crate::common::agent::{http_get, kill_running, metric, poll, sigterm, spawn_agent, wait_exit};
 use crate::common::broker::{broker, producer, TOPIC};
 use crate::common::logdir::{closed_committed, high_watermark, segments};
 use crate::common::paths::fixture;
@@ -216,13 +216,7 @@ fn agent_killed_at_random_moments_archives_exactly_once() {
     for _ in 0..20 {
         let mut agent = spawn_agent(&log_dir, &url, &[], &chaos_args, &log);
         std::thread::sleep(Duration::from_millis(200 + rng.next() % 1800));
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "agent exited early:\n{}",
-            fs::read_to_string(&log).unwrap()
-        );
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        kill_running(&mut agent, &log);
         // What the kill left behind: data without a manifest, or a staging file.
         let keys = list_files(&store, "segvault/v1");
         let starts: Vec<String> = archived(&store)

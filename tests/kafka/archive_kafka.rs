@@ -254,12 +254,7 @@ fn archives_while_the_log_cleaner_rewrites_segments() {
         .args(["--topic", &format!("^{TOPIC}$")])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let mut logs: Vec<PathBuf> = fs::read_dir(to.join(format!("{TOPIC}-0")))
         .unwrap()
         .flatten()

@@ -7,11 +7,11 @@
 //! after the request reached the server) -> HAProxy (10% of answers replaced by a 503 after
 //! versitygw applied the request) -> versitygw.
 
-use crate::common::agent::{poll, sigterm, spawn_agent, wait_exit};
+use crate::common::agent::{kill_running, poll, sigterm, spawn_agent, wait_exit};
 use crate::common::broker::{broker, producer, TOPIC};
 use crate::common::logdir::{closed_committed, segments};
 use crate::common::rng::Rng;
-use crate::common::run::segvault;
+use crate::common::run::{assert_exit, segvault};
 use crate::common::store::{audit, check_store_keeping_garbage, list_files, manifests};
 use segvault_harness::{FaultProxy, S3Server, Toxiproxy};
 use std::fs;
@@ -90,13 +90,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "agent exited early:\n{}",
-            fs::read_to_string(&log).unwrap()
-        );
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        kill_running(&mut agent, &log);
         kills += 1;
     }
     assert!(load.wait().unwrap().success());
@@ -151,12 +145,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
         .envs(s3.env().iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     for (start, _) in &want {
         let name = format!("{TOPIC}-0/{start:020}.log");
         assert!(

@@ -14,7 +14,7 @@
 
 use crate::common::logdir::segments as bases;
 use crate::common::paths::fixture;
-use crate::common::run::{json_lines, segvault};
+use crate::common::run::{assert_exit, json_lines, segvault};
 use crate::common::store::list_files;
 use segvault_core::archive::pass::{archive_listing, archive_once, Options, Outcome, Report};
 use segvault_core::archive::{open, Store};
@@ -276,12 +276,7 @@ fn segments_renamed_to_deleted_after_the_listing_are_archived_from_there() {
         .args(["--topic", "^compacted$", "--format", "json"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let back = to.join(PART);
     assert_eq!(bases(&back), old);
     for &b in &old {
@@ -372,12 +367,7 @@ fn a_segment_overlapping_its_successor_is_corrupt() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let report: Value = json_lines(&out.stdout)
         .into_iter()
         .find(|l| l["report"]["topic"] == "codec-none" && l["report"]["partition"] == 0)

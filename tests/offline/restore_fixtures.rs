@@ -5,7 +5,7 @@
 
 use crate::common::logdir::{self, checkpoint, partition_dirs, segments};
 use crate::common::paths::fixture;
-use crate::common::run::output;
+use crate::common::run::{assert_exit, output};
 use segvault_format::index_build;
 use segvault_harness::fixtures::copy_dir;
 use serde_json::Value;
@@ -100,12 +100,7 @@ fn bare_metal_restores_the_archived_segments_byte_for_byte() {
             "--format",
             "json",
         ]);
-        assert_eq!(
-            dry.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&dry.stderr)
-        );
+        assert_exit(&dry, 0);
         assert!(!dst.exists(), "{v}: --dry-run wrote {}", dst.display());
         let plan = json_lines(&dry);
         let total = plan.iter().find(|l| l["type"] == "plan").unwrap();
@@ -198,12 +193,7 @@ fn bare_metal_restores_the_archived_segments_byte_for_byte() {
         assert_eq!(again.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
         let forced = segvault(&["restore", &url, "--to", dst.to_str().unwrap(), "--force"]);
-        assert_eq!(
-            forced.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&forced.stderr)
-        );
+        assert_exit(&forced, 0);
     }
 }
 
@@ -231,12 +221,7 @@ fn until_offset_cuts_at_a_batch_boundary_and_rebuilds_indexes() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let d = dst.join(name);
     let bases = segments(&d);
     let last = *bases.last().unwrap();
@@ -316,12 +301,7 @@ fn a_tampered_object_is_refused_and_the_restore_resumes_after_repair() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let reports: Vec<Value> = json_lines(&out)
         .into_iter()
         .filter(|l| l["type"] == "partition")
@@ -409,12 +389,7 @@ fn a_locked_log_dir_is_refused() {
     drop(holder.stdin.take());
     holder.wait().unwrap();
     let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
 }
 
 /// Every file under `d` (see [`logdir::walk`]), as strings.
@@ -497,12 +472,7 @@ fn a_lost_first_manifest_or_object_is_found_by_ls_and_refused_by_restore() {
         "--topic",
         "^codec-snappy$",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(dst.join("codec-snappy-0").is_dir());
 }
 
@@ -661,12 +631,7 @@ fn a_restore_killed_between_placing_and_journaling_resumes() {
     let (_src, url) = archived(tmp.path(), "4.3.1");
     let dst = tmp.path().join("dst");
     let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let cluster = fs::read_to_string(dst.join("meta.properties"))
         .unwrap()
         .lines()
@@ -692,12 +657,7 @@ fn a_restore_killed_between_placing_and_journaling_resumes() {
     .unwrap();
     fs::remove_file(dst.join(".kafka_cleanshutdown")).unwrap();
     let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(!dst.join(".segvault-restore").exists());
     assert!(dst.join(".kafka_cleanshutdown").exists());
     assert_eq!(partition_dirs(&dst), parts);
@@ -774,12 +734,7 @@ fn a_restore_holds_the_targets_lock_until_it_ends() {
         "another process took the target's .lock mid-restore"
     );
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(
         !dst.join(".lock").exists(),
         "the restore left the .lock it created"
@@ -799,12 +754,7 @@ fn a_non_utf8_key_in_a_local_store_does_not_hide_the_archive() {
         .join(std::ffi::OsStr::from_bytes(b"stray-\xff\xfe"));
     fs::write(&odd, b"x").unwrap();
     let out = segvault(&["ls", &url, "--format", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let parts = json_lines(&out)
         .iter()
         .filter(|l| l["type"] == "partition")
@@ -819,12 +769,7 @@ fn a_non_utf8_key_in_a_local_store_does_not_hide_the_archive() {
         "--topic",
         "^codec-none$",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.
