@@ -1,14 +1,11 @@
 //! Running `segvault agent` from a test: spawning, signalling, polling its endpoints.
 
+use super::run::segvault;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_segvault"))
-}
 
 /// Starts `segvault agent` with its stderr appended to `log`.
 pub fn spawn_agent(
@@ -23,7 +20,7 @@ pub fn spawn_agent(
         .append(true)
         .open(log)
         .unwrap();
-    bin()
+    segvault()
         .args(["agent", "--store", store, "--log-dir"])
         .arg(log_dir)
         .args(extra)
@@ -33,6 +30,18 @@ pub fn spawn_agent(
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap()
+}
+
+/// Kills a running agent with SIGKILL; fails the test, showing the agent's `log`, if it had
+/// already exited.
+pub fn kill_running(agent: &mut Child, log: &Path) {
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "agent exited early:\n{}",
+        fs::read_to_string(log).unwrap()
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
 }
 
 pub fn sigterm(child: &Child) {

@@ -3,108 +3,50 @@
 //! for byte, the active segment never; a second pass uploads nothing; a corrupt segment is
 //! refused and recorded; two replicas archiving the same partition store each range once.
 
+use crate::common::logdir::{high_watermarks, segments, walk};
+use crate::common::paths::fixture;
+use crate::common::run::{code, json_lines, output, segvault, total};
 use segvault_harness::fixtures::copy_dir;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn fixture(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("kafka-{version}"))
-        .join("clean")
-}
 
 fn archive(log_dirs: &[&Path], store: &Path) -> (i32, Vec<Value>) {
     archive_with(log_dirs, store, &[])
 }
 
 fn archive_with(log_dirs: &[&Path], store: &Path, extra: &[&str]) -> (i32, Vec<Value>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    let mut cmd = segvault();
     cmd.args(["archive", "--once", "--format", "json", "--store"])
         .arg(store)
         .args(extra);
     for d in log_dirs {
         cmd.arg("--log-dir").arg(d);
     }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    assert_ne!(
-        out.status.code(),
-        Some(101),
-        "panic: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), lines)
-}
-
-fn total(lines: &[Value]) -> &Value {
-    lines
-        .iter()
-        .find(|l| l["type"] == "total")
-        .expect("a total line")
+    let out = output(&mut cmd);
+    (code(&out), json_lines(&out.stdout))
 }
 
 /// `(topic, partition) -> [(start, manifest)]` from the store's chain/ directories.
-fn manifests(store: &Path) -> BTreeMap<(String, i64), Vec<(i64, Value)>> {
-    let mut out: BTreeMap<(String, i64), Vec<(i64, Value)>> = BTreeMap::new();
-    let mut stack = vec![store.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().unwrap().file_name().unwrap() == "chain" {
-                let m: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
-                let key = (
-                    m["topic"].as_str().unwrap().to_string(),
-                    m["partition"].as_i64().unwrap(),
-                );
-                out.entry(key)
-                    .or_default()
-                    .push((m["start_offset"].as_i64().unwrap(), m));
-            }
+fn manifests(store: &Path) -> BTreeMap<(String, i32), Vec<(i64, Value)>> {
+    let mut out: BTreeMap<(String, i32), Vec<(i64, Value)>> = BTreeMap::new();
+    for p in walk(store) {
+        if p.parent().unwrap().file_name().unwrap() == "chain" {
+            let m: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+            let key = (
+                m["topic"].as_str().unwrap().to_string(),
+                i32::try_from(m["partition"].as_i64().unwrap()).unwrap(),
+            );
+            out.entry(key)
+                .or_default()
+                .push((m["start_offset"].as_i64().unwrap(), m));
         }
     }
     for v in out.values_mut() {
         v.sort_by_key(|(s, _)| *s);
     }
     out
-}
-
-fn high_watermarks(log_dir: &Path) -> BTreeMap<(String, i64), i64> {
-    let text = fs::read_to_string(log_dir.join("replication-offset-checkpoint")).unwrap();
-    text.lines()
-        .skip(2)
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (
-                (f[0].to_string(), f[1].parse().unwrap()),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn segment_bases(partition_dir: &Path) -> Vec<i64> {
-    let mut v: Vec<i64> = fs::read_dir(partition_dir)
-        .unwrap()
-        .filter_map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".log"))
-                .map(|b| b.parse().unwrap())
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// Every closed segment below the high watermark is in the store once, byte-identical with
@@ -123,7 +65,7 @@ fn assert_archive_matches_replicas(
     let mut expected_ranges = 0;
     for ((topic, partition), hw) in &hws {
         let pdir = log_dir.join(format!("{topic}-{partition}"));
-        let bases = segment_bases(&pdir);
+        let bases = segments(&pdir);
         let want: Vec<(i64, i64)> = bases
             .windows(2)
             .map(|w| (w[0], w[1]))
@@ -290,19 +232,6 @@ fn zstd_frames_decompress_alone_at_batch_boundaries() {
     );
     assert!(smaller > 0, "zstd made nothing smaller");
     eprintln!("{objects} objects, {frames_read} frames each decompressed alone");
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    for e in fs::read_dir(d).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

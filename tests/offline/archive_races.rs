@@ -12,9 +12,10 @@
 //! without indexes that may be a replacement's; the next pass takes up where the chain ends;
 //! and what is archived restores to the broker's bytes.
 
-mod common;
-
-use common::segments as bases;
+use crate::common::logdir::segments as bases;
+use crate::common::paths::fixture;
+use crate::common::run::{assert_exit, json_lines, segvault};
+use crate::common::store::list_files;
 use segvault_core::archive::pass::{archive_listing, archive_once, Options, Outcome, Report};
 use segvault_core::archive::{open, Store};
 use segvault_core::logdir;
@@ -22,14 +23,11 @@ use segvault_harness::fixtures::copy_dir;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+/// The fixture whose cleaner output the tests replay.
+const VERSION: &str = "3.9.2";
 const PART: &str = "compacted-0";
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka-3.9.2/clean")
-}
 
 /// `base` → the 20-digit file stem.
 fn stem(base: i64) -> String {
@@ -74,7 +72,7 @@ fn rename(dir: &Path, from: &str, to: &str) {
 /// copy and the replaced bases.
 fn before_cleaning(tmp: &Path) -> (PathBuf, Vec<i64>) {
     let dir = tmp.join("logs");
-    copy_dir(&fixture(), &dir, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &dir, &[]).unwrap();
     let p = dir.join(PART);
     let old = replaced_bases(&p);
     assert_eq!(old, [0, 165, 180]);
@@ -152,17 +150,12 @@ fn outcomes<'a>(r: &'a Report, part: &str) -> &'a [Outcome] {
 /// Every manifest of `topic` in the file store: `(start, manifest)`, sorted.
 fn chain(root: &Path, topic: &str) -> Vec<(i64, Value)> {
     let mut out = vec![];
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().unwrap().ends_with("chain") {
-                let m: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
-                if m["topic"] == topic {
-                    out.push((m["start_offset"].as_i64().unwrap(), m));
-                }
+    for k in list_files(root, "") {
+        let p = root.join(k);
+        if p.parent().unwrap().ends_with("chain") {
+            let m: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+            if m["topic"] == topic {
+                out.push((m["start_offset"].as_i64().unwrap(), m));
             }
         }
     }
@@ -277,18 +270,13 @@ fn segments_renamed_to_deleted_after_the_listing_are_archived_from_there() {
 
     // The restore gives back the replaced segments as the broker wrote them, indexes rebuilt.
     let to = tmp.path().join("restored");
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+    let out = segvault()
         .args(["restore", &format!("file://{}", root.display()), "--to"])
         .arg(&to)
         .args(["--topic", "^compacted$", "--format", "json"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let back = to.join(PART);
     assert_eq!(bases(&back), old);
     for &b in &old {
@@ -311,7 +299,7 @@ fn segments_renamed_to_deleted_after_the_listing_are_archived_from_there() {
 fn a_segment_deleted_after_the_listing_is_a_change_not_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    copy_dir(&fixture(), &dir, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &dir, &[]).unwrap();
     let p = dir.join("codec-none-0");
     assert_eq!(bases(&p), [0, 20, 40]);
     let listing = logdir::scan(&dir).unwrap();
@@ -364,7 +352,7 @@ fn a_segment_deleted_after_the_listing_is_a_change_not_an_error() {
 fn a_segment_overlapping_its_successor_is_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    copy_dir(&fixture(), &dir, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &dir, &[]).unwrap();
     let p = dir.join("codec-none-0");
     let first = p.join(format!("{}.log", stem(0)));
     let len = fs::metadata(&first).unwrap().len();
@@ -372,23 +360,16 @@ fn a_segment_overlapping_its_successor_is_corrupt() {
     both.extend(fs::read(p.join(format!("{}.log", stem(20)))).unwrap());
     fs::write(&first, both).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+    let out = segvault()
         .args(["archive", "--once", "--format", "json", "--store"])
         .arg(format!("file://{}", tmp.path().join("store").display()))
         .arg("--log-dir")
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let report: Value = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    assert_exit(&out, 1);
+    let report: Value = json_lines(&out.stdout)
+        .into_iter()
         .find(|l| l["report"]["topic"] == "codec-none" && l["report"]["partition"] == 0)
         .unwrap();
     let o = &report["report"]["outcomes"][0];

@@ -3,29 +3,20 @@
 //! 3 brokers with replication factor 3; clean stop, kill -9 and restart; a broker that fails
 //! to start reports its log.
 
+use crate::common::logdir::files_with;
 use segvault_harness::cluster::Role;
 use segvault_harness::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// First explicit CreateTime timestamp of the workloads: a fixed, recent instant.
 const BASE_TS: i64 = 1_763_000_000_000;
-
-fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    v.sort();
-    v
-}
 
 /// What a combined node must show on disk after the standard workload.
 fn assert_workload_on_disk(log_dir: &Path) {
     // Time-based rolls: several segments per codec partition.
     for codec in workload::CODECS {
-        let logs = files_with_suffix(&log_dir.join(format!("codec-{codec}-0")), ".log");
+        let logs = files_with(&log_dir.join(format!("codec-{codec}-0")), ".log");
         assert!(
             logs.len() >= 3,
             "codec-{codec}-0 has {} segments, expected >= 3",
@@ -35,7 +26,7 @@ fn assert_workload_on_disk(log_dir: &Path) {
     // Aborted transactions leave a non-empty transaction index in some segment.
     let txn_index_bytes: u64 = ["txn-0", "txn-1"]
         .iter()
-        .flat_map(|p| files_with_suffix(&log_dir.join(p), ".txnindex"))
+        .flat_map(|p| files_with(&log_dir.join(p), ".txnindex"))
         .map(|f| fs::metadata(f).unwrap().len())
         .sum();
     assert!(
@@ -153,26 +144,31 @@ fn cluster_round_trip(version: &str) {
 
 #[test]
 fn kafka_3_9_combined_every_workload_round_trips() {
+    let _machine = crate::common::machine::shared();
     combined_round_trip(KAFKA_VERSIONS[0]);
 }
 
 #[test]
 fn kafka_4_combined_every_workload_round_trips() {
+    let _machine = crate::common::machine::shared();
     combined_round_trip(KAFKA_VERSIONS[1]);
 }
 
 #[test]
 fn kafka_3_9_three_brokers_rf3_round_trip() {
+    let _machine = crate::common::machine::shared();
     cluster_round_trip(KAFKA_VERSIONS[0]);
 }
 
 #[test]
 fn kafka_4_three_brokers_rf3_round_trip() {
+    let _machine = crate::common::machine::shared();
     cluster_round_trip(KAFKA_VERSIONS[1]);
 }
 
 #[test]
 fn broker_that_cannot_start_reports_its_log() {
+    let _machine = crate::common::machine::shared();
     // A log dir whose meta.properties names another node: the broker refuses it and exits.
     // The harness must say so at once and show the broker's own words, not time out.
     let mut c = Cluster::start(ClusterSpec::combined(KAFKA_VERSIONS[0])).unwrap();

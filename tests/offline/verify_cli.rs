@@ -1,66 +1,24 @@
 //! `segvault verify` on real log directories: the fixtures written by real Kafka 3.9.2 and
 //! 4.3.1 brokers (clean and live copies) and every log dir of the shared corpus.
 
+use crate::common::paths::{corpus, fixture_versions};
+use crate::common::run::{code, failures, json_lines, of_type, output, segvault, stderr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn corpus() -> PathBuf {
-    root().join("../shared/kafka-corpus")
-}
-
-fn fixture_versions() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("expected.json").is_file())
-        .collect();
-    v.sort();
-    assert!(
-        v.len() >= 2,
-        "expected fixtures of two Kafka versions, found {v:?}"
-    );
-    v
-}
-
 /// Runs verify with JSON output; returns (exit code, parsed lines, stderr).
 fn verify(args: &[&str], dirs: &[&Path]) -> (i32, Vec<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .arg("verify")
-        .arg("--format")
-        .arg("json")
-        .args(args)
-        .args(dirs)
-        .output()
-        .unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    (
-        out.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn of_type<'a>(lines: &'a [Value], ty: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["type"] == ty).collect()
-}
-
-fn failures(lines: &[Value]) -> Vec<&Value> {
-    of_type(lines, "problem")
-        .into_iter()
-        .filter(|p| p["severity"] != "note")
-        .collect()
+    let out = output(
+        segvault()
+            .arg("verify")
+            .arg("--format")
+            .arg("json")
+            .args(args)
+            .args(dirs),
+    );
+    (code(&out), json_lines(&out.stdout), stderr(&out))
 }
 
 #[test]
@@ -282,7 +240,7 @@ fn corpus_totals_agree_with_segments_tsv() {
 #[test]
 fn text_output_and_exit_codes_for_bad_arguments() {
     let v = &fixture_versions()[0];
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+    let out = segvault()
         .args(["verify"])
         .arg(v.join("clean"))
         .output()
@@ -301,19 +259,12 @@ fn text_output_and_exit_codes_for_bad_arguments() {
     );
     // Missing dir and a file given as a log dir: exit 2, named on stderr.
     for bad in [v.join("no-such-dir"), v.join("expected.json")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-            .arg("verify")
-            .arg(&bad)
-            .output()
-            .unwrap();
+        let out = segvault().arg("verify").arg(&bad).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{}", bad.display());
         assert!(String::from_utf8_lossy(&out.stderr).contains(&*bad.to_string_lossy()));
     }
     // Usage error.
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .arg("verify")
-        .output()
-        .unwrap();
+    let out = segvault().arg("verify").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 

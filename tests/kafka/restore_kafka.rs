@@ -22,13 +22,14 @@
 //!
 //! One archive and two clusters per version serve all three checks, to keep the suite short.
 
+use crate::common::logdir::{self, partition_dirs};
+use crate::common::now_ms;
 use segvault_harness::client::{PartitionRecords, TopicDigest};
 use segvault_harness::fixtures::copy_dir;
 use segvault_harness::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Key of the records the test appends to roll segments; they are left out of comparisons.
@@ -38,11 +39,11 @@ const SENTINEL_TOPIC: &str = "segvault-sentinel";
 const SCALE: usize = 120;
 
 fn segvault(args: &[&str], env: &[(&'static str, String)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
+    let out = crate::common::run::output(
+        crate::common::run::segvault()
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -113,25 +114,12 @@ fn serve(client: &Client, topics: &[&str]) -> Served {
     out
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// `(base offset, path)` of the `.log` files of a partition dir, in offset order.
+/// The segments of a partition dir: base offset and `.log` path, in offset order.
 fn segments(pdir: &Path) -> Vec<(i64, PathBuf)> {
-    let mut v: Vec<(i64, PathBuf)> = std::fs::read_dir(pdir)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let base = e.file_name().to_str()?.strip_suffix(".log")?.parse().ok()?;
-            Some((base, e.path()))
-        })
-        .collect();
-    v.sort();
-    v
+    logdir::segments(pdir)
+        .into_iter()
+        .map(|b| (b, pdir.join(format!("{b:020}.log"))))
+        .collect()
 }
 
 /// The log end offset of a partition dir: one past the last batch of its newest segment
@@ -152,36 +140,11 @@ fn log_end(pdir: &Path) -> i64 {
         .unwrap_or(base)
 }
 
-/// Partition dirs of a log dir, by name, `__cluster_metadata-0` left out.
-fn partition_dirs(log_dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(log_dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            n != "__cluster_metadata-0"
-                && n.rsplit_once('-')
-                    .is_some_and(|(_, p)| p.parse::<i32>().is_ok())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// High watermarks from `replication-offset-checkpoint`, by partition dir name.
 fn high_watermarks(log_dir: &Path) -> BTreeMap<String, i64> {
-    let text =
-        std::fs::read_to_string(log_dir.join("replication-offset-checkpoint")).unwrap_or_default();
-    text.lines()
-        .skip(2)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            Some((
-                format!("{}-{}", f.first()?, f.get(1)?),
-                f.get(2)?.parse().ok()?,
-            ))
-        })
+    logdir::checkpoint_so_far(&log_dir.join("replication-offset-checkpoint"))
+        .into_iter()
+        .map(|((topic, partition), hw)| (format!("{topic}-{partition}"), hw))
         .collect()
 }
 
@@ -312,22 +275,13 @@ fn assert_same_records(version: &str, before: &Served, after: &Served, what: &st
 
 /// Every file under `dir` with its bytes, by relative path.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+    logdir::walk(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p.strip_prefix(dir).unwrap().to_path_buf(), bytes)
+        })
+        .collect()
 }
 
 /// Asserts that two trees hold the same files with the same bytes, `skip` (top-level names)
@@ -847,11 +801,13 @@ fn topic_ids(log_dir: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn bare_metal_point_in_time_and_new_cluster_3_9_2() {
+    let _machine = crate::common::machine::shared();
     round_trip("3.9.2");
 }
 
 #[test]
 fn bare_metal_point_in_time_and_new_cluster_4_3_1() {
+    let _machine = crate::common::machine::shared();
     round_trip("4.3.1");
 }
 
@@ -870,6 +826,7 @@ fn log_stream(pdir: &Path) -> Vec<u8> {
 /// replicas, the restored prefix included, with no divergence and no "Truncation detected".
 #[test]
 fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
+    let _machine = crate::common::machine::shared();
     let version = "4.3.1";
     let tmp = tempfile::tempdir().unwrap();
     let store = format!("file://{}", tmp.path().join("store").display());

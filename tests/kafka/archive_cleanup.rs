@@ -10,43 +10,30 @@
 //! Each step runs `segvault archive --once`, so what the broker has done before each pass is
 //! known (no race decides the outcome).
 
-mod common;
-
-use common::agent::poll;
-use common::{high_watermark, is_staging, list_files, segments};
+use crate::common::agent::poll;
+use crate::common::logdir::{high_watermark, segments};
+use crate::common::now_ms;
+use crate::common::run::{assert_exit, json_lines, output, segvault, total};
+use crate::common::store::{is_staging, list_files};
 use segvault_harness::{Cluster, ClusterSpec, Send, KAFKA_VERSIONS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 /// Runs one `archive --once` pass; returns its JSON lines.
 fn archive_pass(log_dir: &Path, store: &Path, extra: &[&str]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .args(["archive", "--once", "--format", "json", "--store"])
-        .arg(store)
-        .arg("--log-dir")
-        .arg(log_dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "archive pass failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output(
+        segvault()
+            .args(["archive", "--once", "--format", "json", "--store"])
+            .arg(store)
+            .arg("--log-dir")
+            .arg(log_dir)
+            .args(extra),
     );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn total(lines: &[Value]) -> &Value {
-    lines.iter().find(|l| l["type"] == "total").unwrap()
+    assert_exit(&out, 0);
+    json_lines(&out.stdout)
 }
 
 /// `start -> (manifest, its bytes as stored)` for `topic`'s partition 0.
@@ -118,13 +105,6 @@ fn wait_committed(log_dir: &Path, topic: &str) {
     );
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// `n` keyed records of ~30 KB (a roll every ~34 records with 1 MiB segments) where every
 /// tenth record replaces the one before it: the cleaner removes about a tenth of each
 /// segment. Cleaned segments stay above half of `segment.bytes`, so the cleaner cannot merge
@@ -153,6 +133,7 @@ fn keyed_records(topic: &str, from: usize, n: usize, base_ts: i64) -> segvault_h
 
 #[test]
 fn compacted_segments_are_archived_whole_and_never_again_after_the_cleaner() {
+    let _machine = crate::common::machine::shared();
     const T: &str = "compacted";
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
@@ -301,6 +282,7 @@ fn compacted_segments_are_archived_whole_and_never_again_after_the_cleaner() {
 
 #[test]
 fn segments_deleted_by_retention_before_archiving_become_a_gap() {
+    let _machine = crate::common::machine::shared();
     const T: &str = "retained";
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");

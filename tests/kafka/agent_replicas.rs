@@ -9,35 +9,32 @@
 //! slice of another replica's segment. The check below trusts no one broker's view: every
 //! range's bytes must equal the batches every replica holds for those offsets.
 
-mod common;
-
-use common::agent::{poll, sigterm, spawn_agent, wait_exit};
-use common::{
-    closed_committed_in, high_watermark, is_staging, producer, segments, TestStore, TOPIC,
-};
+use crate::common::agent::{poll, sigterm, spawn_agent, wait_exit};
+use crate::common::broker::{producer, TOPIC};
+use crate::common::logdir::{closed_committed_in, high_watermark, segments};
+use crate::common::machine;
+use crate::common::store::{is_staging, TestStore};
 use segvault_harness::{Cluster, ClusterSpec, KAFKA_VERSIONS};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 3;
 
-/// The two tests each run four JVMs, a producer and three agents: one at a time on 2 cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 #[test]
 fn three_agents_on_an_rf3_cluster_store_each_range_once() {
-    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Four JVMs, a producer and three agents: alone on 2 cores.
+    let _machine = machine::alone();
     let tmp = tempfile::tempdir().unwrap();
     three_agents(&TestStore::file(tmp.path()), tmp.path());
 }
 
 #[test]
 fn three_agents_on_an_rf3_cluster_store_each_range_once_on_s3() {
-    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Four JVMs, a producer and three agents: alone on 2 cores.
+    let _machine = machine::alone();
     let tmp = tempfile::tempdir().unwrap();
     three_agents(&TestStore::s3(), tmp.path());
 }

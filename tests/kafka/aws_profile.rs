@@ -4,13 +4,15 @@
 //! `AWS_PROFILE`, `AWS_SHARED_CREDENTIALS_FILE` and `AWS_CONFIG_FILE`. Keys in the environment
 //! still win over a profile; a profile that does not exist is a startup error (exit 2).
 
+use crate::common::paths::fixture;
+use crate::common::run::{json_lines, of_type, output, segvault, stderr};
+use crate::common::store::list_files;
 use segvault_harness::fixtures::copy_dir;
 use segvault_harness::s3::{ACCESS_KEY, REGION, SECRET_KEY};
 use segvault_harness::S3Server;
-use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -30,8 +32,7 @@ fn setup(credentials: &str, config: &str) -> Setup {
     fs::write(&credentials_path, credentials).unwrap();
     fs::write(&config_path, config).unwrap();
     let log_dir = tmp.path().join("logs");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka-4.3.1/clean");
-    copy_dir(&fixture, &log_dir, &[]).unwrap();
+    copy_dir(&fixture("4.3.1"), &log_dir, &[]).unwrap();
     Setup {
         home,
         credentials: credentials_path,
@@ -44,7 +45,7 @@ fn setup(credentials: &str, config: &str) -> Setup {
 /// Runs `segvault archive --once` with only PATH, HOME, the profile selection and `extra_env`
 /// in its environment.
 fn archive(s: &Setup, store: &str, profile: &str, extra_env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    let mut cmd = segvault();
     cmd.args(["archive", "--once", "--format", "json", "--store", store])
         .arg("--log-dir")
         .arg(&s.log_dir)
@@ -59,43 +60,23 @@ fn archive(s: &Setup, store: &str, profile: &str, extra_env: &[(&str, String)]) 
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    assert_ne!(out.status.code(), Some(101), "panic: {}", stderr(&out));
-    out
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    output(&mut cmd)
 }
 
 fn uploaded_segments(out: &Output) -> u64 {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let total: Value = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|l| l["type"] == "total")
-        .unwrap_or_else(|| panic!("no total line: {stdout}\n{}", stderr(out)));
+    let lines = json_lines(&out.stdout);
+    let total = of_type(&lines, "total")
+        .pop()
+        .unwrap_or_else(|| panic!("no total line: {lines:?}\n{}", stderr(out)));
     total["uploaded_segments"].as_u64().unwrap()
 }
 
 /// Files under `dir` whose parent directory is `chain`: one per archived range.
 fn manifests_under(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().unwrap().file_name().unwrap() == "chain" {
-                n += 1;
-            }
-        }
-    }
-    n
+    list_files(dir, "")
+        .iter()
+        .filter(|k| Path::new(k).parent().and_then(Path::file_name) == Some("chain".as_ref()))
+        .count()
 }
 
 /// Archives with `profile` into `s3://bucket/<prefix>` and checks what landed in the
@@ -117,6 +98,7 @@ fn assert_archives(server: &S3Server, s: &Setup, prefix: &str, profile: &str) {
 
 #[test]
 fn credentials_region_and_endpoint_come_from_the_selected_profile() {
+    let _machine = crate::common::machine::shared();
     let server = S3Server::start(&["bucket"]).unwrap();
     let endpoint = &server.endpoint;
     // Static keys in the credentials file; keys from a credential_process in the config
@@ -150,6 +132,7 @@ fn credentials_region_and_endpoint_come_from_the_selected_profile() {
 
 #[test]
 fn keys_in_the_environment_win_over_the_profile() {
+    let _machine = crate::common::machine::shared();
     let server = S3Server::start(&["bucket"]).unwrap();
     let s = setup(
         "[archiver]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n",
@@ -175,6 +158,7 @@ fn keys_in_the_environment_win_over_the_profile() {
 
 #[test]
 fn a_profile_that_does_not_exist_is_a_startup_error() {
+    let _machine = crate::common::machine::shared();
     let s = setup(
         "[archiver]\naws_access_key_id = a\naws_secret_access_key = b\n",
         "[profile archiver]\nregion = us-east-1\n",

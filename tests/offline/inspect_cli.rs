@@ -1,61 +1,23 @@
 //! `segvault inspect` on real files: every corpus `.log` against SEGMENTS.tsv, the
 //! fixtures' records, payload modes, internal-topic decoders and index cross-checks.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use crate::common::logdir::files_with;
+use crate::common::paths::{corpus, fixture_versions};
+use crate::common::run::{code, json_lines, of_type, output, segvault};
+use std::path::PathBuf;
 
 use base64::Engine;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn corpus() -> PathBuf {
-    root().join("../shared/kafka-corpus")
-}
-
-fn versions() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("expected.json").is_file())
-        .collect();
-    v.sort();
-    assert!(v.len() >= 2);
-    v
-}
-
 fn inspect(args: &[&str], files: &[PathBuf]) -> (i32, Vec<Value>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .arg("inspect")
-        .args(["--format", "json"])
-        .args(args)
-        .args(files)
-        .output()
-        .unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    (out.status.code().unwrap_or(-1), lines)
-}
-
-fn of_type<'a>(lines: &'a [Value], ty: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["type"] == ty).collect()
-}
-
-fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    v.sort();
-    v
+    let out = output(
+        segvault()
+            .arg("inspect")
+            .args(["--format", "json"])
+            .args(args)
+            .args(files),
+    );
+    (code(&out), json_lines(&out.stdout))
 }
 
 #[test]
@@ -131,7 +93,7 @@ fn every_corpus_log_agrees_with_segments_tsv() {
 
 #[test]
 fn json_schema_fields_present() {
-    let dir = versions()[0].join("clean/txn-0");
+    let dir = fixture_versions()[0].join("clean/txn-0");
     let log = files_with(&dir, ".log").pop().unwrap();
     let (code, lines) = inspect(&["--records"], std::slice::from_ref(&log));
     assert_eq!(code, 0);
@@ -239,7 +201,7 @@ fn json_schema_fields_present() {
 /// --records on every fixture partition yields the records the broker served.
 #[test]
 fn records_match_expected_counts() {
-    for v in versions() {
+    for v in fixture_versions() {
         let expected: Value =
             serde_json::from_str(&std::fs::read_to_string(v.join("expected.json")).unwrap())
                 .unwrap();
@@ -276,7 +238,7 @@ fn records_match_expected_counts() {
 
 #[test]
 fn payload_modes_render_the_same_bytes() {
-    let log = files_with(&versions()[0].join("clean/codec-snappy-0"), ".log").remove(0);
+    let log = files_with(&fixture_versions()[0].join("clean/codec-snappy-0"), ".log").remove(0);
     let get = |mode: &str| {
         let (code, lines) = inspect(
             &["--records", "--payload", mode],
@@ -311,7 +273,7 @@ fn payload_modes_render_the_same_bytes() {
 
 #[test]
 fn internal_topics_are_decoded() {
-    for v in versions() {
+    for v in fixture_versions() {
         let expected: Value =
             serde_json::from_str(&std::fs::read_to_string(v.join("expected.json")).unwrap())
                 .unwrap();
@@ -365,7 +327,7 @@ fn internal_topics_are_decoded() {
 
 #[test]
 fn live_indexes_zero_tails_are_recognised() {
-    for v in versions() {
+    for v in fixture_versions() {
         for dir in std::fs::read_dir(v.join("live"))
             .unwrap()
             .flatten()
@@ -460,7 +422,7 @@ fn from_offset_and_max_bytes() {
 
 #[test]
 fn other_files_and_text_format() {
-    let v = versions()[0].join("clean");
+    let v = fixture_versions()[0].join("clean");
     let files = vec![
         v.join("meta.properties"),
         v.join("replication-offset-checkpoint"),
@@ -481,7 +443,7 @@ fn other_files_and_text_format() {
         assert!(!of_type(&lines, ty).is_empty(), "{ty}");
     }
     assert_eq!(of_type(&lines, "summary").len(), files.len());
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+    let out = segvault()
         .args(["inspect", "--records"])
         .arg(files_with(&v.join("codec-gzip-0"), ".log").remove(0))
         .output()
@@ -504,7 +466,7 @@ fn non_utf8_file_names_give_json_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let name = std::ffi::OsStr::from_bytes(b"seg\xff.log");
     // A real segment under a name that is not UTF-8: every batch line names it.
-    let seg = files_with(&versions()[0].join("clean/codec-none-0"), ".log")[0].clone();
+    let seg = files_with(&fixture_versions()[0].join("clean/codec-none-0"), ".log")[0].clone();
     let copy = tmp.path().join(name);
     std::fs::copy(&seg, &copy).unwrap();
     let (code, lines) = inspect(&[], &[copy]);
@@ -531,7 +493,7 @@ fn non_utf8_file_names_give_json_not_a_panic() {
 /// their indexes, as closed segments.
 #[test]
 fn segments_renamed_to_deleted_are_inspected_as_logs() {
-    let p = versions()[0].join("clean/compacted-0");
+    let p = fixture_versions()[0].join("clean/compacted-0");
     let files = vec![
         p.join("00000000000000000150.log.deleted"),
         p.join("00000000000000000150.timeindex.deleted"),

@@ -3,8 +3,10 @@
 //! decode, and every other file must parse and agree with its segment.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::common::logdir;
+use crate::common::paths::corpus;
 use segvault_format::control::{decode_control_record, ControlRecord};
 use segvault_format::index::{
     cross_check_offset_index, cross_check_time_index, parse_txn_index, BatchSpan, OffsetIndex,
@@ -22,13 +24,6 @@ use segvault_format::text::{
     parse_offset_checkpoint, parse_partition_metadata,
 };
 use segvault_format::{log_entries, Batch, Limits, SegmentEnd};
-
-fn corpus() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/kafka-corpus"
-    ))
-}
 
 /// What a walk over a segment found (the columns of SEGMENTS.tsv, plus deep counts).
 #[derive(Debug, Default)]
@@ -306,23 +301,10 @@ fn spans(name: &str, log: &[u8]) -> Vec<BatchSpan> {
         .collect()
 }
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn every_other_file_parses_and_indexes_match_their_logs() {
     let root = corpus();
-    let mut all = Vec::new();
-    files(&root, &mut all);
-    all.sort();
+    let all = logdir::walk(&root);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut index_entries_checked = 0usize;
     let mut time_entries_checked = 0usize;
@@ -358,7 +340,8 @@ fn every_other_file_parses_and_indexes_match_their_logs() {
         let log_of = |base: i64| {
             let log = path.with_file_name(format!("{base:020}.log"));
             // SAFETY: the corpus files are read only; nothing modifies them while mapped.
-            log.exists().then(|| unsafe { MappedFile::open(log) }.unwrap())
+            log.exists()
+                .then(|| unsafe { MappedFile::open(log) }.unwrap())
         };
         match kind {
             FileName::Segment(s) => {
@@ -503,8 +486,7 @@ fn every_other_file_parses_and_indexes_match_their_logs() {
 #[test]
 fn checkpoint_writers_reproduce_corpus_files() {
     let root = corpus();
-    let mut all = Vec::new();
-    files(&root, &mut all);
+    let all = logdir::walk(&root);
     let mut n = 0;
     for path in all {
         let fname = path.file_name().unwrap().to_str().unwrap().to_string();

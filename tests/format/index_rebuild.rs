@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::common::paths;
 use proptest::prelude::*;
 use segvault_format::encode::{encode_batch, encode_legacy, BatchSpec, LegacySpec, RecordSpec};
 use segvault_format::index::{parse_txn_index, OffsetIndex, TimeIndex};
@@ -25,16 +26,6 @@ use segvault_format::snapshot::parse_producer_snapshot;
 use segvault_format::{log_entries, ErrorKind};
 
 const INTERVAL: u32 = DEFAULT_INDEX_INTERVAL_BYTES;
-
-fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-fn corpus_root() -> PathBuf {
-    std::env::var_os("SEGVAULT_KAFKA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/kafka-corpus"))
-}
 
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -91,13 +82,9 @@ fn partition_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Both fixture versions' directories: exactly two.
 fn fixture_versions() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_root())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
+    let v = paths::fixture_versions();
     assert_eq!(v.len(), 2, "{v:?}");
     v
 }
@@ -398,7 +385,7 @@ fn appends_implied_by(log: &[u8], base: i64, idx: &[u8]) -> Vec<u64> {
 /// reason is modelled.
 #[test]
 fn corpus_segments() {
-    let root = corpus_root();
+    let root = paths::corpus();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut report = Vec::new();
     let mut problems = Vec::new();

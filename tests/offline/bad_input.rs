@@ -5,32 +5,18 @@
 //! documented), that nothing panics (exit code 101), and that the JSON or stderr names the
 //! file and, for byte-level damage, the byte position.
 
+use crate::common::paths::fixture;
+use crate::common::run::{code, failures, json_lines, output, stderr};
+use segvault_harness::fixtures::copy_dir;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka-3.9.2/clean")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
 
 /// A fresh copy of the fixture log dir.
 fn logdir() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
-    copy_dir(&fixture(), &d);
+    copy_dir(&fixture(VERSION), &d, &[]).unwrap();
     (t, d)
 }
 
@@ -42,10 +28,7 @@ struct Run {
 
 impl Run {
     fn failures(&self) -> Vec<&Value> {
-        self.lines
-            .iter()
-            .filter(|l| l["type"] == "problem" && l["severity"] != "note")
-            .collect()
+        failures(&self.lines)
     }
     /// A corrupt/partial problem about `file` (path suffix) with a byte position.
     fn names(&self, file: &str) -> Option<&Value> {
@@ -56,23 +39,17 @@ impl Run {
 }
 
 fn segvault(args: &[&str], paths: &[&Path]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .args(args)
-        .args(["--format", "json"])
-        .args(paths)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_ne!(code, 101, "segvault panicked: {stderr}");
+    let out = output(
+        crate::common::run::segvault()
+            .args(args)
+            .args(["--format", "json"])
+            .args(paths),
+    );
+    let stderr = stderr(&out);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
     Run {
-        code,
-        lines,
+        code: code(&out),
+        lines: json_lines(&out.stdout),
         stderr,
     }
 }
@@ -93,6 +70,8 @@ fn batches(file: &Path) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// The fixture the tests damage copies of.
+const VERSION: &str = "3.9.2";
 const CLOSED: &str = "codec-none-0/00000000000000000000.log";
 const ACTIVE: &str = "txn-0/00000000000000000005.log";
 
@@ -177,7 +156,7 @@ fn length_flip_in_the_active_segment_is_not_mistaken_for_a_partial_tail() {
 #[test]
 fn truncation_at_every_batch_boundary_and_inside_batches() {
     for (name, active) in [(CLOSED, false), (ACTIVE, true)] {
-        let b = batches(&fixture().join(name));
+        let b = batches(&fixture(VERSION).join(name));
         let mut cuts: Vec<usize> = Vec::new();
         for &(pos, size) in &b {
             cuts.extend([pos, pos + 5, pos + 30, pos + size / 2, pos + size - 1]);

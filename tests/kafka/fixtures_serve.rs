@@ -3,18 +3,14 @@
 //! in `expected.json` when they were generated. Also checks that the fixtures hold what
 //! fixtures/README.md promises, so a regeneration cannot silently drop a case.
 
+use crate::common::logdir::files_with;
+use crate::common::paths::fixture_root;
 use segvault_harness::fixtures::copy_dir;
 use segvault_harness::*;
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn fixture(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("kafka-{version}"))
-}
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
@@ -25,12 +21,8 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-fn count(dir: &Path, suffix: &str) -> usize {
-    names(dir).iter().filter(|n| n.ends_with(suffix)).count()
-}
-
 fn serve_clean_fixture(version: &str) {
-    let root = fixture(version);
+    let root = fixture_root(version);
     let expected: Value =
         serde_json::from_str(&fs::read_to_string(root.join("expected.json")).unwrap()).unwrap();
     assert_eq!(expected["kafka_version"], version);
@@ -142,25 +134,28 @@ fn retention_checks_ran(client: &Client, log_dir: &Path) {
 
 #[test]
 fn kafka_3_9_serves_its_clean_fixture_exactly() {
+    let _machine = crate::common::machine::shared();
     serve_clean_fixture(KAFKA_VERSIONS[0]);
 }
 
 #[test]
 fn kafka_4_serves_its_clean_fixture_exactly() {
+    let _machine = crate::common::machine::shared();
     serve_clean_fixture(KAFKA_VERSIONS[1]);
 }
 
 #[test]
 fn fixtures_hold_every_promised_case() {
+    let _machine = crate::common::machine::shared();
     for v in KAFKA_VERSIONS {
-        let clean = fixture(v).join("clean");
-        let live = fixture(v).join("live");
+        let clean = fixture_root(v).join("clean");
+        let live = fixture_root(v).join("live");
         // Clean shutdown marker only in the clean copy; the live copy is mid-flight.
         assert!(clean.join(".kafka_cleanshutdown").exists(), "{v}");
         assert!(!live.join(".kafka_cleanshutdown").exists(), "{v}");
         for codec in workload::CODECS {
             assert!(
-                count(&clean.join(format!("codec-{codec}-0")), ".log") >= 3,
+                files_with(&clean.join(format!("codec-{codec}-0")), ".log").len() >= 3,
                 "{v} codec-{codec}-0 segments"
             );
         }
@@ -181,7 +176,10 @@ fn fixtures_hold_every_promised_case() {
             cp.lines().any(|l| l.starts_with("compacted 0 ")),
             "{v}: {cp}"
         );
-        assert!(count(&clean.join("compacted-0"), ".log.deleted") > 0, "{v}");
+        assert!(
+            !files_with(&clean.join("compacted-0"), ".log.deleted").is_empty(),
+            "{v}"
+        );
         // Internal topics, and a KRaft snapshot in the clean copy.
         assert!(
             clean.join("__consumer_offsets-0").is_dir()
@@ -189,7 +187,7 @@ fn fixtures_hold_every_promised_case() {
             "{v}"
         );
         assert!(
-            count(&clean.join("__cluster_metadata-0"), ".checkpoint") > 0,
+            !files_with(&clean.join("__cluster_metadata-0"), ".checkpoint").is_empty(),
             "{v}"
         );
         assert!(

@@ -20,18 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common::logdir::walk;
+use crate::common::paths::{corpus, fixture_root};
 use segvault_harness::KafkaDist;
 use serde_json::Value;
-
-fn corpus_root() -> PathBuf {
-    std::env::var_os("SEGVAULT_KAFKA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/kafka-corpus"))
-}
-
-fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
 
 /// kafka-dump-log moved from Scala (`kafka.tools`) to Java (`org.apache.kafka.tools`) in 4.0.
 fn dump_log_class(version: &str) -> &'static str {
@@ -54,24 +46,8 @@ struct Group {
     indexes: Vec<PathBuf>,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out);
-        } else if p.is_file() {
-            out.push(p);
-        }
-    }
-}
-
 fn group(name: &str, version: &str, root: &Path) -> Group {
-    let mut files = Vec::new();
-    walk(root, &mut files);
+    let files = walk(root).into_iter().filter(|p| p.is_file());
     let mut g = Group {
         name: name.into(),
         version: version.into(),
@@ -532,7 +508,7 @@ struct Inspected {
 fn segvault() -> Command {
     match std::env::var_os("SEGVAULT_BIN") {
         Some(b) => Command::new(b),
-        None => Command::new(env!("CARGO_BIN_EXE_segvault")),
+        None => crate::common::run::segvault(),
     }
 }
 
@@ -856,7 +832,7 @@ fn drop_zero_slot_artefact(
 
 /// SEGMENTS.tsv (counts taken when the corpus was built) against kafka-dump-log.
 fn compare_segments_tsv(dump: &Dump, errs: &mut Vec<String>) {
-    let root = corpus_root();
+    let root = corpus();
     let tsv = std::fs::read_to_string(root.join("SEGMENTS.tsv")).expect("SEGMENTS.tsv");
     let mut lines = tsv.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
@@ -917,11 +893,13 @@ fn compare_segments_tsv(dump: &Dump, errs: &mut Vec<String>) {
 
 #[test]
 fn inspect_agrees_with_kafka_dump_log() {
+    // A kafka-dump-log JVM per file group over the whole corpus: alone on 2 cores.
+    let _machine = crate::common::machine::alone();
     let t0 = std::time::Instant::now();
-    let mut groups = vec![group("corpus", "3.9.2", &corpus_root())];
+    let mut groups = vec![group("corpus", "3.9.2", &corpus())];
     for v in segvault_harness::KAFKA_VERSIONS {
         for copy in ["clean", "live"] {
-            let root = fixtures_root().join(format!("kafka-{v}")).join(copy);
+            let root = fixture_root(v).join(copy);
             let g = group(&format!("fixtures/kafka-{v}/{copy}"), v, &root);
             assert!(
                 !g.logs.is_empty(),

@@ -10,9 +10,9 @@
 //!   file store and 20 on S3: every range once, every object its manifest names present, and
 //!   nothing else left under `data/`.
 
-mod common;
-
-use common::{audit, list_files};
+use crate::common::paths::fixture;
+use crate::common::run::{json_lines, output, total};
+use crate::common::store::{audit, list_files};
 use segvault_harness::fixtures::copy_dir;
 use segvault_harness::{FaultProxy, S3Server};
 use serde_json::Value;
@@ -20,12 +20,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka-4.3.1/clean")
-}
+/// The fixture every test here archives.
+const VERSION: &str = "4.3.1";
 
 fn segvault(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    let mut c = crate::common::run::segvault();
     c.args(args);
     for (k, v) in env {
         c.env(k, v);
@@ -34,14 +33,7 @@ fn segvault(args: &[&str], env: &[(&str, String)]) -> Command {
 }
 
 fn run(args: &[&str], env: &[(&str, String)]) -> Output {
-    let out = segvault(args, env).output().unwrap();
-    assert_ne!(
-        out.status.code(),
-        Some(101),
-        "panic: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    output(&mut segvault(args, env))
 }
 
 fn spawn_archive(log_dir: &Path, url: &str, env: &[(&str, String)]) -> Child {
@@ -64,10 +56,9 @@ fn spawn_archive(log_dir: &Path, url: &str, env: &[(&str, String)]) -> Child {
     .unwrap()
 }
 
-fn total(stdout: &[u8]) -> Value {
-    let text = String::from_utf8_lossy(stdout);
-    let last = text.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
+/// The total line of an `archive --format json` run's stdout.
+fn total_of(stdout: &[u8]) -> Value {
+    total(&json_lines(stdout)).clone()
 }
 
 /// Restores the archive at `url` into a new dir and checks every published segment range:
@@ -107,9 +98,10 @@ fn restores_byte_identical(url: &str, env: &[(&str, String)], src: &Path, dst: &
 
 #[test]
 fn a_lost_reply_to_a_manifest_create_is_our_own_win() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("logs");
-    copy_dir(&fixture(), &src, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &src, &[]).unwrap();
     let s3 = S3Server::start(&["archive"]).unwrap();
     let proxy = FaultProxy::lost_create_replies(&s3.endpoint).unwrap();
     let through_proxy = s3.env_via(&proxy.endpoint);
@@ -121,7 +113,7 @@ fn a_lost_reply_to_a_manifest_create_is_our_own_win() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let t = total(&out.stdout);
+    let t = total_of(&out.stdout);
 
     // The fault was real: every manifest's first create was applied and answered 503.
     let a = audit(&root);
@@ -166,7 +158,7 @@ fn a_lost_reply_to_a_manifest_create_is_our_own_win() {
         &s3.env(),
     );
     assert_eq!(again.status.code(), Some(0));
-    assert_eq!(total(&again.stdout)["uploaded_segments"], 0);
+    assert_eq!(total_of(&again.stdout)["uploaded_segments"], 0);
     let ls = run(&["ls", url], &s3.env());
     assert_eq!(
         ls.status.code(),
@@ -186,7 +178,7 @@ fn two_archivers_at_once(
 ) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("logs");
-    copy_dir(&fixture(), &src, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &src, &[]).unwrap();
     let mut both_uploaded = 0;
     for round in 0..rounds {
         let (url, root) = store(round);
@@ -201,7 +193,7 @@ fn two_archivers_at_once(
                 String::from_utf8_lossy(&o.stderr)
             );
         }
-        let (ta, tb) = (total(&oa.stdout), total(&ob.stdout));
+        let (ta, tb) = (total_of(&oa.stdout), total_of(&ob.stdout));
         let (ua, ub) = (
             ta["uploaded_segments"].as_u64().unwrap(),
             tb["uploaded_segments"].as_u64().unwrap(),
@@ -237,6 +229,7 @@ fn two_archivers_at_once(
 
 #[test]
 fn two_archivers_at_once_on_a_file_store_lose_nothing() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().to_path_buf();
     two_archivers_at_once(
@@ -251,6 +244,7 @@ fn two_archivers_at_once_on_a_file_store_lose_nothing() {
 
 #[test]
 fn two_archivers_at_once_on_s3_lose_nothing() {
+    let _machine = crate::common::machine::shared();
     let s3 = S3Server::start(&["archive"]).unwrap();
     let root = s3.root.join("archive");
     two_archivers_at_once(
@@ -293,11 +287,12 @@ fn output_within(child: Child, secs: u64) -> Output {
 /// is archived exactly as from an intact copy. `verify` reports it and does not hang either.
 #[test]
 fn a_fifo_in_one_partition_fails_only_that_partition() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let intact = tmp.path().join("intact");
-    copy_dir(&fixture(), &intact, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &intact, &[]).unwrap();
     let bad = tmp.path().join("bad");
-    copy_dir(&fixture(), &bad, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &bad, &[]).unwrap();
     let seg = bad.join("codec-none-0/00000000000000000020.log");
     mkfifo(&seg);
     let pm = bad.join("codec-gzip-1/partition.metadata");
@@ -317,7 +312,7 @@ fn a_fifo_in_one_partition_fails_only_that_partition() {
             p.display()
         );
     }
-    assert_eq!(total(&out.stdout)["failures"], 2);
+    assert_eq!(total_of(&out.stdout)["failures"], 2);
     // Every other partition's ranges are there, as from the intact copy; codec-none-0 up to
     // the FIFO.
     let ranges = |root: &Path| -> Vec<String> {
@@ -361,10 +356,11 @@ fn a_fifo_in_one_partition_fails_only_that_partition() {
 /// committed: the pass says so and exits 2, never a silent "0 segments" with exit 0.
 #[test]
 fn a_missing_or_garbled_high_watermark_checkpoint_is_a_failure() {
+    let _machine = crate::common::machine::shared();
     for garble in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("logs");
-        copy_dir(&fixture(), &src, &[]).unwrap();
+        copy_dir(&fixture(VERSION), &src, &[]).unwrap();
         let cp = src.join("replication-offset-checkpoint");
         if garble {
             fs::write(&cp, b"0\nnot a number\n").unwrap();
@@ -379,16 +375,17 @@ fn a_missing_or_garbled_high_watermark_checkpoint_is_a_failure() {
             stderr.contains("replication-offset-checkpoint") && stderr.contains("committed"),
             "garbled {garble}: {stderr}"
         );
-        assert_eq!(total(&out.stdout)["uploaded_segments"], 0);
+        assert_eq!(total_of(&out.stdout)["uploaded_segments"], 0);
     }
 }
 
 /// A password in a store URL never appears in what segvault prints.
 #[test]
 fn a_password_in_the_store_url_is_never_printed() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("logs");
-    copy_dir(&fixture(), &src, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &src, &[]).unwrap();
     for args in [
         vec!["ls", "s3://user:hunter2@nobucket/x?sig=s3cr3t"],
         vec![
@@ -425,7 +422,7 @@ fn a_password_in_the_store_url_is_never_printed() {
 fn with_a_big_segment(tmp: &Path) -> (PathBuf, PathBuf) {
     use segvault_format::encode::{encode_batch, BatchSpec, RecordSpec};
     let src = tmp.join("logs");
-    copy_dir(&fixture(), &src, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &src, &[]).unwrap();
     let seg = src.join("codec-none-0/00000000000000000000.log");
     let mut big = Vec::new();
     for b in 0..4i64 {
@@ -482,6 +479,7 @@ fn truncate(path: &Path, len: u64) {
 /// other partitions.
 #[test]
 fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
+    let _machine = crate::common::machine::shared();
     use segvault_format::encode::{encode_batch, BatchSpec, RecordSpec};
     let tmp = tempfile::tempdir().unwrap();
     let (src, seg) = with_a_big_segment(tmp.path());
@@ -517,7 +515,7 @@ fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
             && stderr.contains("truncated while it was read"),
         "{stderr}"
     );
-    assert_eq!(total(&out.stdout)["failures"], 1);
+    assert_eq!(total_of(&out.stdout)["failures"], 1);
     let keys = list_files(&tmp.path().join("store"), "segvault/v1");
     assert!(
         !keys.iter().any(|k| k.contains("/corrupt/")),
@@ -557,7 +555,8 @@ fn a_segment_truncated_while_read_is_an_io_error_not_a_signal() {
 /// failed pass naming the file, records no corruption, and archives the other partitions.
 #[test]
 fn the_agent_survives_a_segment_truncated_while_it_reads_it() {
-    use common::agent::{poll, sigterm, spawn_agent, wait_exit};
+    let _machine = crate::common::machine::shared();
+    use crate::common::agent::{poll, sigterm, spawn_agent, wait_exit};
     let tmp = tempfile::tempdir().unwrap();
     let (src, seg) = with_a_big_segment(tmp.path());
     let store = tmp.path().join("store");
@@ -616,9 +615,10 @@ fn the_agent_survives_a_segment_truncated_while_it_reads_it() {
 /// nothing: it never widens to every partition of the cluster.
 #[test]
 fn a_bare_metal_restore_that_cannot_read_the_nodes_checkpoint_restores_nothing() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("logs");
-    copy_dir(&fixture(), &src, &[]).unwrap();
+    copy_dir(&fixture(VERSION), &src, &[]).unwrap();
     let s3 = S3Server::start(&["archive"]).unwrap();
     let url = "s3://archive/kafka";
     let out = output_within(spawn_archive(&src, url, &s3.env()), 120);

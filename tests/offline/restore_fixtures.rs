@@ -3,40 +3,22 @@
 //! rebuilt as the broker builds them, and bad archives, locked or occupied targets and
 //! interruptions are handled without placing anything unverified.
 
+use crate::common::logdir::{self, checkpoint, partition_dirs, segments};
+use crate::common::paths::fixture;
+use crate::common::run::{assert_exit, output};
 use segvault_format::index_build;
 use segvault_harness::fixtures::copy_dir;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn fixture(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("kafka-{version}"))
-        .join("clean")
-}
-
 fn segvault(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert_ne!(
-        out.status.code(),
-        Some(101),
-        "panic: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    output(crate::common::run::segvault().args(args))
 }
 
 fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    crate::common::run::json_lines(&out.stdout)
 }
 
 /// Archives a copy of the fixture of `version`; returns (the copy, the store URL).
@@ -61,31 +43,6 @@ fn archived(tmp: &Path, version: &str) -> (PathBuf, String) {
     (src, url)
 }
 
-fn segment_bases(dir: &Path) -> Vec<i64> {
-    let mut v: Vec<i64> = fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
-        .collect();
-    v.sort();
-    v
-}
-
-fn checkpoint(path: &Path) -> BTreeMap<(String, i32), i64> {
-    fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(2)
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (
-                (f[0].to_string(), f[1].parse().unwrap()),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn ls_shows_clusters_brokers_partitions_and_ranges() {
     let tmp = tempfile::tempdir().unwrap();
@@ -107,7 +64,7 @@ fn ls_shows_clusters_brokers_partitions_and_ranges() {
     assert!(parts.len() >= 10);
     for p in parts {
         let name = format!("{}-{}", p["topic"].as_str().unwrap(), p["partition"]);
-        let bases = segment_bases(&src.join(&name));
+        let bases = segments(&src.join(&name));
         assert_eq!(p["start_offset"].as_i64(), Some(bases[0]), "{name}");
         assert_eq!(
             p["end_offset"].as_i64(),
@@ -143,12 +100,7 @@ fn bare_metal_restores_the_archived_segments_byte_for_byte() {
             "--format",
             "json",
         ]);
-        assert_eq!(
-            dry.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&dry.stderr)
-        );
+        assert_exit(&dry, 0);
         assert!(!dst.exists(), "{v}: --dry-run wrote {}", dst.display());
         let plan = json_lines(&dry);
         let total = plan.iter().find(|l| l["type"] == "plan").unwrap();
@@ -185,10 +137,10 @@ fn bare_metal_restores_the_archived_segments_byte_for_byte() {
             let name = format!("{}-{}", r["topic"].as_str().unwrap(), r["partition"]);
             let (s, d) = (src.join(&name), dst.join(&name));
             let closed: Vec<i64> = {
-                let b = segment_bases(&s);
+                let b = segments(&s);
                 b[..b.len() - 1].to_vec()
             };
-            assert_eq!(segment_bases(&d), closed, "{v} {name}");
+            assert_eq!(segments(&d), closed, "{v} {name}");
             for base in &closed {
                 for ext in ["log", "index", "timeindex", "txnindex"] {
                     let f = format!("{base:020}.{ext}");
@@ -196,7 +148,7 @@ fn bare_metal_restores_the_archived_segments_byte_for_byte() {
                     assert_eq!(fs::read(d.join(&f)).ok(), want, "{v} {name}/{f}");
                 }
             }
-            let end = *segment_bases(&s).last().unwrap();
+            let end = *segments(&s).last().unwrap();
             assert_eq!(r["log_end_offset"].as_i64(), Some(end), "{v} {name}");
             assert_eq!(
                 rp[&(
@@ -241,12 +193,7 @@ fn bare_metal_restores_the_archived_segments_byte_for_byte() {
         assert_eq!(again.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
         let forced = segvault(&["restore", &url, "--to", dst.to_str().unwrap(), "--force"]);
-        assert_eq!(
-            forced.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&forced.stderr)
-        );
+        assert_exit(&forced, 0);
     }
 }
 
@@ -274,14 +221,9 @@ fn until_offset_cuts_at_a_batch_boundary_and_rebuilds_indexes() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let d = dst.join(name);
-    let bases = segment_bases(&d);
+    let bases = segments(&d);
     let last = *bases.last().unwrap();
     let restored = fs::read(d.join(format!("{last:020}.log"))).unwrap();
     let original = fs::read(src.join(name).join(format!("{last:020}.log"))).unwrap();
@@ -359,12 +301,7 @@ fn a_tampered_object_is_refused_and_the_restore_resumes_after_repair() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let reports: Vec<Value> = json_lines(&out)
         .into_iter()
         .filter(|l| l["type"] == "partition")
@@ -452,29 +389,15 @@ fn a_locked_log_dir_is_refused() {
     drop(holder.stdin.take());
     holder.wait().unwrap();
     let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
 }
 
+/// Every file under `d` (see [`logdir::walk`]), as strings.
 fn walk(d: &Path) -> Vec<String> {
-    let mut out = vec![];
-    let mut stack = vec![d.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        for e in fs::read_dir(&p).unwrap().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path)
-            } else {
-                out.push(path.to_string_lossy().into_owned())
-            }
-        }
-    }
-    out.sort();
-    out
+    logdir::walk(d)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Readers check the chain against `start.json` and the listing: a deleted first manifest (a
@@ -549,12 +472,7 @@ fn a_lost_first_manifest_or_object_is_found_by_ls_and_refused_by_restore() {
         "--topic",
         "^codec-snappy$",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(dst.join("codec-snappy-0").is_dir());
 }
 
@@ -703,18 +621,6 @@ fn a_small_object_that_decompresses_past_its_size_is_refused() {
     );
 }
 
-fn partition_dirs(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && n != "__cluster_metadata-0")
-        .collect();
-    v.sort();
-    v
-}
-
 /// A restore killed after renaming a partition into place but before its journal entry (or
 /// out of space writing it) resumes: the journal was written ahead of the rename, so the
 /// placed partition is recognised, nothing is refused, nothing placed twice. And a restore
@@ -725,12 +631,7 @@ fn a_restore_killed_between_placing_and_journaling_resumes() {
     let (_src, url) = archived(tmp.path(), "4.3.1");
     let dst = tmp.path().join("dst");
     let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let cluster = fs::read_to_string(dst.join("meta.properties"))
         .unwrap()
         .lines()
@@ -756,12 +657,7 @@ fn a_restore_killed_between_placing_and_journaling_resumes() {
     .unwrap();
     fs::remove_file(dst.join(".kafka_cleanshutdown")).unwrap();
     let out = segvault(&["restore", &url, "--to", dst.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(!dst.join(".segvault-restore").exists());
     assert!(dst.join(".kafka_cleanshutdown").exists());
     assert_eq!(partition_dirs(&dst), parts);
@@ -781,7 +677,7 @@ fn a_restore_holds_the_targets_lock_until_it_ends() {
     let envs = |cmd: &mut Command, endpoint: &str| {
         cmd.envs(s3.env_via(endpoint));
     };
-    let mut a = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    let mut a = crate::common::run::segvault();
     a.args([
         "archive",
         "--once",
@@ -802,7 +698,7 @@ fn a_restore_holds_the_targets_lock_until_it_ends() {
     )
     .unwrap();
     let dst = tmp.path().join("dst");
-    let mut r = Command::new(env!("CARGO_BIN_EXE_segvault"));
+    let mut r = crate::common::run::segvault();
     r.args(["restore", url, "--to", dst.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -838,12 +734,7 @@ fn a_restore_holds_the_targets_lock_until_it_ends() {
         "another process took the target's .lock mid-restore"
     );
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(
         !dst.join(".lock").exists(),
         "the restore left the .lock it created"
@@ -863,12 +754,7 @@ fn a_non_utf8_key_in_a_local_store_does_not_hide_the_archive() {
         .join(std::ffi::OsStr::from_bytes(b"stray-\xff\xfe"));
     fs::write(&odd, b"x").unwrap();
     let out = segvault(&["ls", &url, "--format", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let parts = json_lines(&out)
         .iter()
         .filter(|l| l["type"] == "partition")
@@ -883,12 +769,7 @@ fn a_non_utf8_key_in_a_local_store_does_not_hide_the_archive() {
         "--topic",
         "^codec-none$",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.

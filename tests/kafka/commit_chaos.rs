@@ -7,17 +7,21 @@
 //! after the request reached the server) -> HAProxy (10% of answers replaced by a 503 after
 //! versitygw applied the request) -> versitygw.
 
-mod common;
-
-use common::agent::{poll, sigterm, spawn_agent, wait_exit};
-use common::{broker, check_store_keeping_garbage, closed_committed, producer, Rng, TOPIC};
+use crate::common::agent::{kill_running, poll, sigterm, spawn_agent, wait_exit};
+use crate::common::broker::{broker, producer, TOPIC};
+use crate::common::logdir::{closed_committed, segments};
+use crate::common::rng::Rng;
+use crate::common::run::{assert_exit, segvault};
+use crate::common::store::{audit, check_store_keeping_garbage, list_files, manifests};
 use segvault_harness::{FaultProxy, S3Server, Toxiproxy};
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
 fn agent_through_faults_and_kills_loses_nothing() {
+    // Two minutes of load, faults and kills whose interleaving is the point: alone on 2 cores.
+    let _machine = crate::common::machine::alone();
     let t0 = Instant::now();
     let mut rng = Rng::from_env(0x000c_4a05);
     let tmp = tempfile::tempdir().unwrap();
@@ -64,7 +68,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
         let until = Instant::now() + life;
         if rng.next().is_multiple_of(3) {
             // A cron job's pass beside the agent.
-            let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+            let out = segvault()
                 .args(["archive", "--once", "--store", url, "--log-dir"])
                 .arg(&log_dir)
                 .envs(faulty.iter().map(|(k, v)| (*k, v.as_str())))
@@ -86,13 +90,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "agent exited early:\n{}",
-            fs::read_to_string(&log).unwrap()
-        );
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        kill_running(&mut agent, &log);
         kills += 1;
     }
     assert!(load.wait().unwrap().success());
@@ -102,7 +100,7 @@ fn agent_through_faults_and_kills_loses_nothing() {
         Duration::from_secs(60),
         || {
             let want = closed_committed(&log_dir, TOPIC);
-            let bases = common::segments(&log_dir.join(format!("{TOPIC}-0")));
+            let bases = segments(&log_dir.join(format!("{TOPIC}-0")));
             (want.len() + 1 == bases.len()).then_some(())
         },
     );
@@ -113,8 +111,8 @@ fn agent_through_faults_and_kills_loses_nothing() {
         "the archive to catch up through the faults",
         Duration::from_secs(240),
         || {
-            let keys = common::list_files(&root, "segvault/v1");
-            let m = common::manifests(TOPIC, &keys, &|k| fs::read(root.join(k)).unwrap());
+            let keys = list_files(&root, "segvault/v1");
+            let m = manifests(TOPIC, &keys, &|k| fs::read(root.join(k)).unwrap());
             (m.len() >= want.len()).then_some(())
         },
     );
@@ -129,30 +127,25 @@ fn agent_through_faults_and_kills_loses_nothing() {
 
     let lost_replies = haproxy.count(503, "PUT", "/");
     let (n, garbage) =
-        check_store_keeping_garbage(&log_dir, TOPIC, &|p| common::list_files(&root, p), &|k| {
+        check_store_keeping_garbage(&log_dir, TOPIC, &|p| list_files(&root, p), &|k| {
             fs::read(root.join(k))
                 .unwrap_or_else(|e| panic!("{k}: {e}: a manifest names an object the store lost"))
         });
-    let a = common::audit(&root);
+    let a = audit(&root);
     assert!(a.missing.is_empty(), "{:?}", a.missing);
     assert!(lost_replies > 0, "HAProxy injected no 503 after a PUT");
     assert!(kills >= 10, "only {kills} kills");
 
     // The archive restores, byte for byte, straight from versitygw.
     let dst = tmp.path().join("restored");
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+    let out = segvault()
         .args(["restore", url, "--to"])
         .arg(&dst)
         .args(["--topic", &format!("^{TOPIC}$")])
         .envs(s3.env().iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     for (start, _) in &want {
         let name = format!("{TOPIC}-0/{start:020}.log");
         assert!(

@@ -5,12 +5,14 @@
 //! metrics endpoint, the process) against a deadline. The only sleeps are the chaos test's
 //! random run times before a SIGKILL, which are the point of that test.
 
-mod common;
-
-use common::agent::{bin, http_get, metric, poll, sigterm, spawn_agent, wait_exit};
-use common::{
-    broker, check_store, check_store_keeping_garbage, closed_committed, high_watermark, is_staging,
-    list_files, manifests, producer, segments, Rng, TestStore, TOPIC,
+use crate::common::agent::{http_get, kill_running, metric, poll, sigterm, spawn_agent, wait_exit};
+use crate::common::broker::{broker, producer, TOPIC};
+use crate::common::logdir::{closed_committed, high_watermark, segments};
+use crate::common::paths::fixture;
+use crate::common::rng::Rng;
+use crate::common::run::segvault;
+use crate::common::store::{
+    check_store, check_store_keeping_garbage, is_staging, list_files, manifests, TestStore,
 };
 use segvault_harness::cluster::free_port;
 use std::fs;
@@ -19,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// (the last roll is committed only then).
 /// Waits for the producer, then for the checkpointed high watermark to reach the log end
+/// (the last roll is committed only then).
 fn finish_load(mut producer: Child, log_dir: &Path) {
     let status = poll("the producer to finish", Duration::from_secs(240), || {
         producer.try_wait().unwrap()
@@ -57,12 +59,14 @@ fn wait_caught_up(store: &Path, log_dir: &Path) {
 
 #[test]
 fn agent_archives_a_rolling_broker_and_stops_cleanly() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     agent_archives_a_rolling_broker(&TestStore::file(tmp.path()), tmp.path());
 }
 
 #[test]
 fn agent_archives_a_rolling_broker_to_s3() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     agent_archives_a_rolling_broker(&TestStore::s3(), tmp.path());
 }
@@ -165,7 +169,14 @@ fn agent_archives_a_rolling_broker(ts: &TestStore, tmp: &Path) {
         n
     );
     // Every metric served is documented in --help.
-    let help = String::from_utf8(bin().args(["agent", "--help"]).output().unwrap().stdout).unwrap();
+    let help = String::from_utf8(
+        segvault()
+            .args(["agent", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     for name in body
         .lines()
         .filter(|l| l.starts_with("segvault_"))
@@ -182,6 +193,7 @@ fn agent_archives_a_rolling_broker(ts: &TestStore, tmp: &Path) {
 
 #[test]
 fn agent_killed_at_random_moments_archives_exactly_once() {
+    let _machine = crate::common::machine::shared();
     let t0 = Instant::now();
     let mut rng = Rng::from_env(0x5e6_7a17);
     let tmp = tempfile::tempdir().unwrap();
@@ -204,13 +216,7 @@ fn agent_killed_at_random_moments_archives_exactly_once() {
     for _ in 0..20 {
         let mut agent = spawn_agent(&log_dir, &url, &[], &chaos_args, &log);
         std::thread::sleep(Duration::from_millis(200 + rng.next() % 1800));
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "agent exited early:\n{}",
-            fs::read_to_string(&log).unwrap()
-        );
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        kill_running(&mut agent, &log);
         // What the kill left behind: data without a manifest, or a staging file.
         let keys = list_files(&store, "segvault/v1");
         let starts: Vec<String> = archived(&store)
@@ -321,15 +327,16 @@ fn plant_unfinished_range(store: &Path, log_dir: &Path) -> Vec<String> {
 }
 
 fn fixture_log_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kafka-4.3.1/clean")
+    fixture("4.3.1")
 }
 
 #[test]
 fn startup_errors_exit_2_naming_the_path_or_url() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let store = format!("file://{}", tmp.path().join("store").display());
     let run = |args: &[&str], env: &[(&str, String)]| {
-        let out = bin()
+        let out = segvault()
             .arg("agent")
             .args(args)
             .args(["--metrics-addr", "off"])
@@ -397,6 +404,7 @@ fn startup_errors_exit_2_naming_the_path_or_url() {
 
 #[test]
 fn config_file_environment_and_flags_merge() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     // The file names a log dir that does not exist; the flag overrides it. The store comes
@@ -408,7 +416,7 @@ fn config_file_environment_and_flags_merge() {
     )
     .unwrap();
     let port = free_port().unwrap();
-    let mut agent = bin()
+    let mut agent = segvault()
         .args([
             "agent",
             "--config",
@@ -462,6 +470,7 @@ fn config_file_environment_and_flags_merge() {
 /// counted.
 #[test]
 fn healthz_and_lag_tell_the_truth_through_a_store_outage() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let url = format!("file://{}", store.display());

@@ -2,15 +2,15 @@
 //! filesystem store and to a real S3 server: afterwards every closed, committed segment is in
 //! the store exactly once and byte-identical, and the active segment never was.
 
-mod common;
-
-use common::{broker, check_store, high_watermark, list_files, producer, segments, TOPIC};
+use crate::common::broker::{broker, producer, TOPIC};
+use crate::common::logdir::{high_watermark, segments};
+use crate::common::run::{assert_exit, json_lines, output, segvault, total};
+use crate::common::store::{check_store, list_files};
 use segvault_harness::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn archive_pass(log_dir: &Path, store: &str, env: &[(&'static str, String)]) -> Value {
@@ -23,33 +23,23 @@ fn archive_pass_with(
     env: &[(&'static str, String)],
     extra: &[&str],
 ) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
-        .args([
-            "archive",
-            "--once",
-            "--format",
-            "json",
-            "--store",
-            store,
-            "--log-dir",
-        ])
-        .arg(log_dir)
-        .args(extra)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "archive pass failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output(
+        segvault()
+            .args([
+                "archive",
+                "--once",
+                "--format",
+                "json",
+                "--store",
+                store,
+                "--log-dir",
+            ])
+            .arg(log_dir)
+            .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
     );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|l| l["type"] == "total")
-        .unwrap()
+    assert_exit(&out, 0);
+    total(&json_lines(&out.stdout)).clone()
 }
 
 /// Produces ~2 MB/s for ~25 s into a topic with 1 MiB segments (about two rolls a second)
@@ -88,6 +78,7 @@ fn archive_under_load(store: &str, env: &[(&'static str, String)]) -> (Cluster, 
 
 #[test]
 fn archives_a_rolling_broker_exactly_once_to_the_filesystem() {
+    let _machine = crate::common::machine::shared();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let (_c, log_dir) = archive_under_load(&format!("file://{}", store.display()), &[]);
@@ -101,6 +92,7 @@ fn archives_a_rolling_broker_exactly_once_to_the_filesystem() {
 
 #[test]
 fn archives_a_rolling_broker_exactly_once_to_s3() {
+    let _machine = crate::common::machine::shared();
     let s3 = S3Server::start(&["archive"]).unwrap();
     let env = s3.env();
     let (_c, log_dir) = archive_under_load("s3://archive/kafka", &env);
@@ -120,6 +112,7 @@ fn archives_a_rolling_broker_exactly_once_to_s3() {
 /// of each segment a pass read, nothing was lost or misplaced.
 #[test]
 fn archives_while_the_log_cleaner_rewrites_segments() {
+    let _machine = crate::common::machine::shared();
     const TOPIC: &str = "churn";
     const KEYS: usize = 20;
     let tmp = tempfile::tempdir().unwrap();
@@ -255,18 +248,13 @@ fn archives_while_the_log_cleaner_rewrites_segments() {
 
     // Restore the archive and read it back: every key's latest value, at its offset.
     let to = tmp.path().join("restored");
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+    let out = segvault()
         .args(["restore", &store, "--to"])
         .arg(&to)
         .args(["--topic", &format!("^{TOPIC}$")])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let mut logs: Vec<PathBuf> = fs::read_dir(to.join(format!("{TOPIC}-0")))
         .unwrap()
         .flatten()
@@ -274,7 +262,7 @@ fn archives_while_the_log_cleaner_rewrites_segments() {
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    let out = Command::new(env!("CARGO_BIN_EXE_segvault"))
+    let out = segvault()
         .args([
             "inspect",
             "--records",
