@@ -6,10 +6,12 @@
 //! - [`summary`]: verify a segment and summarise what is archived.
 //! - [`upload`]: stream bytes into the store with bounded memory.
 //! - [`pass`]: one pass over log dirs: the claim chain, gaps, corruption, divergence.
+//! - [`error`]: the archive layer's error.
 //! - [`agent`]: the long-running agent: passes on file events and a rescan timer.
 //! - [`metrics`]: the agent's Prometheus metrics and health endpoint.
 
 pub mod agent;
+pub mod error;
 pub mod layout;
 pub mod manifest;
 pub mod metrics;
