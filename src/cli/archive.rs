@@ -103,6 +103,7 @@ pub fn run(o: Options) -> i32 {
             for p in &report.partitions {
                 for out in &p.outcomes {
                     let tp = format!("{}-{}", p.topic, p.partition);
+                    let meaning = out.meaning();
                     match out {
                         Outcome::Uploaded {
                             start,
@@ -111,11 +112,11 @@ pub fn run(o: Options) -> i32 {
                             renamed,
                             ..
                         } => println!(
-                            "archived  {tp} [{start}, {next}) {bytes} bytes{}",
+                            "{meaning}  {tp} [{start}, {next}) {bytes} bytes{}",
                             if *renamed {
-                                " (renamed by the broker meanwhile: indexes left to the restore)"
+                                format!(" ({})", Outcome::RENAMED)
                             } else {
-                                ""
+                                String::new()
                             }
                         ),
                         Outcome::ClaimedByOther {
@@ -123,10 +124,10 @@ pub fn run(o: Options) -> i32 {
                             next,
                             divergent,
                         } => {
-                            println!("replica   {tp} [{start}, {next}) already archived from another broker{}", if *divergent { ", DIVERGENT" } else { "" })
+                            println!("replica   {tp} [{start}, {next}) {meaning}{}", if *divergent { ", DIVERGENT" } else { "" })
                         }
                         Outcome::Gap { start, next } => println!(
-                            "GAP       {tp} [{start}, {next}): no replica had these offsets"
+                            "GAP       {tp} [{start}, {next}): {meaning}"
                         ),
                         Outcome::Corrupt {
                             base,
@@ -134,7 +135,7 @@ pub fn run(o: Options) -> i32 {
                             offset,
                             message,
                         } => {
-                            println!("CORRUPT   {tp} segment {base} at byte {position} (offset {offset:?}): {message}; not archived")
+                            println!("CORRUPT   {tp} segment {base} at byte {position} (offset {offset:?}): {message}; {meaning}")
                         }
                         Outcome::Divergent { start, message } => {
                             println!("DIVERGENT {tp} at {start}: {message}")

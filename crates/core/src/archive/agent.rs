@@ -327,6 +327,7 @@ fn finish_pass(
                 .insert((dir.to_string(), topic.to_string(), part), end);
         }
         for o in &p.outcomes {
+            let meaning = o.meaning();
             match o {
                 // Counted and logged when published (see `on_published`).
                 Outcome::Uploaded { .. } => {}
@@ -354,7 +355,7 @@ fn finish_pass(
                             partition = part,
                             start,
                             next,
-                            "already archived from another broker; copies match"
+                            "{meaning}; copies match"
                         );
                     }
                 }
@@ -365,7 +366,7 @@ fn finish_pass(
                         partition = part,
                         start,
                         next,
-                        "gap recorded: no replica had these offsets"
+                        "gap recorded: {meaning}"
                     );
                 }
                 Outcome::Corrupt {
@@ -376,17 +377,17 @@ fn finish_pass(
                 } => {
                     if seen.first(dir, topic, part, *base, "corrupt") {
                         metrics.corrupt_segments.fetch_add(1, Relaxed);
-                        tracing::error!(log_dir = dir, topic, partition = part, segment = base, position, offset, message = %message, "corrupt segment: not archived");
+                        tracing::error!(log_dir = dir, topic, partition = part, segment = base, position, offset, message = %message, "corrupt segment: {meaning}");
                     }
                 }
                 Outcome::Divergent { start, message } => {
                     if seen.first(dir, topic, part, *start, "divergence") {
                         metrics.divergences.fetch_add(1, Relaxed);
-                        tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "divergence");
+                        tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "{meaning}");
                     }
                 }
                 Outcome::Changed { base, message } => {
-                    tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment changed by the broker during the pass; next pass");
+                    tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment {meaning}; next pass");
                 }
             }
         }

@@ -422,13 +422,14 @@ impl PartitionPass<'_> {
                 message,
             } => {
                 record_corrupt(self, seg, position, offset, &message).await?;
-                tracing::error!(file = %seg.log.display(), position, ?offset, %message, "corrupt segment: not archived");
-                report.outcomes.push(Outcome::Corrupt {
+                let o = Outcome::Corrupt {
                     base: seg.base_offset,
                     position,
                     offset,
-                    message,
-                });
+                    message: message.clone(),
+                };
+                tracing::error!(file = %seg.log.display(), position, ?offset, %message, "corrupt segment: {}", o.meaning());
+                report.outcomes.push(o);
             }
             r => {
                 // Misaligned (Beyond became Corrupt or Changed above).

@@ -47,6 +47,26 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// What happened, in the words every report of the outcome uses: the CLI's line for it
+    /// and the agent's log line both render these, around their own fields.
+    pub fn meaning(&self) -> &'static str {
+        match self {
+            Outcome::Uploaded { .. } => "archived",
+            Outcome::ClaimedByOther { .. } => "already archived from another broker",
+            Outcome::Gap { .. } => "no replica had these offsets",
+            Outcome::Corrupt { .. } => "not archived",
+            Outcome::Divergent { .. } => "divergence",
+            Outcome::Changed { .. } => "changed by the broker during the pass",
+        }
+    }
+
+    /// For an upload the broker had renamed away meanwhile ([`Outcome::Uploaded`]'s
+    /// `renamed`): what that means for the archived copy.
+    pub const RENAMED: &'static str =
+        "renamed by the broker meanwhile: indexes left to the restore";
+}
+
 /// What one pass did with one partition.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchivedPartition {
