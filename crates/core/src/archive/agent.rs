@@ -16,6 +16,7 @@
 //!   their manifest, so an unfinished range is never visible as complete, and the next pass
 //!   overwrites its data under the same deterministic keys.
 
+use super::error::ArchiveError;
 use super::metrics::{self, Metrics};
 use super::pass::{self, Options, Outcome, Report};
 use super::store::{self, Store};
@@ -50,49 +51,37 @@ pub struct Config {
     pub unhealthy_after: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The agent cannot start: bad log dir, unreachable store, metrics address in use.
-    #[error("{0}")]
-    Startup(String),
-}
-
 /// Checks the configuration against the world: every log dir is a readable broker log dir,
 /// and the store answers a LIST of its root with these credentials.
-pub async fn startup_checks(cfg: &Config) -> Result<Store, AgentError> {
+pub async fn startup_checks(cfg: &Config) -> Result<Store, ArchiveError> {
     if cfg.log_dirs.is_empty() {
-        return Err(AgentError::Startup(
-            "no log dir given: expected at least one --log-dir (or log_dirs in the config file)"
-                .into(),
-        ));
+        return Err(ArchiveError::NoLogDir);
     }
     for dir in &cfg.log_dirs {
         // The error names the path and what was expected there.
-        pass::check_log_dir(dir).map_err(|e| AgentError::Startup(format!("log dir {e}")))?;
+        pass::check_log_dir(dir).map_err(|e| ArchiveError::BadLogDir(Box::new(e)))?;
     }
-    let store = store::open(&cfg.store).map_err(|e| AgentError::Startup(e.to_string()))?;
+    let store = store::open(&cfg.store)?;
     let list = store.inner.list_with_delimiter(None);
     match tokio::time::timeout(cfg.store_check_timeout, list).await {
         Ok(Ok(_)) => Ok(store),
-        Ok(Err(e)) => Err(AgentError::Startup(format!(
-            "store {}: cannot list its root (unreachable, or bad credentials?): {e}",
-            store.url
-        ))),
-        Err(_) => Err(AgentError::Startup(format!(
-            "store {}: no answer to a LIST of its root within {} s (unreachable endpoint?)",
-            store.url,
-            cfg.store_check_timeout.as_secs_f64()
-        ))),
+        Ok(Err(source)) => Err(ArchiveError::StoreUnlisted {
+            url: store.url,
+            source,
+        }),
+        Err(_) => Err(ArchiveError::StoreSilent {
+            url: store.url,
+            seconds: cfg.store_check_timeout.as_secs_f64(),
+        }),
     }
 }
 
 /// Runs the agent until SIGTERM or SIGINT. Returns an error only for startup problems.
-pub async fn run(cfg: Config) -> Result<(), AgentError> {
+pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut sigterm = signal(SignalKind::terminate())
-        .map_err(|e| AgentError::Startup(format!("cannot handle SIGTERM: {e}")))?;
-    let mut sigint = signal(SignalKind::interrupt())
-        .map_err(|e| AgentError::Startup(format!("cannot handle SIGINT: {e}")))?;
+    let handle = |signal| move |source| ArchiveError::Signal { signal, source };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(handle("SIGTERM"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(handle("SIGINT"))?;
 
     let store = startup_checks(&cfg).await?;
     let metrics = Arc::new(Metrics {
@@ -102,9 +91,9 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     });
     let server = match cfg.metrics_addr {
         Some(addr) => {
-            let (local, serve) = metrics::bind(addr, metrics.clone()).await.map_err(|e| {
-                AgentError::Startup(format!("metrics address {addr}: cannot listen: {e}"))
-            })?;
+            let (local, serve) = metrics::bind(addr, metrics.clone())
+                .await
+                .map_err(|source| ArchiveError::MetricsAddr { addr, source })?;
             tracing::info!(addr = %local, "serving /metrics and /healthz");
             Some(tokio::spawn(serve))
         }
@@ -125,7 +114,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
                 let _ = tx.try_send(());
             }
         })
-        .map_err(|e| AgentError::Startup(format!("cannot start the file watcher: {e}")))?;
+        .map_err(ArchiveError::Watcher)?;
     for dir in &cfg.log_dirs {
         if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
             // Watch limits (fs.inotify.max_user_watches) and the like: the periodic rescan
@@ -165,7 +154,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     // The pass in flight. It runs inside this task (not spawned: the pass future is not
     // `Send`), polled by the select below alongside signals, events and timers.
     type PassFuture =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, pass::ArchiveError>>>>;
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, ArchiveError>>>>;
     let mut running: Option<(PassFuture, Instant)> = None;
     // The first pass runs at once.
     let mut due: Option<Instant> = Some(Instant::now());
@@ -305,7 +294,7 @@ impl Seen {
 }
 
 fn finish_pass(
-    res: Result<Report, pass::ArchiveError>,
+    res: Result<Report, ArchiveError>,
     started: Instant,
     metrics: &Metrics,
     seen: &mut Seen,

@@ -2,7 +2,7 @@
 //! the KRaft snapshots, stored beside the partitions' chains.
 
 use super::chain::create;
-use crate::archive::error::{store_err, ArchiveError};
+use crate::archive::error::ArchiveError;
 use crate::archive::layout;
 use crate::archive::store::Store;
 use crate::logdir::{self, LogDirListing};
@@ -86,7 +86,7 @@ pub(super) async fn upload_broker_files(
             .inner
             .put(&key, PutPayload::from(bytes))
             .await
-            .map_err(store_err(store, &key))?;
+            .map_err(store.err(&key))?;
     }
     Ok(())
 }

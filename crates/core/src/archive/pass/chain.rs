@@ -5,7 +5,7 @@
 //! our own applied retry from another archiver's win, and [`drop_unnamed`] removes what a
 //! published manifest does not name under its range.
 
-use crate::archive::error::{store_err, ArchiveError};
+use crate::archive::error::ArchiveError;
 use crate::archive::layout::{self, PartitionKey};
 use crate::archive::manifest::{Manifest, Objects, StartRecord};
 use crate::archive::store::Store;
@@ -33,20 +33,17 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, ArchiveError> {
     match store.inner.get(key).await {
         Ok(r) => {
-            let bytes = r.bytes().await.map_err(store_err(store, key))?;
+            let bytes = r.bytes().await.map_err(store.err(key))?;
             serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| ArchiveError::Store {
+                .map_err(|source| ArchiveError::NotARecord {
                     url: store.url.clone(),
                     key: key.to_string(),
-                    source: object_store::Error::Generic {
-                        store: "manifest",
-                        source: format!("expected a segvault manifest: {e}").into(),
-                    },
+                    source,
                 })
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(store_err(store, key)(e)),
+        Err(e) => Err(store.err(key)(e)),
     }
 }
 
@@ -58,7 +55,7 @@ pub(super) async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chai
         .list(Some(&dir))
         .try_collect()
         .await
-        .map_err(store_err(store, &dir))?;
+        .map_err(store.err(&dir))?;
     let starts: BTreeSet<i64> = metas
         .iter()
         .filter_map(|m| layout::manifest_start(&m.location))
@@ -69,7 +66,7 @@ pub(super) async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chai
             .await?
             .ok_or_else(|| ArchiveError::Store {
                 url: store.url.clone(),
-                key: loc.to_string(),
+                key: Some(loc.to_string()),
                 source: object_store::Error::NotFound {
                     path: loc.to_string(),
                     source: "listed but gone".into(),
@@ -115,7 +112,7 @@ pub(super) async fn create(
         Ok(_) => Ok(true),
         Err(object_store::Error::AlreadyExists { .. })
         | Err(object_store::Error::Precondition { .. }) => Ok(false),
-        Err(e) => Err(store_err(store, key)(e)),
+        Err(e) => Err(store.err(key)(e)),
     }
 }
 
@@ -154,11 +151,11 @@ pub(super) async fn claim(
 pub(super) async fn is_ours(store: &Store, key: &Path, sent: &[u8]) -> Result<bool, ArchiveError> {
     match store.inner.get(key).await {
         Ok(r) => {
-            let stored = r.bytes().await.map_err(store_err(store, key))?;
+            let stored = r.bytes().await.map_err(store.err(key))?;
             Ok(stored.as_ref() == sent)
         }
         Err(object_store::Error::NotFound { .. }) => Ok(false),
-        Err(e) => Err(store_err(store, key)(e)),
+        Err(e) => Err(store.err(key)(e)),
     }
 }
 
@@ -363,7 +360,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_manifest_that_is_not_one_is_a_store_error() {
+    async fn a_manifest_that_is_not_one_is_refused() {
         on_both(|store| async move {
             let k = key();
             store
@@ -372,7 +369,7 @@ mod tests {
                 .await
                 .unwrap();
             let e = load_chain(&store, &k).await.unwrap_err();
-            assert!(matches!(e, ArchiveError::Store { .. }), "{e:?}");
+            assert!(matches!(e, ArchiveError::NotARecord { .. }), "{e:?}");
             assert!(
                 e.to_string().contains("expected a segvault manifest"),
                 "{e}"

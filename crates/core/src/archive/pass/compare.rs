@@ -7,7 +7,7 @@ use super::evidence::record_divergence;
 use super::partition::{summarize_blocking, PartitionPass};
 use super::relist::{changed_since_listing, gone, open_listed};
 use super::report::Outcome;
-use crate::archive::error::{store_err, ArchiveError};
+use crate::archive::error::ArchiveError;
 use crate::archive::layout::{self, PartitionKey};
 use crate::archive::manifest::{Manifest, RangeKind, RangeStats};
 use crate::archive::store::Store;
@@ -41,7 +41,7 @@ pub(super) async fn compared_ranges(
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(store_err(store, &prefix))?;
+            .map_err(store.err(&prefix))?;
         out.extend(
             metas
                 .iter()

@@ -6,7 +6,7 @@
 //! by the tests below).
 
 use super::partition::PartitionPass;
-use crate::archive::error::{store_err, ArchiveError};
+use crate::archive::error::ArchiveError;
 use crate::archive::summary::Summary;
 use crate::logdir::SegmentFiles;
 use crate::sys::now_ms;
@@ -111,7 +111,7 @@ async fn put_record(
             PutPayload::from(serde_json::to_vec_pretty(record).unwrap_or_default()),
         )
         .await
-        .map_err(store_err(store, key))?;
+        .map_err(store.err(key))?;
     Ok(())
 }
 

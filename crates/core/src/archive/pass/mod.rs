@@ -214,9 +214,9 @@ fn joined(
         Ok((n, r)) => (n, Ok(r)),
         Err(e) => (
             usize::MAX,
-            Err(ArchiveError::File {
+            Err(ArchiveError::TaskStopped {
                 path: log_dir.to_path_buf(),
-                message: format!("a partition's archive task stopped: {e}"),
+                source: e,
             }),
         ),
     }

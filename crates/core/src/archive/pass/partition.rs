@@ -11,12 +11,12 @@ use super::relist::{
     changed_since_listing, gone, intact, listing_confirmed, open_listed, unconfirmed,
 };
 use super::report::{count_unarchived, ArchivedPartition, Outcome};
-use crate::archive::error::{store_err, ArchiveError};
+use crate::archive::error::ArchiveError;
 use crate::archive::layout::{self, PartitionKey};
 use crate::archive::manifest::{ObjectRef, Objects, RangeKind, StartRecord, START_FORMAT};
 use crate::archive::store::Store;
 use crate::archive::summary::{summarize_releasing, Refusal, Summary};
-use crate::archive::upload::{put_log_verified, LogUploadError, RateLimit};
+use crate::archive::upload::{put_log_verified, RateLimit};
 use crate::logdir::{PartitionDir, SegmentFiles};
 use crate::sys::now_ms;
 use segvault_format::mapped::MappedFile;
@@ -372,11 +372,7 @@ impl PartitionPass<'_> {
         )
         .await;
         log.release(0..log.len());
-        match up {
-            Ok((o, s)) => Ok(Ok((Some(o), s))),
-            Err(LogUploadError::Refused(r)) => Ok(Err(r)),
-            Err(LogUploadError::Store(e)) => Err(store_err(self.store, &lk)(e)),
-        }
+        Ok(up.map_err(self.store.err(&lk))?.map(|(o, s)| (Some(o), s)))
     }
 
     /// The walk refused the range: the broker replaced the segment (left for the next

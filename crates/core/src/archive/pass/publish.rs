@@ -5,7 +5,7 @@ use super::options::Published;
 use super::partition::PartitionPass;
 use super::relist::{intact, renamed};
 use super::report::Outcome;
-use crate::archive::error::{store_err, ArchiveError};
+use crate::archive::error::ArchiveError;
 use crate::archive::manifest::{Manifest, ObjectRef, Objects, RangeKind, Source, FORMAT};
 use crate::archive::store::Store;
 use crate::archive::summary::Summary;
@@ -112,7 +112,7 @@ impl PartitionPass<'_> {
                     log.release(at..at + done)
                 })
                 .await
-                .map_err(store_err(store, &lk))?,
+                .map_err(store.err(&lk))?,
             ),
         };
         // Indexes describe the whole segment: only meaningful for a whole-segment range.
@@ -231,7 +231,7 @@ async fn put_file(
         Err(e) => {
             return Err(ArchiveError::File {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                source: e,
             })
         }
     };
@@ -245,7 +245,7 @@ async fn put_file(
         &|done| f.release(0..done),
     )
     .await
-    .map_err(store_err(store, key))?;
+    .map_err(store.err(key))?;
     intact(&f, path)?;
     Ok(Some(r))
 }

@@ -19,12 +19,7 @@ pub(super) fn open_listed(seg: &SegmentFiles) -> Result<Option<MappedFile>, Arch
         match crate::sys::map(&path) {
             Ok(f) => return Ok(Some(f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(ArchiveError::File {
-                    path,
-                    message: e.to_string(),
-                })
-            }
+            Err(e) => return Err(ArchiveError::File { path, source: e }),
         }
     }
     Ok(None)
@@ -117,6 +112,6 @@ pub(super) fn renamed(seg: &SegmentFiles, log: &MappedFile) -> bool {
 pub(super) fn intact(map: &MappedFile, path: &std::path::Path) -> Result<(), ArchiveError> {
     map.check_intact().map_err(|e| ArchiveError::File {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source: e,
     })
 }
