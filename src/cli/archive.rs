@@ -34,7 +34,8 @@ Examples:
 Exit codes: 0 archived (or nothing to do), 1 corrupt segments or divergent replicas found,
 2 usage, I/O or store error.";
 
-pub struct Options {
+/// What `segvault archive --once` is asked to do (the parsed flags).
+pub struct ArchiveArgs {
     pub log_dirs: Vec<PathBuf>,
     pub store: String,
     pub zstd: Option<i32>,
@@ -45,7 +46,11 @@ pub struct Options {
     pub format: Format,
 }
 
-pub fn run(o: Options) -> i32 {
+/// The old name, kept for `cli/mod.rs` until the integrator's merge (it builds one).
+#[doc(hidden)]
+pub type Options = ArchiveArgs;
+
+pub fn run(o: ArchiveArgs) -> i32 {
     let store = match archive::open(&o.store) {
         Ok(s) => s,
         Err(e) => {
@@ -53,7 +58,7 @@ pub fn run(o: Options) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let opts = archive::Options {
+    let opts = archive::PassOptions {
         zstd_level: o.zstd,
         frame_bytes: o.zstd_frame_bytes.max(1),
         concurrency: o.concurrency,
@@ -124,11 +129,14 @@ pub fn run(o: Options) -> i32 {
                             next,
                             divergent,
                         } => {
-                            println!("replica   {tp} [{start}, {next}) {meaning}{}", if *divergent { ", DIVERGENT" } else { "" })
+                            println!(
+                                "replica   {tp} [{start}, {next}) {meaning}{}",
+                                if *divergent { ", DIVERGENT" } else { "" }
+                            )
                         }
-                        Outcome::Gap { start, next } => println!(
-                            "GAP       {tp} [{start}, {next}): {meaning}"
-                        ),
+                        Outcome::Gap { start, next } => {
+                            println!("GAP       {tp} [{start}, {next}): {meaning}")
+                        }
                         Outcome::Corrupt {
                             base,
                             position,

@@ -18,7 +18,7 @@
 
 use super::error::ArchiveError;
 use super::metrics::{self, Metrics};
-use super::pass::{self, Options, Outcome, Report};
+use super::pass::{self, Outcome, PassOptions, Report};
 use super::store::{self, Store};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::HashSet;
@@ -34,7 +34,7 @@ use tokio::time::Instant;
 pub struct Config {
     pub log_dirs: Vec<PathBuf>,
     pub store: String,
-    pub options: Options,
+    pub options: PassOptions,
     /// Full rescan period (a pass even without events).
     pub rescan_interval: Duration,
     /// Delay between the first event and the pass it triggers.

@@ -15,6 +15,14 @@ pub enum ArchiveError {
     /// A log dir is not a broker's: no usable `meta.properties`.
     #[error("{path}: {message}")]
     NotABrokerDir { path: PathBuf, message: String },
+    /// A log dir's `meta.properties` is not one.
+    #[error("{path}: meta.properties: {source}")]
+    BadMetaProperties {
+        /// The log dir.
+        path: PathBuf,
+        #[source]
+        source: segvault_format::FormatError,
+    },
     /// A file of a log dir could not be read (or was truncated while read).
     #[error("{path}: {source}")]
     File {

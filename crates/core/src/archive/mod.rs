@@ -20,5 +20,5 @@ pub mod store;
 pub mod summary;
 pub mod upload;
 
-pub use pass::{archive_listing, archive_once, Options, Outcome, Report};
+pub use pass::{archive_listing, archive_once, Outcome, PassOptions, Report};
 pub use store::{open, Store};

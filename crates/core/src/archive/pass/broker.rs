@@ -30,7 +30,12 @@ pub(super) fn broker_of(listing: &LogDirListing) -> Result<Broker, ArchiveError>
                 "expected meta.properties (a broker log dir); found none".into(),
             ))
         }
-        Some(Err(e)) => return Err(not(format!("meta.properties: {e}"))),
+        Some(Err(e)) => {
+            return Err(ArchiveError::BadMetaProperties {
+                path: listing.path.clone(),
+                source: e.clone(),
+            })
+        }
         Some(Ok(m)) => m,
     };
     let cluster_id = meta

@@ -40,7 +40,10 @@ mod report;
 
 pub use super::error::ArchiveError;
 pub use broker::check_log_dir;
-pub use options::{Options, PublishHook, Published};
+/// The old name, kept for tests until the integrator's merge.
+#[doc(hidden)]
+pub use options::PassOptions as Options;
+pub use options::{PassOptions, PublishHook, Published};
 pub use report::{unarchived, ArchivedPartition, Failure, Outcome, Report};
 
 use super::store::Store;
@@ -55,7 +58,7 @@ use std::sync::Arc;
 pub async fn archive_once(
     store: &Store,
     log_dirs: &[PathBuf],
-    opts: &Options,
+    opts: &PassOptions,
 ) -> Result<Report, ArchiveError> {
     let rate = opts.rate_limit.map(RateLimit::new).map(Arc::new);
     let mut report = Report::default();
@@ -74,7 +77,7 @@ pub async fn archive_once(
 pub async fn archive_listing(
     store: &Store,
     listing: &LogDirListing,
-    opts: &Options,
+    opts: &PassOptions,
 ) -> Result<Report, ArchiveError> {
     let rate = opts.rate_limit.map(RateLimit::new).map(Arc::new);
     let mut report = Report::default();
@@ -85,7 +88,7 @@ pub async fn archive_listing(
 async fn archive_dir(
     store: &Store,
     listing: &LogDirListing,
-    opts: &Options,
+    opts: &PassOptions,
     rate: &Option<Arc<RateLimit>>,
     report: &mut Report,
 ) -> Result<(), ArchiveError> {
@@ -140,7 +143,7 @@ async fn archive_partitions(
     store: &Store,
     broker: &Broker,
     listing: &LogDirListing,
-    opts: &Options,
+    opts: &PassOptions,
     rate: &Option<Arc<RateLimit>>,
 ) -> Vec<Done> {
     let mut tasks = tokio::task::JoinSet::new();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct PassOptions {
     /// zstd level for `.log` data, or none.
     pub zstd_level: Option<i32>,
     /// Target uncompressed size of one zstd frame.
@@ -23,7 +23,7 @@ pub struct Options {
     pub on_published: Option<PublishHook>,
 }
 
-/// A range this pass has just published (see [`Options::on_published`]).
+/// A range this pass has just published (see [`PassOptions::on_published`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Published<'a> {
     pub log_dir: &'a std::path::Path,
@@ -37,7 +37,7 @@ pub struct Published<'a> {
     pub renamed: bool,
 }
 
-/// See [`Options::on_published`].
+/// See [`PassOptions::on_published`].
 #[derive(Clone)]
 pub struct PublishHook(pub Arc<dyn Fn(&Published) + Send + Sync>);
 
@@ -47,9 +47,9 @@ impl std::fmt::Debug for PublishHook {
     }
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options {
+impl Default for PassOptions {
+    fn default() -> PassOptions {
+        PassOptions {
             zstd_level: None,
             frame_bytes: 4 << 20,
             concurrency: 4,

@@ -6,7 +6,7 @@ use super::broker::Broker;
 use super::chain::{claim, create, delete_objects, load_chain, Chain, Claim};
 use super::compare::{compare_with_archive, compared_ranges};
 use super::evidence::{record_corrupt, record_divergence};
-use super::options::Options;
+use super::options::PassOptions;
 use super::relist::{
     changed_since_listing, gone, intact, listing_confirmed, open_listed, unconfirmed,
 };
@@ -31,7 +31,7 @@ pub(super) async fn archive_partition(
     b: &Broker,
     p: &PartitionDir,
     high_watermark: Option<i64>,
-    opts: &Options,
+    opts: &PassOptions,
     rate: Option<Arc<RateLimit>>,
 ) -> (ArchivedPartition, Option<ArchiveError>) {
     let mut report = ArchivedPartition {
@@ -64,7 +64,7 @@ pub(super) struct PartitionPass<'a> {
     pub(super) b: &'a Broker,
     pub(super) p: &'a PartitionDir,
     pub(super) key: PartitionKey,
-    pub(super) opts: &'a Options,
+    pub(super) opts: &'a PassOptions,
     pub(super) rate: Option<Arc<RateLimit>>,
 }
 
@@ -84,7 +84,7 @@ async fn archive_partition_into(
     b: &Broker,
     p: &PartitionDir,
     high_watermark: Option<i64>,
-    opts: &Options,
+    opts: &PassOptions,
     rate: Option<Arc<RateLimit>>,
 ) -> Result<(), ArchiveError> {
     let Some(key) = partition_key(report, b, p) else {
