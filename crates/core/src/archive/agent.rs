@@ -53,7 +53,7 @@ pub struct Config {
 
 /// Checks the configuration against the world: every log dir is a readable broker log dir,
 /// and the store answers a LIST of its root with these credentials.
-pub async fn startup_checks(cfg: &Config) -> Result<Store, ArchiveError> {
+async fn startup_checks(cfg: &Config) -> Result<Store, ArchiveError> {
     if cfg.log_dirs.is_empty() {
         return Err(ArchiveError::NoLogDir);
     }

@@ -6,7 +6,7 @@
 //! S3-compatible server, `AWS_ALLOW_HTTP=true` for plain http; `GOOGLE_*`; `AZURE_*`), as
 //! object_store's `from_env` builders read them; for S3 also from the AWS shared config files
 //! and profiles (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`), through aws-config
-//! (see [`aws`]). Conditional creates, on which the archive's exactly-once rests, use
+//! (see `aws`). Conditional creates, on which the archive's exactly-once rests, use
 //! `If-None-Match: *` on S3.
 //!
 //! **Durability of a local store.** object_store's `LocalFileSystem` does not fsync by default:

@@ -62,7 +62,7 @@ pub(super) fn broker_of(listing: &LogDirListing) -> Result<Broker, ArchiveError>
 
 /// Checks that `dir` is a readable broker log dir (a directory with a valid
 /// `meta.properties` naming the cluster and node), as a pass needs it.
-pub fn check_log_dir(dir: &std::path::Path) -> Result<(), ArchiveError> {
+pub(crate) fn check_log_dir(dir: &std::path::Path) -> Result<(), ArchiveError> {
     broker_of(&logdir::scan(dir)?).map(|_| ())
 }
 

@@ -6,7 +6,7 @@
 //! first). A range can only be claimed at the chain's current end, by creating
 //! `chain/<end>.json` if absent; the store lets exactly one writer create a key, so replicas
 //! racing for the same offsets store them once, with no coordinator. Data objects are written
-//! under keys unique to the attempt (see [`layout`]), so a loser's objects are never the
+//! under keys unique to the attempt (see [`layout`](super::layout)), so a loser's objects are never the
 //! winner's. A create whose reply was lost and whose retry found the key taken is recognised
 //! as our own win when the stored manifest is byte for byte the one we sent. The loser
 //! removes what lies under the range's `data/` that the winning manifest does not name (its
@@ -20,10 +20,9 @@
 //!
 //! **State** lives in the store only: a restarted agent lists `chain/`, reads the last
 //! manifest, and continues. Nothing is uploaded twice and nothing is missed.
-
 //!
-//! The pass, by concern: [`options`] (what it is told), [`report`] (what it reports),
-//! [`broker`] (the log dir's broker and its own files), `chain` (the claim chain),
+//! The pass, by concern: `options` (what it is told), `report` (what it reports),
+//! `broker` (the log dir's broker and its own files), `chain` (the claim chain),
 //! `partition` (one partition's walk over its committed segments), `publish` (a range's
 //! objects and manifest), `compare` (a replica against the archived copy), `evidence`
 //! (corrupt and divergence records), `relist` (looking again at what the listing said).
@@ -39,12 +38,13 @@ mod relist;
 mod report;
 
 pub use super::error::ArchiveError;
-pub use broker::check_log_dir;
+pub(crate) use broker::check_log_dir;
 /// The old name, kept for tests until the integrator's merge.
 #[doc(hidden)]
 pub use options::PassOptions as Options;
 pub use options::{PassOptions, PublishHook, Published};
-pub use report::{unarchived, ArchivedPartition, Failure, Outcome, Report};
+pub(crate) use report::unarchived;
+pub use report::{ArchivedPartition, Failure, Outcome, Report};
 
 use super::store::Store;
 use super::upload::RateLimit;

@@ -156,7 +156,7 @@ impl Report {
 /// Closed segments of `p` whose end is beyond `archived_until` (all of them if `None`):
 /// `(count, how many of them are committed, the oldest `.log` mtime among them)`. The lag
 /// the pass reports and the agent reads off the log dir after a failed pass.
-pub fn unarchived(
+pub(crate) fn unarchived(
     p: &PartitionDir,
     archived_until: Option<i64>,
     high_watermark: Option<i64>,
