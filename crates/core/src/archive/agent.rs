@@ -18,7 +18,7 @@
 
 use super::error::ArchiveError;
 use super::metrics::{self, Metrics};
-use super::pass::{self, Outcome, PassOptions, Report};
+use super::pass::{self, ArchivedPartition, Outcome, PassOptions, Report};
 use super::store::{self, Store};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::HashSet;
@@ -89,39 +89,9 @@ pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
         unhealthy_after_ms: cfg.unhealthy_after.as_millis().min(i64::MAX as u128) as i64,
         ..Metrics::default()
     });
-    let server = match cfg.metrics_addr {
-        Some(addr) => {
-            let (local, serve) = metrics::bind(addr, metrics.clone())
-                .await
-                .map_err(|source| ArchiveError::MetricsAddr { addr, source })?;
-            tracing::info!(addr = %local, "serving /metrics and /healthz");
-            Some(tokio::spawn(serve))
-        }
-        None => None,
-    };
+    let server = serve_metrics(cfg.metrics_addr, &metrics).await?;
 
-    // File system events: a capacity-1 channel is a coalescing "something changed" flag.
-    let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
-    let mut watcher =
-        notify::recommended_watcher(move |ev: notify::Result<notify::Event>| match ev {
-            Ok(ev) if relevant(&ev) => {
-                let _ = tx.try_send(());
-            }
-            Ok(_) => {}
-            Err(e) => {
-                // E.g. the inotify queue overflowed: events were lost, so rescan.
-                tracing::warn!(error = %e, "file watch error; scheduling a full pass");
-                let _ = tx.try_send(());
-            }
-        })
-        .map_err(ArchiveError::Watcher)?;
-    for dir in &cfg.log_dirs {
-        if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
-            // Watch limits (fs.inotify.max_user_watches) and the like: the periodic rescan
-            // still archives everything, only later.
-            tracing::warn!(log_dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
-        }
-    }
+    let (watcher, mut events) = watch(&cfg.log_dirs)?;
     tracing::info!(
         store = %store.url,
         log_dirs = ?cfg.log_dirs,
@@ -134,21 +104,7 @@ pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
     // Every range is counted and logged the moment it is published, whatever becomes of
     // the pass afterwards (a later failure, the grace period running out).
     let mut options = cfg.options.clone();
-    let m = metrics.clone();
-    options.on_published = Some(pass::PublishHook(Arc::new(move |r: &pass::Published| {
-        m.published(r.bytes);
-        tracing::info!(
-            renamed = r.renamed,
-            log_dir = %r.log_dir.display(),
-            topic = r.topic,
-            partition = r.partition,
-            start = r.start,
-            next = r.next,
-            bytes = r.bytes,
-            slice_position = r.slice_position,
-            "archived segment"
-        );
-    })));
+    options.on_published = Some(publish_hook(metrics.clone()));
     let opts = Arc::new(options);
     let mut seen = Seen::default();
     // The pass in flight. It runs inside this task (not spawned: the pass future is not
@@ -231,6 +187,69 @@ pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// Binds the metrics address, if there is one, and serves /metrics and /healthz.
+async fn serve_metrics(
+    addr: Option<SocketAddr>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ArchiveError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let (local, serve) = metrics::bind(addr, metrics.clone())
+        .await
+        .map_err(|source| ArchiveError::MetricsAddr { addr, source })?;
+    tracing::info!(addr = %local, "serving /metrics and /healthz");
+    Ok(Some(tokio::spawn(serve)))
+}
+
+/// Watches every log dir (recursively) for events that can change what is archivable: the
+/// receiver holds at most one "something changed".
+fn watch(
+    log_dirs: &[PathBuf],
+) -> Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>), ArchiveError> {
+    // File system events: a capacity-1 channel is a coalescing "something changed" flag.
+    let (tx, events) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher =
+        notify::recommended_watcher(move |ev: notify::Result<notify::Event>| match ev {
+            Ok(ev) if relevant(&ev) => {
+                let _ = tx.try_send(());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // E.g. the inotify queue overflowed: events were lost, so rescan.
+                tracing::warn!(error = %e, "file watch error; scheduling a full pass");
+                let _ = tx.try_send(());
+            }
+        })
+        .map_err(ArchiveError::Watcher)?;
+    for dir in log_dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
+            // Watch limits (fs.inotify.max_user_watches) and the like: the periodic rescan
+            // still archives everything, only later.
+            tracing::warn!(log_dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
+        }
+    }
+    Ok((watcher, events))
+}
+
+/// Counts and logs every range the moment it is published.
+fn publish_hook(metrics: Arc<Metrics>) -> pass::PublishHook {
+    pass::PublishHook(Arc::new(move |r: &pass::Published| {
+        metrics.published(r.bytes);
+        tracing::info!(
+            renamed = r.renamed,
+            log_dir = %r.log_dir.display(),
+            topic = r.topic,
+            partition = r.partition,
+            start = r.start,
+            next = r.next,
+            bytes = r.bytes,
+            slice_position = r.slice_position,
+            "archived segment"
+        );
+    }))
+}
+
 /// Whether a file system event can change what is archivable.
 fn relevant(ev: &notify::Event) -> bool {
     use notify::event::ModifyKind;
@@ -310,81 +329,7 @@ fn finish_pass(
         }
     };
     for p in &report.partitions {
-        let (dir, topic, part) = (p.log_dir.as_str(), p.topic.as_str(), p.partition);
-        if let Some(end) = p.archived_until {
-            seen.ends
-                .insert((dir.to_string(), topic.to_string(), part), end);
-        }
-        for o in &p.outcomes {
-            let meaning = o.meaning();
-            match o {
-                // Counted and logged when published (see `on_published`).
-                Outcome::Uploaded { .. } => {}
-                Outcome::ClaimedByOther {
-                    start,
-                    next,
-                    divergent,
-                } => {
-                    if *divergent {
-                        if seen.first(dir, topic, part, *start, "divergence") {
-                            metrics.divergences.fetch_add(1, Relaxed);
-                            tracing::warn!(
-                                log_dir = dir,
-                                topic,
-                                partition = part,
-                                start,
-                                next,
-                                "divergence: archived by another broker with other batches"
-                            );
-                        }
-                    } else {
-                        tracing::info!(
-                            log_dir = dir,
-                            topic,
-                            partition = part,
-                            start,
-                            next,
-                            "{meaning}; copies match"
-                        );
-                    }
-                }
-                Outcome::Gap { start, next } => {
-                    tracing::warn!(
-                        log_dir = dir,
-                        topic,
-                        partition = part,
-                        start,
-                        next,
-                        "gap recorded: {meaning}"
-                    );
-                }
-                Outcome::Corrupt {
-                    base,
-                    position,
-                    offset,
-                    message,
-                } => {
-                    if seen.first(dir, topic, part, *base, "corrupt") {
-                        metrics.corrupt_segments.fetch_add(1, Relaxed);
-                        tracing::error!(log_dir = dir, topic, partition = part, segment = base, position, offset, message = %message, "corrupt segment: {meaning}");
-                    }
-                }
-                Outcome::Divergent { start, message } => {
-                    if seen.first(dir, topic, part, *start, "divergence") {
-                        metrics.divergences.fetch_add(1, Relaxed);
-                        tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "{meaning}");
-                    }
-                }
-                Outcome::Changed { base, message } => {
-                    tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment {meaning}; next pass");
-                }
-            }
-        }
-        if let Some(reason) = &p.skipped {
-            if seen.first(dir, topic, part, -1, "skipped") {
-                tracing::warn!(log_dir = dir, topic, partition = part, reason = %reason, "partition skipped");
-            }
-        }
+        partition_seen(p, metrics, seen);
     }
     if !report.failures.is_empty() {
         // What the other partitions archived is counted; the pass failed.
@@ -419,5 +364,90 @@ fn finish_pass(
         summary!(info);
     } else {
         summary!(debug);
+    }
+}
+
+/// Logs and counts what the pass did with one partition, each thing once per agent run.
+fn partition_seen(p: &ArchivedPartition, metrics: &Metrics, seen: &mut Seen) {
+    let (dir, topic, part) = (p.log_dir.as_str(), p.topic.as_str(), p.partition);
+    if let Some(end) = p.archived_until {
+        seen.ends
+            .insert((dir.to_string(), topic.to_string(), part), end);
+    }
+    for o in &p.outcomes {
+        outcome_seen(o, (dir, topic, part), metrics, seen);
+    }
+    if let Some(reason) = &p.skipped {
+        if seen.first(dir, topic, part, -1, "skipped") {
+            tracing::warn!(log_dir = dir, topic, partition = part, reason = %reason, "partition skipped");
+        }
+    }
+}
+
+/// Logs and counts one outcome (a corrupt segment or a divergence once per agent run).
+fn outcome_seen(o: &Outcome, at: (&str, &str, i32), metrics: &Metrics, seen: &mut Seen) {
+    let (dir, topic, part) = at;
+    let meaning = o.meaning();
+    match o {
+        // Counted and logged when published (see `on_published`).
+        Outcome::Uploaded { .. } => {}
+        Outcome::ClaimedByOther {
+            start,
+            next,
+            divergent,
+        } => {
+            if *divergent {
+                if seen.first(dir, topic, part, *start, "divergence") {
+                    metrics.divergences.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        log_dir = dir,
+                        topic,
+                        partition = part,
+                        start,
+                        next,
+                        "divergence: archived by another broker with other batches"
+                    );
+                }
+            } else {
+                tracing::info!(
+                    log_dir = dir,
+                    topic,
+                    partition = part,
+                    start,
+                    next,
+                    "{meaning}; copies match"
+                );
+            }
+        }
+        Outcome::Gap { start, next } => {
+            tracing::warn!(
+                log_dir = dir,
+                topic,
+                partition = part,
+                start,
+                next,
+                "gap recorded: {meaning}"
+            );
+        }
+        Outcome::Corrupt {
+            base,
+            position,
+            offset,
+            message,
+        } => {
+            if seen.first(dir, topic, part, *base, "corrupt") {
+                metrics.corrupt_segments.fetch_add(1, Relaxed);
+                tracing::error!(log_dir = dir, topic, partition = part, segment = base, position, offset, message = %message, "corrupt segment: {meaning}");
+            }
+        }
+        Outcome::Divergent { start, message } => {
+            if seen.first(dir, topic, part, *start, "divergence") {
+                metrics.divergences.fetch_add(1, Relaxed);
+                tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "{meaning}");
+            }
+        }
+        Outcome::Changed { base, message } => {
+            tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment {meaning}; next pass");
+        }
     }
 }
