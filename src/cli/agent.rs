@@ -4,7 +4,7 @@
 
 use super::{Format, EXIT_ERROR, EXIT_OK};
 use segvault_core::archive::agent::{self, Config};
-use segvault_core::archive::Options;
+use segvault_core::archive::PassOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -212,12 +212,12 @@ fn merge(a: AgentArgs) -> Result<(Config, Format), String> {
             format!("metrics address {s:?}: expected HOST:PORT (e.g. 127.0.0.1:9464) or off: {e}")
         })?),
     };
-    let options = Options {
+    let options = PassOptions {
         zstd_level: a.zstd.or(f.zstd),
         frame_bytes: a
             .zstd_frame_bytes
             .or(f.zstd_frame_bytes)
-            .unwrap_or(Options::default().frame_bytes)
+            .unwrap_or(PassOptions::default().frame_bytes)
             .max(1),
         concurrency: a.concurrency.or(f.concurrency).unwrap_or(4),
         rate_limit: a.rate_limit.or(f.rate_limit),

@@ -1,7 +1,7 @@
 //! `segvault archive --once`: one archive pass, for cron and tests.
 
 use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
-use segvault_core::archive::{self, Outcome};
+use segvault_core::archive::{self, Outcome, Report, Store};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,7 +34,8 @@ Examples:
 Exit codes: 0 archived (or nothing to do), 1 corrupt segments or divergent replicas found,
 2 usage, I/O or store error.";
 
-pub struct Options {
+/// What `segvault archive --once` is asked to do (the parsed flags).
+pub struct ArchiveArgs {
     pub log_dirs: Vec<PathBuf>,
     pub store: String,
     pub zstd: Option<i32>,
@@ -45,7 +46,11 @@ pub struct Options {
     pub format: Format,
 }
 
-pub fn run(o: Options) -> i32 {
+/// The old name, kept for `cli/mod.rs` until the integrator's merge (it builds one).
+#[doc(hidden)]
+pub type Options = ArchiveArgs;
+
+pub fn run(o: ArchiveArgs) -> i32 {
     let store = match archive::open(&o.store) {
         Ok(s) => s,
         Err(e) => {
@@ -53,7 +58,7 @@ pub fn run(o: Options) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let opts = archive::Options {
+    let opts = archive::PassOptions {
         zstd_level: o.zstd,
         frame_bytes: o.zstd_frame_bytes.max(1),
         concurrency: o.concurrency,
@@ -80,102 +85,8 @@ pub fn run(o: Options) -> i32 {
         }
     };
     match o.format {
-        Format::Json => {
-            for p in &report.partitions {
-                println!("{}", serde_json::json!({"type": "partition", "report": p}));
-            }
-            for f in &report.failures {
-                println!("{}", serde_json::json!({"type": "failure", "failure": f}));
-            }
-            println!(
-                "{}",
-                serde_json::json!({"type": "total", "uploaded_segments": report.uploaded_segments,
-                    "uploaded_bytes": report.uploaded_bytes, "gaps": report.gaps, "corrupt": report.corrupt,
-                    "divergences": report.divergences, "changed": report.changed,
-                    "renamed_segments": report.renamed_segments,
-                    "unarchived_segments": report.unarchived_segments,
-                    "unarchived_committed_segments": report.unarchived_committed_segments,
-                    "failures": report.failures.len(),
-                    "store": store.url})
-            );
-        }
-        Format::Text => {
-            for p in &report.partitions {
-                for out in &p.outcomes {
-                    let tp = format!("{}-{}", p.topic, p.partition);
-                    match out {
-                        Outcome::Uploaded {
-                            start,
-                            next,
-                            bytes,
-                            renamed,
-                            ..
-                        } => println!(
-                            "archived  {tp} [{start}, {next}) {bytes} bytes{}",
-                            if *renamed {
-                                " (renamed by the broker meanwhile: indexes left to the restore)"
-                            } else {
-                                ""
-                            }
-                        ),
-                        Outcome::ClaimedByOther {
-                            start,
-                            next,
-                            divergent,
-                        } => {
-                            println!("replica   {tp} [{start}, {next}) already archived from another broker{}", if *divergent { ", DIVERGENT" } else { "" })
-                        }
-                        Outcome::Gap { start, next } => println!(
-                            "GAP       {tp} [{start}, {next}): no replica had these offsets"
-                        ),
-                        Outcome::Corrupt {
-                            base,
-                            position,
-                            offset,
-                            message,
-                        } => {
-                            println!("CORRUPT   {tp} segment {base} at byte {position} (offset {offset:?}): {message}; not archived")
-                        }
-                        Outcome::Divergent { start, message } => {
-                            println!("DIVERGENT {tp} at {start}: {message}")
-                        }
-                        Outcome::Changed { base, message } => {
-                            println!("changed   {tp} segment {base}: {message}")
-                        }
-                    }
-                }
-                if let Some(reason) = &p.skipped {
-                    println!("skipped   {}-{}: {reason}", p.topic, p.partition);
-                }
-            }
-            println!(
-                "{} segments, {} bytes uploaded to {}; {} gaps, {} corrupt, {} divergences",
-                report.uploaded_segments,
-                report.uploaded_bytes,
-                store.url,
-                report.gaps,
-                report.corrupt,
-                report.divergences
-            );
-            for f in &report.failures {
-                println!("FAILED    {}: {}; not archived", f.partition, f.error);
-            }
-            if report.changed > 0 {
-                println!(
-                    "{} partitions changed under the pass (the broker's log cleaner or retention \
-                     replaced a segment): their ranges from there on were left for the next pass",
-                    report.changed
-                );
-            }
-            if report.unarchived_committed_segments > 0 {
-                println!(
-                    "{} closed, committed segments are not archived yet: a later pass archives \
-                     them, or, once --gap-after has passed, records the offsets before them \
-                     that no replica has any more as a gap",
-                    report.unarchived_committed_segments
-                );
-            }
-        }
+        Format::Json => print_json(&report, &store),
+        Format::Text => print_text(&report, &store),
     }
     if !report.failures.is_empty() {
         eprintln!(
@@ -193,5 +104,114 @@ pub fn run(o: Options) -> i32 {
         EXIT_PROBLEM
     } else {
         EXIT_OK
+    }
+}
+
+/// The report as JSON lines: one per partition, one per failure, the totals.
+fn print_json(report: &Report, store: &Store) {
+    for p in &report.partitions {
+        println!("{}", serde_json::json!({"type": "partition", "report": p}));
+    }
+    for f in &report.failures {
+        println!("{}", serde_json::json!({"type": "failure", "failure": f}));
+    }
+    println!(
+        "{}",
+        serde_json::json!({"type": "total", "uploaded_segments": report.uploaded_segments,
+            "uploaded_bytes": report.uploaded_bytes, "gaps": report.gaps, "corrupt": report.corrupt,
+            "divergences": report.divergences, "changed": report.changed,
+            "renamed_segments": report.renamed_segments,
+            "unarchived_segments": report.unarchived_segments,
+            "unarchived_committed_segments": report.unarchived_committed_segments,
+            "failures": report.failures.len(),
+            "store": store.url})
+    );
+}
+
+/// The report as text: a line per outcome and skipped partition, the totals, the failures.
+fn print_text(report: &Report, store: &Store) {
+    for p in &report.partitions {
+        for out in &p.outcomes {
+            let tp = format!("{}-{}", p.topic, p.partition);
+            print_outcome(&tp, out);
+        }
+        if let Some(reason) = &p.skipped {
+            println!("skipped   {}-{}: {reason}", p.topic, p.partition);
+        }
+    }
+    println!(
+        "{} segments, {} bytes uploaded to {}; {} gaps, {} corrupt, {} divergences",
+        report.uploaded_segments,
+        report.uploaded_bytes,
+        store.url,
+        report.gaps,
+        report.corrupt,
+        report.divergences
+    );
+    for f in &report.failures {
+        println!("FAILED    {}: {}; not archived", f.partition, f.error);
+    }
+    if report.changed > 0 {
+        println!(
+            "{} partitions changed under the pass (the broker's log cleaner or retention \
+             replaced a segment): their ranges from there on were left for the next pass",
+            report.changed
+        );
+    }
+    if report.unarchived_committed_segments > 0 {
+        println!(
+            "{} closed, committed segments are not archived yet: a later pass archives \
+             them, or, once --gap-after has passed, records the offsets before them \
+             that no replica has any more as a gap",
+            report.unarchived_committed_segments
+        );
+    }
+}
+
+/// One outcome's line of the text report.
+fn print_outcome(tp: &str, out: &Outcome) {
+    let meaning = out.meaning();
+    match out {
+        Outcome::Uploaded {
+            start,
+            next,
+            bytes,
+            renamed,
+            ..
+        } => println!(
+            "{meaning}  {tp} [{start}, {next}) {bytes} bytes{}",
+            if *renamed {
+                format!(" ({})", Outcome::RENAMED)
+            } else {
+                String::new()
+            }
+        ),
+        Outcome::ClaimedByOther {
+            start,
+            next,
+            divergent,
+        } => {
+            println!(
+                "replica   {tp} [{start}, {next}) {meaning}{}",
+                if *divergent { ", DIVERGENT" } else { "" }
+            )
+        }
+        Outcome::Gap { start, next } => {
+            println!("GAP       {tp} [{start}, {next}): {meaning}")
+        }
+        Outcome::Corrupt {
+            base,
+            position,
+            offset,
+            message,
+        } => {
+            println!("CORRUPT   {tp} segment {base} at byte {position} (offset {offset:?}): {message}; {meaning}")
+        }
+        Outcome::Divergent { start, message } => {
+            println!("DIVERGENT {tp} at {start}: {message}")
+        }
+        Outcome::Changed { base, message } => {
+            println!("changed   {tp} segment {base}: {message}")
+        }
     }
 }

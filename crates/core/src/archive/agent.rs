@@ -16,8 +16,9 @@
 //!   their manifest, so an unfinished range is never visible as complete, and the next pass
 //!   overwrites its data under the same deterministic keys.
 
+use super::error::ArchiveError;
 use super::metrics::{self, Metrics};
-use super::pass::{self, Options, Outcome, Report};
+use super::pass::{self, ArchivedPartition, Outcome, PassOptions, Report};
 use super::store::{self, Store};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::HashSet;
@@ -33,7 +34,7 @@ use tokio::time::Instant;
 pub struct Config {
     pub log_dirs: Vec<PathBuf>,
     pub store: String,
-    pub options: Options,
+    pub options: PassOptions,
     /// Full rescan period (a pass even without events).
     pub rescan_interval: Duration,
     /// Delay between the first event and the pass it triggers.
@@ -50,49 +51,37 @@ pub struct Config {
     pub unhealthy_after: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The agent cannot start: bad log dir, unreachable store, metrics address in use.
-    #[error("{0}")]
-    Startup(String),
-}
-
 /// Checks the configuration against the world: every log dir is a readable broker log dir,
 /// and the store answers a LIST of its root with these credentials.
-pub async fn startup_checks(cfg: &Config) -> Result<Store, AgentError> {
+async fn startup_checks(cfg: &Config) -> Result<Store, ArchiveError> {
     if cfg.log_dirs.is_empty() {
-        return Err(AgentError::Startup(
-            "no log dir given: expected at least one --log-dir (or log_dirs in the config file)"
-                .into(),
-        ));
+        return Err(ArchiveError::NoLogDir);
     }
     for dir in &cfg.log_dirs {
         // The error names the path and what was expected there.
-        pass::check_log_dir(dir).map_err(|e| AgentError::Startup(format!("log dir {e}")))?;
+        pass::check_log_dir(dir).map_err(|e| ArchiveError::BadLogDir(Box::new(e)))?;
     }
-    let store = store::open(&cfg.store).map_err(|e| AgentError::Startup(e.to_string()))?;
+    let store = store::open(&cfg.store)?;
     let list = store.inner.list_with_delimiter(None);
     match tokio::time::timeout(cfg.store_check_timeout, list).await {
         Ok(Ok(_)) => Ok(store),
-        Ok(Err(e)) => Err(AgentError::Startup(format!(
-            "store {}: cannot list its root (unreachable, or bad credentials?): {e}",
-            store.url
-        ))),
-        Err(_) => Err(AgentError::Startup(format!(
-            "store {}: no answer to a LIST of its root within {} s (unreachable endpoint?)",
-            store.url,
-            cfg.store_check_timeout.as_secs_f64()
-        ))),
+        Ok(Err(source)) => Err(ArchiveError::StoreUnlisted {
+            url: store.url,
+            source,
+        }),
+        Err(_) => Err(ArchiveError::StoreSilent {
+            url: store.url,
+            seconds: cfg.store_check_timeout.as_secs_f64(),
+        }),
     }
 }
 
 /// Runs the agent until SIGTERM or SIGINT. Returns an error only for startup problems.
-pub async fn run(cfg: Config) -> Result<(), AgentError> {
+pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut sigterm = signal(SignalKind::terminate())
-        .map_err(|e| AgentError::Startup(format!("cannot handle SIGTERM: {e}")))?;
-    let mut sigint = signal(SignalKind::interrupt())
-        .map_err(|e| AgentError::Startup(format!("cannot handle SIGINT: {e}")))?;
+    let handle = |signal| move |source| ArchiveError::Signal { signal, source };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(handle("SIGTERM"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(handle("SIGINT"))?;
 
     let store = startup_checks(&cfg).await?;
     let metrics = Arc::new(Metrics {
@@ -100,39 +89,9 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         unhealthy_after_ms: cfg.unhealthy_after.as_millis().min(i64::MAX as u128) as i64,
         ..Metrics::default()
     });
-    let server = match cfg.metrics_addr {
-        Some(addr) => {
-            let (local, serve) = metrics::bind(addr, metrics.clone()).await.map_err(|e| {
-                AgentError::Startup(format!("metrics address {addr}: cannot listen: {e}"))
-            })?;
-            tracing::info!(addr = %local, "serving /metrics and /healthz");
-            Some(tokio::spawn(serve))
-        }
-        None => None,
-    };
+    let server = serve_metrics(cfg.metrics_addr, &metrics).await?;
 
-    // File system events: a capacity-1 channel is a coalescing "something changed" flag.
-    let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
-    let mut watcher =
-        notify::recommended_watcher(move |ev: notify::Result<notify::Event>| match ev {
-            Ok(ev) if relevant(&ev) => {
-                let _ = tx.try_send(());
-            }
-            Ok(_) => {}
-            Err(e) => {
-                // E.g. the inotify queue overflowed: events were lost, so rescan.
-                tracing::warn!(error = %e, "file watch error; scheduling a full pass");
-                let _ = tx.try_send(());
-            }
-        })
-        .map_err(|e| AgentError::Startup(format!("cannot start the file watcher: {e}")))?;
-    for dir in &cfg.log_dirs {
-        if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
-            // Watch limits (fs.inotify.max_user_watches) and the like: the periodic rescan
-            // still archives everything, only later.
-            tracing::warn!(log_dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
-        }
-    }
+    let (watcher, mut events) = watch(&cfg.log_dirs)?;
     tracing::info!(
         store = %store.url,
         log_dirs = ?cfg.log_dirs,
@@ -145,27 +104,13 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     // Every range is counted and logged the moment it is published, whatever becomes of
     // the pass afterwards (a later failure, the grace period running out).
     let mut options = cfg.options.clone();
-    let m = metrics.clone();
-    options.on_published = Some(pass::PublishHook(Arc::new(move |r: &pass::Published| {
-        m.published(r.bytes);
-        tracing::info!(
-            renamed = r.renamed,
-            log_dir = %r.log_dir.display(),
-            topic = r.topic,
-            partition = r.partition,
-            start = r.start,
-            next = r.next,
-            bytes = r.bytes,
-            slice_position = r.slice_position,
-            "archived segment"
-        );
-    })));
+    options.on_published = Some(publish_hook(metrics.clone()));
     let opts = Arc::new(options);
     let mut seen = Seen::default();
     // The pass in flight. It runs inside this task (not spawned: the pass future is not
     // `Send`), polled by the select below alongside signals, events and timers.
     type PassFuture =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, pass::ArchiveError>>>>;
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, ArchiveError>>>>;
     let mut running: Option<(PassFuture, Instant)> = None;
     // The first pass runs at once.
     let mut due: Option<Instant> = Some(Instant::now());
@@ -242,6 +187,69 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// Binds the metrics address, if there is one, and serves /metrics and /healthz.
+async fn serve_metrics(
+    addr: Option<SocketAddr>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ArchiveError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let (local, serve) = metrics::bind(addr, metrics.clone())
+        .await
+        .map_err(|source| ArchiveError::MetricsAddr { addr, source })?;
+    tracing::info!(addr = %local, "serving /metrics and /healthz");
+    Ok(Some(tokio::spawn(serve)))
+}
+
+/// Watches every log dir (recursively) for events that can change what is archivable: the
+/// receiver holds at most one "something changed".
+fn watch(
+    log_dirs: &[PathBuf],
+) -> Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>), ArchiveError> {
+    // File system events: a capacity-1 channel is a coalescing "something changed" flag.
+    let (tx, events) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher =
+        notify::recommended_watcher(move |ev: notify::Result<notify::Event>| match ev {
+            Ok(ev) if relevant(&ev) => {
+                let _ = tx.try_send(());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // E.g. the inotify queue overflowed: events were lost, so rescan.
+                tracing::warn!(error = %e, "file watch error; scheduling a full pass");
+                let _ = tx.try_send(());
+            }
+        })
+        .map_err(ArchiveError::Watcher)?;
+    for dir in log_dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
+            // Watch limits (fs.inotify.max_user_watches) and the like: the periodic rescan
+            // still archives everything, only later.
+            tracing::warn!(log_dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
+        }
+    }
+    Ok((watcher, events))
+}
+
+/// Counts and logs every range the moment it is published.
+fn publish_hook(metrics: Arc<Metrics>) -> pass::PublishHook {
+    pass::PublishHook(Arc::new(move |r: &pass::Published| {
+        metrics.published(r.bytes);
+        tracing::info!(
+            renamed = r.renamed,
+            log_dir = %r.log_dir.display(),
+            topic = r.topic,
+            partition = r.partition,
+            start = r.start,
+            next = r.next,
+            bytes = r.bytes,
+            slice_position = r.slice_position,
+            "archived segment"
+        );
+    }))
+}
+
 /// Whether a file system event can change what is archivable.
 fn relevant(ev: &notify::Event) -> bool {
     use notify::event::ModifyKind;
@@ -305,7 +313,7 @@ impl Seen {
 }
 
 fn finish_pass(
-    res: Result<Report, pass::ArchiveError>,
+    res: Result<Report, ArchiveError>,
     started: Instant,
     metrics: &Metrics,
     seen: &mut Seen,
@@ -321,80 +329,7 @@ fn finish_pass(
         }
     };
     for p in &report.partitions {
-        let (dir, topic, part) = (p.log_dir.as_str(), p.topic.as_str(), p.partition);
-        if let Some(end) = p.archived_until {
-            seen.ends
-                .insert((dir.to_string(), topic.to_string(), part), end);
-        }
-        for o in &p.outcomes {
-            match o {
-                // Counted and logged when published (see `on_published`).
-                Outcome::Uploaded { .. } => {}
-                Outcome::ClaimedByOther {
-                    start,
-                    next,
-                    divergent,
-                } => {
-                    if *divergent {
-                        if seen.first(dir, topic, part, *start, "divergence") {
-                            metrics.divergences.fetch_add(1, Relaxed);
-                            tracing::warn!(
-                                log_dir = dir,
-                                topic,
-                                partition = part,
-                                start,
-                                next,
-                                "divergence: archived by another broker with other batches"
-                            );
-                        }
-                    } else {
-                        tracing::info!(
-                            log_dir = dir,
-                            topic,
-                            partition = part,
-                            start,
-                            next,
-                            "already archived from another broker; copies match"
-                        );
-                    }
-                }
-                Outcome::Gap { start, next } => {
-                    tracing::warn!(
-                        log_dir = dir,
-                        topic,
-                        partition = part,
-                        start,
-                        next,
-                        "gap recorded: no replica had these offsets"
-                    );
-                }
-                Outcome::Corrupt {
-                    base,
-                    position,
-                    offset,
-                    message,
-                } => {
-                    if seen.first(dir, topic, part, *base, "corrupt") {
-                        metrics.corrupt_segments.fetch_add(1, Relaxed);
-                        tracing::error!(log_dir = dir, topic, partition = part, segment = base, position, offset, message = %message, "corrupt segment: not archived");
-                    }
-                }
-                Outcome::Divergent { start, message } => {
-                    if seen.first(dir, topic, part, *start, "divergence") {
-                        metrics.divergences.fetch_add(1, Relaxed);
-                        tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "divergence");
-                    }
-                }
-                Outcome::Changed { base, message } => {
-                    tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment changed by the broker during the pass; next pass");
-                }
-            }
-        }
-        if let Some(reason) = &p.skipped {
-            if seen.first(dir, topic, part, -1, "skipped") {
-                tracing::warn!(log_dir = dir, topic, partition = part, reason = %reason, "partition skipped");
-            }
-        }
+        partition_seen(p, metrics, seen);
     }
     if !report.failures.is_empty() {
         // What the other partitions archived is counted; the pass failed.
@@ -429,5 +364,90 @@ fn finish_pass(
         summary!(info);
     } else {
         summary!(debug);
+    }
+}
+
+/// Logs and counts what the pass did with one partition, each thing once per agent run.
+fn partition_seen(p: &ArchivedPartition, metrics: &Metrics, seen: &mut Seen) {
+    let (dir, topic, part) = (p.log_dir.as_str(), p.topic.as_str(), p.partition);
+    if let Some(end) = p.archived_until {
+        seen.ends
+            .insert((dir.to_string(), topic.to_string(), part), end);
+    }
+    for o in &p.outcomes {
+        outcome_seen(o, (dir, topic, part), metrics, seen);
+    }
+    if let Some(reason) = &p.skipped {
+        if seen.first(dir, topic, part, -1, "skipped") {
+            tracing::warn!(log_dir = dir, topic, partition = part, reason = %reason, "partition skipped");
+        }
+    }
+}
+
+/// Logs and counts one outcome (a corrupt segment or a divergence once per agent run).
+fn outcome_seen(o: &Outcome, at: (&str, &str, i32), metrics: &Metrics, seen: &mut Seen) {
+    let (dir, topic, part) = at;
+    let meaning = o.meaning();
+    match o {
+        // Counted and logged when published (see `on_published`).
+        Outcome::Uploaded { .. } => {}
+        Outcome::ClaimedByOther {
+            start,
+            next,
+            divergent,
+        } => {
+            if *divergent {
+                if seen.first(dir, topic, part, *start, "divergence") {
+                    metrics.divergences.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        log_dir = dir,
+                        topic,
+                        partition = part,
+                        start,
+                        next,
+                        "divergence: archived by another broker with other batches"
+                    );
+                }
+            } else {
+                tracing::info!(
+                    log_dir = dir,
+                    topic,
+                    partition = part,
+                    start,
+                    next,
+                    "{meaning}; copies match"
+                );
+            }
+        }
+        Outcome::Gap { start, next } => {
+            tracing::warn!(
+                log_dir = dir,
+                topic,
+                partition = part,
+                start,
+                next,
+                "gap recorded: {meaning}"
+            );
+        }
+        Outcome::Corrupt {
+            base,
+            position,
+            offset,
+            message,
+        } => {
+            if seen.first(dir, topic, part, *base, "corrupt") {
+                metrics.corrupt_segments.fetch_add(1, Relaxed);
+                tracing::error!(log_dir = dir, topic, partition = part, segment = base, position, offset, message = %message, "corrupt segment: {meaning}");
+            }
+        }
+        Outcome::Divergent { start, message } => {
+            if seen.first(dir, topic, part, *start, "divergence") {
+                metrics.divergences.fetch_add(1, Relaxed);
+                tracing::warn!(log_dir = dir, topic, partition = part, start, message = %message, "{meaning}");
+            }
+        }
+        Outcome::Changed { base, message } => {
+            tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment {meaning}; next pass");
+        }
     }
 }

@@ -92,7 +92,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a range the moment it is published (see `Options::on_published`).
+    /// Counts a range the moment it is published (see `PassOptions::on_published`).
     pub fn published(&self, bytes: u64) {
         self.uploaded_segments.fetch_add(1, Relaxed);
         self.uploaded_bytes.fetch_add(bytes, Relaxed);

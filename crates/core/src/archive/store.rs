@@ -6,7 +6,7 @@
 //! S3-compatible server, `AWS_ALLOW_HTTP=true` for plain http; `GOOGLE_*`; `AZURE_*`), as
 //! object_store's `from_env` builders read them; for S3 also from the AWS shared config files
 //! and profiles (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`), through aws-config
-//! (see [`aws`]). Conditional creates, on which the archive's exactly-once rests, use
+//! (see `aws`). Conditional creates, on which the archive's exactly-once rests, use
 //! `If-None-Match: *` on S3.
 //!
 //! **Durability of a local store.** object_store's `LocalFileSystem` does not fsync by default:
@@ -23,6 +23,7 @@
 
 mod aws;
 
+use super::error::ArchiveError;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
@@ -42,6 +43,13 @@ pub struct Store {
 }
 
 impl Store {
+    /// The error of this store at `key`.
+    pub(crate) fn err(&self, key: &StorePath) -> impl FnOnce(object_store::Error) -> ArchiveError {
+        let url = self.url.clone();
+        let key = Some(key.to_string());
+        move |source| ArchiveError::Store { url, key, source }
+    }
+
     /// The file that holds `key` in a local store; `None` for object stores.
     pub fn local_path(&self, key: &StorePath) -> Option<object_store::Result<std::path::PathBuf>> {
         self.local.as_ref().map(|l| l.path_to_filesystem(key))
@@ -52,18 +60,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.url)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store URL {url:?}: {message}")]
-    Url { url: String, message: String },
-    #[error("store {url}: {source}")]
-    Backend {
-        url: String,
-        #[source]
-        source: object_store::Error,
-    },
 }
 
 /// A store URL fit to print: a password in it and its query (which may carry a SAS token or
@@ -93,22 +89,32 @@ pub fn redact(url: &str) -> String {
 
 /// Opens the store a URL names. A bare path is taken as a local directory. A local
 /// directory is created if missing. The URL's path (after the bucket) becomes a key prefix.
-pub fn open(url: &str) -> Result<Store, StoreError> {
+pub fn open(url: &str) -> Result<Store, ArchiveError> {
     let shown = redact(url);
-    let bad = |message: String| StoreError::Url {
+    let bad = |message: String| ArchiveError::StoreUrl {
         url: shown.clone(),
         message,
+    };
+    let dir = |path: Option<&std::path::Path>| {
+        let (url, path) = (shown.clone(), path.map(|p| p.to_path_buf()));
+        move |source| ArchiveError::StoreDir { url, path, source }
     };
     let parsed = match Url::parse(url) {
         Ok(u) => u,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
-            let abs = std::path::absolute(url).map_err(|e| bad(e.to_string()))?;
+            let abs = std::path::absolute(url).map_err(dir(None))?;
             Url::from_file_path(&abs).map_err(|_| bad("not an absolute path".into()))?
         }
-        Err(e) => return Err(bad(e.to_string())),
+        Err(source) => {
+            return Err(ArchiveError::StoreUrlParse {
+                url: shown.clone(),
+                source,
+            })
+        }
     };
-    let backend = |source| StoreError::Backend {
+    let backend = |source| ArchiveError::Store {
         url: shown.clone(),
+        key: None,
         source,
     };
     let mut local = None;
@@ -117,8 +123,7 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
             let path = parsed
                 .to_file_path()
                 .map_err(|_| bad("expected file:///absolute/path".into()))?;
-            std::fs::create_dir_all(&path)
-                .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
+            std::fs::create_dir_all(&path).map_err(dir(Some(&path)))?;
             // Durable puts: see the module doc.
             let fs = Arc::new(
                 LocalFileSystem::new_with_prefix(&path)

@@ -318,22 +318,30 @@ pub async fn put_bytes(
     })
 }
 
-/// Why a verified upload of a `.log` did not happen.
-#[derive(Debug)]
-pub enum LogUploadError {
-    /// The walk refused the segment (corrupt, or misaligned with the chain): the upload was
-    /// abandoned before it was published (a local staged file removed, a multipart upload
-    /// aborted, a single PUT never sent), so no object of this range exists.
+/// Why [`put_log_verified_into`] stopped before it published: a verdict or a store error.
+enum Stop {
+    /// The walk refused the segment (corrupt, or misaligned with the chain).
     Refused(Refusal),
     /// The store failed.
     Store(object_store::Error),
+}
+
+/// A local store's file that could not be written, as the store's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+struct LocalWrite {
+    path: std::path::PathBuf,
+    #[source]
+    source: std::io::Error,
 }
 
 /// Verifies and uploads the archived slice of a `.log` (identity encoding), the offsets
 /// `range` (its end is the next segment's base offset), in one pass over the mapping: the walk of [`summarize`](super::summary::summarize) goes a chunk ahead,
 /// and only bytes it has verified (every batch's CRC, framing, offsets) are hashed and
 /// written. The object is published only once the whole segment has been walked clean; a
-/// refusal abandons it unpublished. Returns the object and the summary.
+/// refusal abandons it unpublished (a local staged file removed, a multipart upload aborted,
+/// a single PUT never sent), so no object of this range exists. Returns the object and the
+/// summary, or the refusal; an error only if the store failed.
 ///
 /// A local store's object is written here directly (a staged file beside it, its writeback
 /// started as it grows, fsynced, renamed into place, its directory fsynced: durable before
@@ -347,7 +355,24 @@ pub async fn put_log_verified(
     frame_bytes: u64,
     rate: Option<&RateLimit>,
     done: &(dyn Fn(usize) + Sync),
-) -> Result<(ObjectRef, Summary), LogUploadError> {
+) -> object_store::Result<Result<(ObjectRef, Summary), Refusal>> {
+    match put_log_verified_into(store, key, data, range, frame_bytes, rate, done).await {
+        Ok(v) => Ok(Ok(v)),
+        Err(Stop::Refused(r)) => Ok(Err(r)),
+        Err(Stop::Store(e)) => Err(e),
+    }
+}
+
+/// [`put_log_verified`], its two ways of stopping as one error.
+async fn put_log_verified_into(
+    store: &Store,
+    key: &Path,
+    data: &[u8],
+    range: std::ops::Range<i64>,
+    frame_bytes: u64,
+    rate: Option<&RateLimit>,
+    done: &(dyn Fn(usize) + Sync),
+) -> Result<(ObjectRef, Summary), Stop> {
     let mut slices = VerifiedSlices {
         data,
         walker: Walker::new(data, range.start, frame_bytes).until(range.end),
@@ -355,17 +380,20 @@ pub async fn put_log_verified(
     };
     let mut sha = Sha256::new();
     let summary = if let Some(dest) = store.local_path(key) {
-        let dest = dest.map_err(LogUploadError::Store)?;
+        let dest = dest.map_err(Stop::Store)?;
         blocking(|| {
-            let local_err = |e: std::io::Error| {
-                LogUploadError::Store(object_store::Error::Generic {
+            let local_err = |source: std::io::Error| {
+                Stop::Store(object_store::Error::Generic {
                     store: "LocalFileSystem",
-                    source: format!("{}: {e}", dest.display()).into(),
+                    source: Box::new(LocalWrite {
+                        path: dest.clone(),
+                        source,
+                    }),
                 })
             };
             let mut obj = LocalObject::create(&dest).map_err(local_err)?;
             let walked = (|| {
-                while let Some(r) = slices.next().map_err(LogUploadError::Refused)? {
+                while let Some(r) = slices.next().map_err(Stop::Refused)? {
                     if let Some(rate) = rate {
                         rate.take_blocking(r.len());
                     }
@@ -374,7 +402,7 @@ pub async fn put_log_verified(
                     obj.write(chunk).map_err(local_err)?;
                     done(r.end);
                 }
-                slices.finish().map_err(LogUploadError::Refused)
+                slices.finish().map_err(Stop::Refused)
             })();
             match walked {
                 Ok(s) => {
@@ -390,21 +418,21 @@ pub async fn put_log_verified(
     } else {
         let mut w = PartWriter::new(store.inner.clone(), key.clone());
         let walked = async {
-            while let Some(r) = slices.next().map_err(LogUploadError::Refused)? {
+            while let Some(r) = slices.next().map_err(Stop::Refused)? {
                 if let Some(rate) = rate {
                     rate.take(r.len()).await;
                 }
                 let chunk = &data[r.clone()];
                 sha.update(chunk);
-                w.write(chunk).await.map_err(LogUploadError::Store)?;
+                w.write(chunk).await.map_err(Stop::Store)?;
                 done(r.end);
             }
-            slices.finish().map_err(LogUploadError::Refused)
+            slices.finish().map_err(Stop::Refused)
         }
         .await;
         match walked {
             Ok(s) => {
-                w.finish().await.map_err(LogUploadError::Store)?;
+                w.finish().await.map_err(Stop::Store)?;
                 s
             }
             Err(e) => {
@@ -585,9 +613,9 @@ fn create_dirs_durably(dir: &std::path::Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::archive::summary::summarize;
-    use segvault_format::encode;
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
+    use segvault_format::encode;
 
     fn segment(n: i64) -> Vec<u8> {
         encode::test_segment(n, 8, 500)
@@ -671,6 +699,7 @@ mod tests {
                 let (o, s) =
                     put_log_verified(&store, &key, &data, start..i64::MAX, 1 << 20, None, &|_| {})
                         .await
+                        .unwrap()
                         .unwrap();
                 assert_eq!(s, summarize(&data, start, 1 << 20).unwrap());
                 let slice = &data[s.slice_position as usize..];
@@ -708,18 +737,12 @@ mod tests {
                 let key = Path::from(format!("b/{at}/log"));
                 let e =
                     put_log_verified(&store, &key, &bad, 0..i64::MAX, 1 << 20, None, &|_| {}).await;
-                assert!(
-                    matches!(e, Err(LogUploadError::Refused(Refusal::Corrupt { .. }))),
-                    "{e:?}"
-                );
+                assert!(matches!(e, Ok(Err(Refusal::Corrupt { .. }))), "{e:?}");
             }
             let key = Path::from("c/log");
             let e =
                 put_log_verified(&store, &key, &data, 3..i64::MAX, 1 << 20, None, &|_| {}).await;
-            assert!(matches!(
-                e,
-                Err(LogUploadError::Refused(Refusal::Misaligned { .. }))
-            ));
+            assert!(matches!(e, Ok(Err(Refusal::Misaligned { .. }))));
             // The segment reaches offsets its listed successor begins at (a cleaner merge).
             let e = put_log_verified(
                 &store,
@@ -734,7 +757,7 @@ mod tests {
             assert!(
                 matches!(
                     e,
-                    Err(LogUploadError::Refused(Refusal::Beyond {
+                    Ok(Err(Refusal::Beyond {
                         batch_base: 8000,
                         next: 8000,
                         ..

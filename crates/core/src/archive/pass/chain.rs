@@ -1,0 +1,415 @@
+//! The claim chain, the exactly-once core: what the store says a partition's chain holds,
+//! and the conditional creates that extend it (see the [module doc](super)).
+//!
+//! A key is created once: [`create`] reports whether this call created it, [`claim`] tells
+//! our own applied retry from another archiver's win, and [`drop_unnamed`] removes what a
+//! published manifest does not name under its range.
+
+use crate::archive::error::ArchiveError;
+use crate::archive::layout::{self, PartitionKey};
+use crate::archive::manifest::{Manifest, Objects, StartRecord};
+use crate::archive::store::Store;
+use crate::sys::now_ms;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::collections::BTreeSet;
+
+/// The chain's state for one partition, as the store says.
+#[derive(Debug)]
+pub(super) struct Chain {
+    /// Offset the next range must start at; `None` if the chain has not started.
+    pub(super) next: Option<i64>,
+    /// Start offsets of every range.
+    pub(super) starts: BTreeSet<i64>,
+    /// When the last range (or the start) was written, ms since the epoch.
+    pub(super) last_written_ms: i64,
+}
+
+/// The JSON record at `key`, `None` if there is none.
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    key: &Path,
+) -> Result<Option<T>, ArchiveError> {
+    match store.inner.get(key).await {
+        Ok(r) => {
+            let bytes = r.bytes().await.map_err(store.err(key))?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| ArchiveError::NotARecord {
+                    url: store.url.clone(),
+                    key: key.to_string(),
+                    source,
+                })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store.err(key)(e)),
+    }
+}
+
+/// Lists `chain/` and reads its last manifest (or `start.json` if it holds none).
+pub(super) async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chain, ArchiveError> {
+    let dir = key.chain_dir();
+    let metas: Vec<_> = store
+        .inner
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(store.err(&dir))?;
+    let starts: BTreeSet<i64> = metas
+        .iter()
+        .filter_map(|m| layout::manifest_start(&m.location))
+        .collect();
+    if let Some(&last) = starts.last() {
+        let loc = key.manifest(last);
+        let m: Manifest = read_json(store, &loc)
+            .await?
+            .ok_or_else(|| ArchiveError::Store {
+                url: store.url.clone(),
+                key: Some(loc.to_string()),
+                source: object_store::Error::NotFound {
+                    path: loc.to_string(),
+                    source: "listed but gone".into(),
+                },
+            })?;
+        return Ok(Chain {
+            next: Some(m.next_offset),
+            starts,
+            last_written_ms: m.source.archived_at_ms,
+        });
+    }
+    let start: Option<StartRecord> = read_json(store, &key.start()).await?;
+    Ok(match start {
+        Some(s) => Chain {
+            next: Some(s.start_offset),
+            starts,
+            last_written_ms: s.created_at_ms,
+        },
+        None => Chain {
+            next: None,
+            starts,
+            last_written_ms: now_ms(),
+        },
+    })
+}
+
+/// Creates `key` with `bytes` if absent: `true` if this call created it, `false` if the
+/// store says it exists.
+pub(super) async fn create(
+    store: &Store,
+    key: &Path,
+    bytes: Vec<u8>,
+) -> Result<bool, ArchiveError> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store
+        .inner
+        .put_opts(key, PutPayload::from(bytes), opts)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. })
+        | Err(object_store::Error::Precondition { .. }) => Ok(false),
+        Err(e) => Err(store.err(key)(e)),
+    }
+}
+
+/// How a conditional create of a manifest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// The create succeeded.
+    Created,
+    /// The store said "exists", and what it holds is the manifest we sent (read back): our
+    /// own earlier try was applied.
+    ReadBack,
+    /// Another archiver's manifest is there.
+    Lost,
+}
+
+/// Creates `key` with `bytes` if absent, telling our own applied retry from a loss (see
+/// [`is_ours`]).
+pub(super) async fn claim(
+    store: &Store,
+    key: &Path,
+    bytes: Vec<u8>,
+) -> Result<Claim, ArchiveError> {
+    if create(store, key, bytes.clone()).await? {
+        Ok(Claim::Created)
+    } else if is_ours(store, key, &bytes).await? {
+        Ok(Claim::ReadBack)
+    } else {
+        Ok(Claim::Lost)
+    }
+}
+
+/// Whether the manifest stored at `key` is the one we sent: a conditional create whose first
+/// try was applied but whose reply was lost (a 503, a reset) is retried by the client and
+/// answered "already exists". The manifest carries this attempt's unique data keys, so equal
+/// bytes mean our own write.
+pub(super) async fn is_ours(store: &Store, key: &Path, sent: &[u8]) -> Result<bool, ArchiveError> {
+    match store.inner.get(key).await {
+        Ok(r) => {
+            let stored = r.bytes().await.map_err(store.err(key))?;
+            Ok(stored.as_ref() == sent)
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(store.err(key)(e)),
+    }
+}
+
+/// Deletes every object under `[start, next)`'s `data/` that `named` (the objects of the
+/// published manifest `chain/<start>.json`) does not name: once that manifest exists, no
+/// other attempt at `start` can be published, and no other manifest may name keys there.
+/// Best effort: what is left is garbage, never data.
+pub(super) async fn drop_unnamed(
+    store: &Store,
+    key: &PartitionKey,
+    start: i64,
+    next: i64,
+    named: &Objects,
+) {
+    let dir = key.range_data(start, next);
+    let listed: Vec<object_store::ObjectMeta> = match store
+        .inner
+        .list(Some(&dir))
+        .try_collect()
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(prefix = %dir, error = %e, "could not list a range's data objects to drop those no manifest names; left in place");
+            return;
+        }
+    };
+    for o in listed {
+        if !named.iter().any(|r| r.key == o.location.as_ref()) {
+            let _ = store.inner.delete(&o.location).await;
+        }
+    }
+}
+
+/// Deletes the objects `o` names (best effort: what is left is garbage, never data).
+pub(super) async fn delete_objects(store: &Store, o: &Objects) {
+    for r in o.iter() {
+        let _ = store.inner.delete(&Path::from(r.key.as_str())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The chain against object_store's `InMemory` and `LocalFileSystem` (as `file://` opens
+    //! it: with fsync): what the code does today, asserted.
+
+    use super::*;
+    use crate::archive::manifest::{
+        ObjectRef, RangeKind, RangeStats, Source, FORMAT, START_FORMAT,
+    };
+    use object_store::memory::InMemory;
+    use std::sync::Arc;
+
+    fn in_memory() -> Store {
+        Store {
+            inner: Arc::new(InMemory::new()),
+            url: "memory:///".into(),
+            local: None,
+        }
+    }
+
+    fn local(dir: &tempfile::TempDir) -> Store {
+        crate::archive::store::open(dir.path().to_str().unwrap()).unwrap()
+    }
+
+    /// Runs `test` against both stores.
+    async fn on_both<F, Fut>(test: F)
+    where
+        F: Fn(Store) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        test(in_memory()).await;
+        let dir = tempfile::tempdir().unwrap();
+        test(local(&dir)).await;
+    }
+
+    fn key() -> PartitionKey {
+        PartitionKey {
+            cluster_id: "c1".into(),
+            topic: "t".into(),
+            topic_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            partition: 0,
+        }
+    }
+
+    fn manifest(start: i64, next: i64, node: i32, archived_at_ms: i64) -> Manifest {
+        let k = key();
+        Manifest {
+            format: FORMAT.into(),
+            kind: RangeKind::Segment,
+            cluster_id: k.cluster_id,
+            topic: k.topic,
+            topic_id: k.topic_id,
+            partition: k.partition,
+            start_offset: start,
+            next_offset: next,
+            segment_base_offset: start,
+            slice_position: 0,
+            stats: RangeStats::default(),
+            leader_epochs: vec![],
+            objects: Objects::default(),
+            source: Source {
+                node_id: node,
+                log_dir: "/data".into(),
+                host: "h".into(),
+                segvault_version: "0".into(),
+                archived_at_ms,
+            },
+        }
+    }
+
+    async fn publish(store: &Store, m: &Manifest) -> Claim {
+        let bytes = serde_json::to_vec_pretty(m).unwrap();
+        claim(store, &key().manifest(m.start_offset), bytes)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_key_is_created_once() {
+        on_both(|store| async move {
+            let k = Path::from("x/once");
+            assert!(create(&store, &k, b"first".to_vec()).await.unwrap());
+            assert!(!create(&store, &k, b"second".to_vec()).await.unwrap());
+            let stored = store.inner.get(&k).await.unwrap().bytes().await.unwrap();
+            assert_eq!(stored.as_ref(), b"first");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_claim_wins_once_and_a_second_claim_loses() {
+        on_both(|store| async move {
+            let ours = manifest(0, 100, 1, 1);
+            let theirs = manifest(0, 100, 2, 2);
+            assert_eq!(publish(&store, &ours).await, Claim::Created);
+            assert_eq!(publish(&store, &theirs).await, Claim::Lost);
+            let stored: Manifest = read_json(&store, &key().manifest(0))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored, ours);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_applied_create_whose_reply_was_lost_is_still_ours() {
+        on_both(|store| async move {
+            let m = manifest(0, 100, 1, 1);
+            let (k, sent) = (key().manifest(0), serde_json::to_vec_pretty(&m).unwrap());
+            // The first try landed; its reply never came back; the retry finds the key taken.
+            assert!(create(&store, &k, sent.clone()).await.unwrap());
+            assert_eq!(
+                claim(&store, &k, sent.clone()).await.unwrap(),
+                Claim::ReadBack
+            );
+            assert!(is_ours(&store, &k, &sent).await.unwrap());
+            assert!(!is_ours(&store, &k, b"other").await.unwrap());
+            assert!(!is_ours(&store, &Path::from("x/absent"), &sent)
+                .await
+                .unwrap());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_chain_loads_what_was_published_in_order() {
+        on_both(|store| async move {
+            let k = key();
+            let empty = load_chain(&store, &k).await.unwrap();
+            assert_eq!(empty.next, None);
+            assert!(empty.starts.is_empty());
+
+            let start = StartRecord {
+                format: START_FORMAT.into(),
+                start_offset: 10,
+                created_at_ms: 5,
+                node_id: 1,
+            };
+            assert!(
+                create(&store, &k.start(), serde_json::to_vec(&start).unwrap())
+                    .await
+                    .unwrap()
+            );
+            let started = load_chain(&store, &k).await.unwrap();
+            assert_eq!((started.next, started.last_written_ms), (Some(10), 5));
+            assert!(started.starts.is_empty());
+
+            for (s, n, at) in [(10, 50, 7), (50, 120, 8), (120, 121, 9)] {
+                assert_eq!(
+                    publish(&store, &manifest(s, n, 1, at)).await,
+                    Claim::Created
+                );
+            }
+            let chain = load_chain(&store, &k).await.unwrap();
+            assert_eq!(chain.next, Some(121));
+            assert_eq!(chain.last_written_ms, 9);
+            assert_eq!(chain.starts.into_iter().collect::<Vec<_>>(), [10, 50, 120]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_manifest_that_is_not_one_is_refused() {
+        on_both(|store| async move {
+            let k = key();
+            store
+                .inner
+                .put(&k.manifest(0), PutPayload::from_static(b"not json"))
+                .await
+                .unwrap();
+            let e = load_chain(&store, &k).await.unwrap_err();
+            assert!(matches!(e, ArchiveError::NotARecord { .. }), "{e:?}");
+            assert!(
+                e.to_string().contains("expected a segvault manifest"),
+                "{e}"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn what_the_published_manifest_does_not_name_is_dropped() {
+        on_both(|store| async move {
+            let k = key();
+            let named = k.data(0, 100, 1, "a1", "log");
+            let other = k.data(0, 100, 2, "b2", "log");
+            let elsewhere = k.data(100, 200, 2, "b2", "log");
+            for p in [&named, &other, &elsewhere] {
+                store
+                    .inner
+                    .put(p, PutPayload::from_static(b"x"))
+                    .await
+                    .unwrap();
+            }
+            let objects = Objects {
+                log: Some(ObjectRef {
+                    key: named.to_string(),
+                    stored_size: 1,
+                    size: 1,
+                    sha256: String::new(),
+                    encoding: "identity".into(),
+                    frames: vec![],
+                }),
+                ..Objects::default()
+            };
+            drop_unnamed(&store, &k, 0, 100, &objects).await;
+            assert!(store.inner.head(&named).await.is_ok());
+            assert!(store.inner.head(&other).await.is_err());
+            assert!(store.inner.head(&elsewhere).await.is_ok());
+            delete_objects(&store, &objects).await;
+            assert!(store.inner.head(&named).await.is_err());
+        })
+        .await;
+    }
+}
