@@ -7,10 +7,11 @@
 //! whatever the size. [`write`](super::write) decides what to fetch and places the result.
 
 use super::plan::Cut;
-use super::write::{io, RestoreError};
+use super::error::{io, RestoreError};
 use crate::archive::manifest::ObjectRef;
 use crate::archive::store::Store;
 use crate::archive::summary::{Summary, Walker};
+use crate::sys::blocking;
 use segvault_format::index::AbortedTxn;
 use segvault_format::index_build;
 use segvault_format::mapped::MappedFile;
@@ -107,7 +108,6 @@ const VERIFY_STEP: usize = 1 << 20;
 /// every this many bytes, so the disk works while the rest is fetched and verified.
 const WRITEBACK_EVERY: usize = 16 << 20;
 
-pub(super) use crate::sys::blocking;
 
 /// What the verifying walk over one fetched `.log` found.
 pub(super) struct LogCheck {

@@ -10,6 +10,9 @@
 //!   place it atomically, resumably, never into a directory a running broker holds.
 
 pub mod catalog;
+mod error;
 pub mod fetch;
 pub mod plan;
 pub mod write;
+
+pub use error::RestoreError;

@@ -25,11 +25,13 @@
 //! point at the log end the broker recovers nothing anyway, and the marker is the broker's
 //! own statement.
 
-use super::fetch::{blocking, fetch_log, fetch_small, get_all};
+use super::error::{io, RestoreError};
+use super::fetch::{fetch_log, fetch_small, get_all};
 use super::plan::{Mode, PartitionPlan, Plan};
 use crate::archive::layout;
 use crate::archive::manifest::{Manifest, RangeKind};
 use crate::archive::store::Store;
+use crate::sys::blocking;
 use segvault_format::index::AbortedTxn;
 use segvault_format::index_build;
 use segvault_format::segment::log_entries;
@@ -43,37 +45,6 @@ use std::sync::Arc;
 
 pub const STAGING: &str = ".segvault-restore";
 const JOURNAL: &str = "journal.json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
-    #[error("store {url}, key {key}: {message}")]
-    Store {
-        url: String,
-        key: String,
-        message: String,
-    },
-    #[error("{0}")]
-    Refused(String),
-    /// The archive's bytes are not what its manifest says: nothing of this partition is placed.
-    #[error("{key}: {message}")]
-    Integrity { key: String, message: String },
-}
-
-impl RestoreError {
-    /// Integrity problems exit 1; everything else 2.
-    pub fn is_integrity(&self) -> bool {
-        matches!(self, RestoreError::Integrity { .. })
-    }
-}
-
-pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
-    move |e| RestoreError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
