@@ -6,19 +6,19 @@
 //! state the rebuilt `.txnindex` needs. Memory stays at a chunk and a window of the mapping
 //! whatever the size. [`write`](super::write) decides what to fetch and places the result.
 
-use super::plan::Cut;
 use super::error::{io, RestoreError};
+use super::plan::Cut;
 use crate::archive::manifest::ObjectRef;
 use crate::archive::store::Store;
 use crate::archive::summary::{Summary, Walker};
 use crate::sys::blocking;
+use futures::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::ObjectStoreExt;
 use segvault_format::index::AbortedTxn;
 use segvault_format::index_build;
 use segvault_format::mapped::MappedFile;
 use segvault_format::segment::Batch;
-use futures::StreamExt;
-use object_store::path::Path as StorePath;
-use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -107,7 +107,6 @@ const VERIFY_STEP: usize = 1 << 20;
 /// Writeback of the verified part of a `.log` is started (and our mapping of it dropped)
 /// every this many bytes, so the disk works while the rest is fetched and verified.
 const WRITEBACK_EVERY: usize = 16 << 20;
-
 
 /// What the verifying walk over one fetched `.log` found.
 pub(super) struct LogCheck {
