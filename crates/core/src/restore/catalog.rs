@@ -6,7 +6,7 @@
 //! names must lie under its own partition. Anything that does not fit is reported as a
 //! problem of that partition, never followed.
 
-use crate::archive::layout::{self, PartitionKey, ROOT};
+use crate::archive::layout::{self, Key, PartitionKey, ROOT};
 use crate::archive::manifest::{Manifest, RangeKind, StartRecord};
 use crate::archive::store::Store;
 use futures::StreamExt;
@@ -117,93 +117,6 @@ impl PartitionCatalog {
     }
 }
 
-/// What one key under the root names.
-enum Entry {
-    BrokerFile {
-        cluster: String,
-        node: i32,
-        dir_id: String,
-        file: String,
-    },
-    MetadataSnapshot {
-        cluster: String,
-        node: i32,
-        file: String,
-    },
-    Manifest {
-        key: PartitionKey,
-        start: i64,
-    },
-    Evidence {
-        key: PartitionKey,
-        corrupt: bool,
-    },
-    /// `start.json`: where the chain must begin.
-    Start {
-        key: PartitionKey,
-    },
-    /// data/, verified/: part of the layout, nothing to list.
-    Other {
-        key: PartitionKey,
-    },
-}
-
-fn parse_key(path: &Path) -> Option<Entry> {
-    let s = path
-        .as_ref()
-        .strip_prefix(ROOT)?
-        .strip_prefix("/clusters/")?;
-    let parts: Vec<&str> = s.split('/').collect();
-    let cluster = *parts.first()?;
-    layout::validate_name("cluster id", cluster).ok()?;
-    let cluster = cluster.to_string();
-    match parts.get(1..)? {
-        ["brokers", node, "log-dirs", dir_id, file] => {
-            layout::validate_name("log dir id", dir_id).ok()?;
-            layout::validate_name("file", file).ok()?;
-            Some(Entry::BrokerFile {
-                cluster,
-                node: node.parse().ok()?,
-                dir_id: dir_id.to_string(),
-                file: file.to_string(),
-            })
-        }
-        ["brokers", node, "metadata", file] => {
-            layout::validate_name("file", file).ok()?;
-            Some(Entry::MetadataSnapshot {
-                cluster,
-                node: node.parse().ok()?,
-                file: file.to_string(),
-            })
-        }
-        ["topics", topic, topic_id, partition, rest @ ..] => {
-            layout::validate_topic(topic).ok()?;
-            layout::validate_name("topic id", topic_id).ok()?;
-            let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
-            let key = PartitionKey {
-                cluster_id: cluster,
-                topic: topic.to_string(),
-                topic_id: topic_id.to_string(),
-                partition,
-            };
-            match rest {
-                ["start.json"] => Some(Entry::Start { key }),
-                ["chain", _] => Some(Entry::Manifest {
-                    start: layout::manifest_start(path)?,
-                    key,
-                }),
-                ["corrupt", _] => Some(Entry::Evidence { key, corrupt: true }),
-                ["divergence", _] => Some(Entry::Evidence {
-                    key,
-                    corrupt: false,
-                }),
-                _ => Some(Entry::Other { key }),
-            }
-        }
-        _ => None,
-    }
-}
-
 /// Reads the whole catalog: one listing of the archive root, then every manifest.
 pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
     let err = |key: &Path| {
@@ -255,54 +168,53 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
         .map(|m| (m.location.as_ref(), m.size))
         .collect();
     for m in &metas {
-        match parse_key(&m.location) {
+        match layout::parse(&m.location) {
             None => cat.unknown_keys.push(m.location.to_string()),
-            Some(Entry::BrokerFile {
-                cluster,
+            Some(Key::BrokerFile {
+                cluster_id,
                 node,
-                dir_id,
+                log_dir_id,
                 file,
             }) => cat
                 .clusters
-                .entry(cluster)
+                .entry(cluster_id)
                 .or_default()
                 .brokers
                 .entry(node)
                 .or_default()
                 .log_dirs
-                .entry(dir_id)
+                .entry(log_dir_id)
                 .or_default()
                 .push(file),
-            Some(Entry::MetadataSnapshot {
-                cluster,
+            Some(Key::MetadataSnapshot {
+                cluster_id,
                 node,
                 file,
             }) => cat
                 .clusters
-                .entry(cluster)
+                .entry(cluster_id)
                 .or_default()
                 .brokers
                 .entry(node)
                 .or_default()
                 .metadata_snapshots
                 .push(file),
-            Some(Entry::Manifest { key, start }) => {
+            Some(Key::Manifest(key, start)) => {
                 entry(&mut parts, &key);
                 manifests.push((key, start, m.location.clone()));
             }
-            Some(Entry::Evidence { key, corrupt }) => {
-                let p = entry(&mut parts, &key);
-                if corrupt {
-                    p.corrupt.push(m.location.to_string())
-                } else {
-                    p.divergences.push(m.location.to_string())
-                }
+            Some(Key::Corrupt(key, _)) => {
+                entry(&mut parts, &key).corrupt.push(m.location.to_string())
             }
-            Some(Entry::Start { key }) => {
+            Some(Key::Divergence(key, _)) => entry(&mut parts, &key)
+                .divergences
+                .push(m.location.to_string()),
+            Some(Key::Start(key)) => {
                 entry(&mut parts, &key);
                 starts.push((key, m.location.clone()));
             }
-            Some(Entry::Other { key }) => {
+            // data/, verified/: part of the layout, nothing to list.
+            Some(Key::Data { partition: key, .. } | Key::Verified(key, _) | Key::Other(key)) => {
                 entry(&mut parts, &key);
             }
         }
@@ -601,12 +513,7 @@ fn check_manifest(key: &PartitionKey, start: i64, m: Manifest) -> Result<Manifes
             m.start_offset, m.next_offset
         ));
     }
-    let data = format!(
-        "{}/data/{:020}-{:020}/",
-        key.root(),
-        m.start_offset,
-        m.next_offset
-    );
+    let data = format!("{}/", key.range_data(m.start_offset, m.next_offset));
     let o = &m.objects;
     for r in o.iter() {
         let p = Path::parse(&r.key).map_err(|e| {
