@@ -4,7 +4,7 @@
 //! checkpoint, `partition.metadata`), and every file fsynced before it is placed.
 
 use super::files::{sync_dir, write_unsynced};
-use super::{BuildResult, PartitionReport};
+use super::{BuildResult, RestoredPartition};
 use crate::archive::layout::PartitionKey;
 use crate::archive::manifest::{Manifest, ObjectRef, RangeKind};
 use crate::archive::store::Store;
@@ -65,7 +65,7 @@ pub(super) async fn build_partition(
     let first = b.small_files(plan, p, topic_id)?;
     b.sync()?;
     Ok((
-        PartitionReport {
+        RestoredPartition {
             topic: p.topic.clone(),
             partition: p.partition,
             dir: stage.to_path_buf(),

@@ -64,7 +64,7 @@ pub struct WriteOptions {
 
 /// One partition a restore placed (or found in place from an interrupted run).
 #[derive(Debug, Clone, Serialize)]
-pub struct PartitionReport {
+pub struct RestoredPartition {
     pub topic: String,
     pub partition: i32,
     #[serde(serialize_with = "crate::logdir::check::lossy_path")]
@@ -89,7 +89,7 @@ pub struct PartitionReport {
 /// What a restore did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    pub partitions: Vec<PartitionReport>,
+    pub partitions: Vec<RestoredPartition>,
     pub fetched_bytes: u64,
     pub wrote_meta_properties: bool,
     /// The KRaft snapshot placed in `__cluster_metadata-0`, if any.
@@ -179,7 +179,7 @@ async fn restore_locked(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut running: tokio::task::JoinSet<(usize, String, BuildResult)> =
         tokio::task::JoinSet::new();
-    let mut placed: Vec<(usize, PartitionReport)> = Vec::new();
+    let mut placed: Vec<(usize, RestoredPartition)> = Vec::new();
     let mut failure: Option<RestoreError> = None;
     let mut next = 0;
     loop {
@@ -218,7 +218,7 @@ async fn restore_locked(
                     Ok((i, name, Ok((r, fetched)))) => {
                         report.fetched_bytes += fetched;
                         blocking(|| place(to, &staging, &name, &journal_path, journal))
-                            .map(|dir| placed.push((i, PartitionReport { dir, ..r })))
+                            .map(|dir| placed.push((i, RestoredPartition { dir, ..r })))
                     }
                     Ok((_, _, Err(e))) => Err(e),
                     Err(e) => Err(RestoreError::Io {
@@ -248,4 +248,4 @@ async fn restore_locked(
 }
 
 /// A partition's build: its report and the stored bytes fetched.
-type BuildResult = Result<(PartitionReport, u64), RestoreError>;
+type BuildResult = Result<(RestoredPartition, u64), RestoreError>;

@@ -3,7 +3,7 @@
 
 use super::files::sync_dir;
 use super::journal::Journal;
-use super::{PartitionReport, WriteOptions};
+use super::{RestoredPartition, WriteOptions};
 use crate::restore::error::{io, RestoreError};
 use crate::restore::plan::{Mode, PartitionPlan, Plan};
 use segvault_format::segment::log_entries;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub(super) enum Prepared {
     /// In place from an interrupted run.
-    Resumed(PartitionReport),
+    Resumed(RestoredPartition),
     /// To build in `stage` (created empty), then place as `name`.
     Build {
         name: String,
@@ -124,7 +124,7 @@ pub(super) fn place(
     Ok(dir)
 }
 
-fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<PartitionReport, RestoreError> {
+fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<RestoredPartition, RestoreError> {
     let mut listing: Vec<i64> = fs::read_dir(dir)
         .map_err(io(dir))?
         .flatten()
@@ -138,7 +138,7 @@ fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<PartitionReport, Rest
         .and_then(|b| text::parse_partition_metadata(&b).ok())
         .map(|u| u.to_string())
         .unwrap_or_default();
-    Ok(PartitionReport {
+    Ok(RestoredPartition {
         topic: p.topic.clone(),
         partition: p.partition,
         dir: dir.to_path_buf(),

@@ -2,7 +2,7 @@
 //! merged, and the clean-shutdown marker.
 
 use super::files::write_atomic;
-use super::PartitionReport;
+use super::RestoredPartition;
 use crate::restore::error::{io, RestoreError};
 use segvault_format::text::{self, OffsetCheckpointEntry};
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,8 +10,11 @@ use std::fs;
 use std::path::Path;
 
 /// Merges the restored partitions into the target's offset checkpoints.
-pub(super) fn write_checkpoints(to: &Path, parts: &[PartitionReport]) -> Result<(), RestoreError> {
-    type Value = fn(&PartitionReport) -> i64;
+pub(super) fn write_checkpoints(
+    to: &Path,
+    parts: &[RestoredPartition],
+) -> Result<(), RestoreError> {
+    type Value = fn(&RestoredPartition) -> i64;
     let files: [(&str, Value); 3] = [
         ("recovery-point-offset-checkpoint", |p| p.log_end_offset),
         ("replication-offset-checkpoint", |p| p.log_end_offset),
@@ -62,7 +65,7 @@ const CLEAN_SHUTDOWN: &str = ".kafka_cleanshutdown";
 /// exists.
 pub(super) fn mark_clean_shutdown(
     to: &Path,
-    parts: &[PartitionReport],
+    parts: &[RestoredPartition],
 ) -> Result<&'static str, RestoreError> {
     let marker = to.join(CLEAN_SHUTDOWN);
     if marker.exists() {
