@@ -1,11 +1,12 @@
 //! `segvault ls` and `segvault restore`: what the archive holds, and log dirs rebuilt from it.
 
 use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
+use object_store::ObjectStoreExt;
 use segvault_core::archive;
 use segvault_core::restore::catalog::{self, Catalog};
 use segvault_core::restore::plan::{self, Cut, Mode, Plan, Selection};
 use segvault_core::restore::write::{self, WriteOptions};
-use object_store::ObjectStoreExt;
+use segvault_core::restore::RestoreError;
 use std::path::PathBuf;
 
 pub const LS_HELP: &str = "\
@@ -288,7 +289,7 @@ pub fn restore(o: RestoreOptions) -> i32 {
         .map(|h| move |t: &str, p: i32| h.contains(&(t.to_string(), p)));
     let plan = match plan::plan(&cat, &sel, hosted_fn.as_ref().map(|f| f as &plan::Hosted)) {
         Ok(p) => p,
-        Err(e @ plan::PlanError::Damaged(_)) => {
+        Err(e @ RestoreError::Damaged(_)) => {
             eprintln!("segvault restore: {e}");
             return EXIT_PROBLEM;
         }

@@ -9,22 +9,12 @@
 use crate::archive::layout::{self, Key, PartitionKey, ROOT};
 use crate::archive::manifest::{Manifest, RangeKind, StartRecord};
 use crate::archive::store::Store;
+use crate::restore::RestoreError;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    #[error("store {url}, key {key}: {source}")]
-    Store {
-        url: String,
-        key: String,
-        #[source]
-        source: object_store::Error,
-    },
-}
 
 /// Everything the archive holds.
 #[derive(Debug, Default, Serialize)]
@@ -65,7 +55,8 @@ pub struct PartitionCatalog {
 }
 
 impl PartitionCatalog {
-    pub fn key(&self, cluster_id: &str) -> PartitionKey {
+    /// Where this partition's archive lives in cluster `cluster_id`.
+    fn key(&self, cluster_id: &str) -> PartitionKey {
         PartitionKey {
             cluster_id: cluster_id.to_string(),
             topic: self.topic.clone(),
@@ -118,10 +109,10 @@ impl PartitionCatalog {
 }
 
 /// Reads the whole catalog: one listing of the archive root, then every manifest.
-pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
+pub async fn read(store: &Store) -> Result<Catalog, RestoreError> {
     let err = |key: &Path| {
         let (url, key) = (store.url.clone(), key.to_string());
-        move |source| CatalogError::Store { url, key, source }
+        move |source| RestoreError::Store { url, key, source }
     };
     let root = Path::from(ROOT);
     let mut cat = Catalog::default();
@@ -437,7 +428,7 @@ type StartRead = Option<Result<i64, String>>;
 async fn fetch_starts(
     store: &Store,
     starts: Vec<(PartitionKey, Path)>,
-) -> Result<Vec<(PartitionKey, StartRead)>, CatalogError> {
+) -> Result<Vec<(PartitionKey, StartRead)>, RestoreError> {
     let fetched: Vec<(PartitionKey, Path, Result<StartRead, object_store::Error>)> =
         futures::stream::iter(starts.into_iter().map(|(key, path)| {
             let store = store.clone();
@@ -465,7 +456,7 @@ async fn fetch_starts(
         .into_iter()
         .map(|(key, path, r)| match r {
             Ok(v) => Ok((key, v)),
-            Err(source) => Err(CatalogError::Store {
+            Err(source) => Err(RestoreError::Store {
                 url: store.url.clone(),
                 key: path.to_string(),
                 source,

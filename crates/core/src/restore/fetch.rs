@@ -38,21 +38,23 @@ fn decode(r: &ObjectRef, stored: &[u8]) -> Result<Vec<u8>, RestoreError> {
         // Never more than the manifest's size (plus one byte, to tell): a small object that
         // decompresses to gigabytes is refused before it grows in memory.
         "zstd-frames" => {
-            let integrity = |message: String| RestoreError::Integrity {
+            let zstd = |source| RestoreError::Zstd {
                 key: r.key.clone(),
-                message,
+                source,
             };
-            let dec = zstd::stream::read::Decoder::new(stored)
-                .map_err(|e| integrity(format!("zstd: {e}")))?;
+            let dec = zstd::stream::read::Decoder::new(stored).map_err(zstd)?;
             let mut out = Vec::with_capacity(r.size.min(1 << 20) as usize);
             dec.take(r.size.saturating_add(1))
                 .read_to_end(&mut out)
-                .map_err(|e| integrity(format!("zstd: {e}")))?;
+                .map_err(zstd)?;
             if out.len() as u64 > r.size {
-                return Err(integrity(format!(
-                    "decompresses to more than the {} bytes the manifest records",
-                    r.size
-                )));
+                return Err(RestoreError::Integrity {
+                    key: r.key.clone(),
+                    message: format!(
+                        "decompresses to more than the {} bytes the manifest records",
+                        r.size
+                    ),
+                });
             }
             Ok(out)
         }
@@ -91,11 +93,11 @@ pub(super) async fn get_all(store: &Store, key: &StorePath) -> Result<bytes::Byt
         .map_err(|e| store_err(store, key.as_ref(), e))
 }
 
-fn store_err(store: &Store, key: &str, e: object_store::Error) -> RestoreError {
+fn store_err(store: &Store, key: &str, source: object_store::Error) -> RestoreError {
     RestoreError::Store {
         url: store.url.clone(),
         key: key.to_string(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -276,13 +278,10 @@ impl<'a, 't> Verifier<'a, 't> {
                 self.r.size, self.r.sha256, self.arrived
             )));
         }
-        let summary = self
-            .walker
-            .finish()
-            .map_err(|refusal| RestoreError::Integrity {
-                key: self.r.key.clone(),
-                message: refusal.to_string(),
-            })?;
+        let summary = self.walker.finish().map_err(|refusal| RestoreError::Walk {
+            key: self.r.key.clone(),
+            refusal,
+        })?;
         Ok(LogCheck {
             fetched,
             summary,
@@ -331,9 +330,10 @@ pub(super) async fn fetch_log(
     let map = crate::sys::map(&path).map_err(io(path))?;
     let data = map.bytes();
     if data.len() as u64 != r.size {
-        return Err(RestoreError::Io {
+        return Err(RestoreError::Mapped {
             path: path.to_path_buf(),
-            message: format!("sized to {} bytes, mapped {}", r.size, data.len()),
+            size: r.size,
+            mapped: data.len(),
         });
     }
     let mut v = Verifier {
@@ -355,23 +355,26 @@ pub(super) async fn fetch_log(
         hashed: 0,
         flushed: 0,
     };
-    let write_err = |e: std::io::Error| RestoreError::Io {
+    let write_err = |source| RestoreError::IoStep {
         path: path.to_path_buf(),
-        message: format!("writing: {e}"),
+        step: "writing",
+        source,
     };
     let mut fetched = 0u64;
     if let Some(src) = store.local_path(&key) {
         let src = src.map_err(|e| store_err(store, &r.key, e))?;
         blocking(|| {
-            let f = File::open(&src).map_err(|e| RestoreError::Store {
+            let f = File::open(&src).map_err(|source| RestoreError::StoreFile {
                 url: store.url.clone(),
                 key: r.key.clone(),
-                message: format!("{}: {e}", src.display()),
+                file: src.clone(),
+                source,
             })?;
-            let read_err = |e: std::io::Error| RestoreError::Store {
+            let read_err = |source| RestoreError::StoreRead {
                 url: store.url.clone(),
                 key: r.key.clone(),
-                message: format!("reading {}: {e}", src.display()),
+                file: src.clone(),
+                source,
             };
             if !zstd {
                 // `io::copy` between files is a `copy_file_range` in the kernel.
@@ -398,9 +401,9 @@ pub(super) async fn fetch_log(
                 let mut buf = vec![0u8; FETCH_CHUNK];
                 let mut out = &file;
                 loop {
-                    let n = read_full(&mut dec, &mut buf).map_err(|e| RestoreError::Integrity {
+                    let n = read_full(&mut dec, &mut buf).map_err(|source| RestoreError::Zstd {
                         key: r.key.clone(),
-                        message: format!("zstd: {e}"),
+                        source,
                     })?;
                     if n == 0 {
                         break;
@@ -534,9 +537,10 @@ fn sink_error(e: std::io::Error, r: &ObjectRef, path: &Path) -> RestoreError {
             message: "rejected".into(),
         };
     }
-    RestoreError::Integrity {
+    RestoreError::Streamed {
         key: r.key.clone(),
-        message: format!("writing {}: {e}", path.display()),
+        path: path.to_path_buf(),
+        source: e,
     }
 }
 

@@ -284,9 +284,9 @@ impl Build<'_> {
                 index_build::DEFAULT_INDEX_INTERVAL_BYTES,
             )
         })
-        .map_err(|e| RestoreError::Integrity {
+        .map_err(|source| RestoreError::Corrupt {
             key: lo.key.clone(),
-            message: e.to_string(),
+            source,
         })?;
         let aborted = txn_state(lo, check, data)?;
         let txn = index_build::encode_txn_index(&aborted);
@@ -328,8 +328,10 @@ impl Build<'_> {
             self.stage.join("leader-epoch-checkpoint"),
             text::write_leader_epoch_checkpoint(&epochs).as_bytes(),
         )?;
-        let uuid = Uuid::parse(topic_id)
-            .map_err(|e| RestoreError::Refused(format!("topic id {topic_id}: {e}")))?;
+        let uuid = Uuid::parse(topic_id).map_err(|source| RestoreError::BadTopicId {
+            topic_id: topic_id.to_string(),
+            source,
+        })?;
         self.small(
             self.stage.join("partition.metadata"),
             text::write_partition_metadata(&uuid).as_bytes(),
@@ -431,9 +433,9 @@ fn txn_state(
     match &check.txn_failed_from {
         None => Ok(check.aborted.clone()),
         Some(before) => match before.clone().add_segment(data) {
-            Err(e) => Err(RestoreError::Integrity {
+            Err(source) => Err(RestoreError::Corrupt {
                 key: lo.key.clone(),
-                message: e.to_string(),
+                source,
             }),
             Ok(_) => Err(RestoreError::Integrity {
                 key: lo.key.clone(),

@@ -16,11 +16,12 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RestoreError
     // Errors name the file being written (its temporary copy is an implementation detail).
     let tmp_ref = &tmp;
     let failed = |what: &'static str| {
-        move |e: std::io::Error| {
+        move |source: std::io::Error| {
             let _ = fs::remove_file(tmp_ref);
-            RestoreError::Io {
+            RestoreError::IoStep {
                 path: path.to_path_buf(),
-                message: format!("{what}: {e}"),
+                step: what,
+                source,
             }
         }
     };

@@ -28,11 +28,10 @@ impl Journal {
     /// The journal at `path`, or a new one for `cluster_id` if there is none.
     pub(super) fn load(path: &Path, cluster_id: &str) -> Result<Journal, RestoreError> {
         match fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| RestoreError::Io {
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| RestoreError::Journal {
                 path: path.to_path_buf(),
-                message: format!(
-                    "unreadable restore journal ({e}); remove {STAGING} to start over"
-                ),
+                staging: STAGING,
+                source,
             }),
             Err(_) => Ok(Journal {
                 cluster_id: cluster_id.to_string(),

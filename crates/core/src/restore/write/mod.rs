@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The staging dir in the target, where partitions are built and the journal kept.
-pub const STAGING: &str = ".segvault-restore";
+const STAGING: &str = ".segvault-restore";
 
 /// How a restore writes.
 #[derive(Debug, Clone)]
@@ -221,9 +221,9 @@ async fn restore_locked(
                             .map(|dir| placed.push((i, RestoredPartition { dir, ..r })))
                     }
                     Ok((_, _, Err(e))) => Err(e),
-                    Err(e) => Err(RestoreError::Io {
+                    Err(source) => Err(RestoreError::Stopped {
                         path: staging.clone(),
-                        message: format!("a partition's restore stopped: {e}"),
+                        source,
                     }),
                 };
                 if let Err(e) = outcome {

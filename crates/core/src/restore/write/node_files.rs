@@ -25,9 +25,9 @@ pub(super) async fn restore_meta_properties(
     };
     let key = layout::broker_file(&plan.cluster_id, node, dir_id, "meta.properties");
     let bytes = get_all(store, &key).await?;
-    let meta = text::parse_meta_properties(&bytes).map_err(|e| RestoreError::Integrity {
+    let meta = text::parse_meta_properties(&bytes).map_err(|source| RestoreError::Corrupt {
         key: key.to_string(),
-        message: e.to_string(),
+        source,
     })?;
     if meta.cluster_id.as_deref() != Some(plan.cluster_id.as_str()) || meta.node_id != Some(node) {
         return Err(RestoreError::Integrity {
@@ -79,9 +79,9 @@ pub(super) async fn restore_metadata_snapshot(
     match walk.finish() {
         segvault_format::segment::SegmentEnd::Clean => {}
         segvault_format::segment::SegmentEnd::Corrupt(e) => {
-            return Err(RestoreError::Integrity {
+            return Err(RestoreError::Corrupt {
                 key: key.to_string(),
-                message: e.to_string(),
+                source: e,
             })
         }
         segvault_format::segment::SegmentEnd::PartialTail { position, bytes } => {

@@ -48,17 +48,15 @@ pub(super) fn prepare(
             Some(id) => id.to_string(),
             None => {
                 let pm = dir.join("partition.metadata");
-                let bytes = fs::read(&pm).map_err(|e| {
-                    RestoreError::Refused(format!(
-                        "{}: {e}; new-cluster mode restores into partitions created in the new cluster first (create topic {} there, stop the broker, then restore), or give --topic-id",
-                        pm.display(),
-                        p.topic
-                    ))
+                let bytes = fs::read(&pm).map_err(|source| RestoreError::NoTopicId {
+                    path: pm.clone(),
+                    topic: p.topic.clone(),
+                    source,
                 })?;
                 text::parse_partition_metadata(&bytes)
-                    .map_err(|e| RestoreError::Io {
+                    .map_err(|source| RestoreError::Unparsable {
                         path: pm.clone(),
-                        message: e.to_string(),
+                        source,
                     })?
                     .to_string()
             }

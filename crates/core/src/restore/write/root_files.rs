@@ -25,11 +25,12 @@ pub(super) fn write_checkpoints(
         let existing = fs::read(&path).unwrap_or_default();
         let mut merged: BTreeMap<(String, i32), i64> = BTreeMap::new();
         if !existing.is_empty() {
-            let entries =
-                text::parse_offset_checkpoint(&existing).map_err(|e| RestoreError::Io {
+            let entries = text::parse_offset_checkpoint(&existing).map_err(|source| {
+                RestoreError::Unparsable {
                     path: path.clone(),
-                    message: e.to_string(),
-                })?;
+                    source,
+                }
+            })?;
             for e in entries {
                 merged.insert((e.topic.to_string(), e.partition), e.offset);
             }
