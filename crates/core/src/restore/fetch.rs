@@ -355,95 +355,128 @@ pub(super) async fn fetch_log(
         hashed: 0,
         flushed: 0,
     };
+    let fetched = match store.local_path(&key) {
+        Some(src) => {
+            let src = src.map_err(|e| store_err(store, &r.key, e))?;
+            blocking(|| copy_local(store, r, &src, &file, path, zstd, &mut v, progress))?
+        }
+        None => stream(store, r, &key, &file, path, zstd, &mut v, progress).await?,
+    };
+    blocking(|| v.finish(fetched))
+}
+
+/// A local store's file `src` into `file` (a `copy_file_range` in the kernel, or decoded
+/// when `zstd`), each chunk handed to the verifier. Returns the stored bytes read.
+#[allow(clippy::too_many_arguments)]
+fn copy_local(
+    store: &Store,
+    r: &ObjectRef,
+    src: &Path,
+    file: &File,
+    path: &Path,
+    zstd: bool,
+    v: &mut Verifier<'_, '_>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, RestoreError> {
     let write_err = |source| RestoreError::IoStep {
         path: path.to_path_buf(),
         step: "writing",
         source,
     };
     let mut fetched = 0u64;
-    if let Some(src) = store.local_path(&key) {
-        let src = src.map_err(|e| store_err(store, &r.key, e))?;
-        blocking(|| {
-            let f = File::open(&src).map_err(|source| RestoreError::StoreFile {
-                url: store.url.clone(),
-                key: r.key.clone(),
-                file: src.clone(),
-                source,
-            })?;
-            let read_err = |source| RestoreError::StoreRead {
-                url: store.url.clone(),
-                key: r.key.clone(),
-                file: src.clone(),
-                source,
-            };
-            if !zstd {
-                // `io::copy` between files is a `copy_file_range` in the kernel.
-                let mut out = &file;
-                loop {
-                    // At most one byte more than the manifest's size: enough to tell.
-                    let want = (FETCH_CHUNK as u64).min(r.size - v.arrived as u64 + 1);
-                    let n =
-                        std::io::copy(&mut (&f).take(want), &mut out).map_err(write_err)? as usize;
-                    if n == 0 {
-                        break;
-                    }
-                    fetched += n as u64;
-                    progress(n as u64);
-                    v.arrived(n)?;
-                }
-            } else {
-                let counted = Counted {
-                    inner: &f,
-                    progress,
-                    n: &mut fetched,
-                };
-                let mut dec = zstd::stream::read::Decoder::new(counted).map_err(read_err)?;
-                let mut buf = vec![0u8; FETCH_CHUNK];
-                let mut out = &file;
-                loop {
-                    let n = read_full(&mut dec, &mut buf).map_err(|source| RestoreError::Zstd {
-                        key: r.key.clone(),
-                        source,
-                    })?;
-                    if n == 0 {
-                        break;
-                    }
-                    let room = (v.data.len() - v.arrived).min(n);
-                    out.write_all(&buf[..room]).map_err(write_err)?;
-                    v.arrived(n)?;
-                }
+    let f = File::open(src).map_err(|source| RestoreError::StoreFile {
+        url: store.url.clone(),
+        key: r.key.clone(),
+        file: src.to_path_buf(),
+        source,
+    })?;
+    let read_err = |source| RestoreError::StoreRead {
+        url: store.url.clone(),
+        key: r.key.clone(),
+        file: src.to_path_buf(),
+        source,
+    };
+    let mut out = file;
+    if !zstd {
+        // `io::copy` between files is a `copy_file_range` in the kernel.
+        loop {
+            // At most one byte more than the manifest's size: enough to tell.
+            let want = (FETCH_CHUNK as u64).min(r.size - v.arrived as u64 + 1);
+            let n = std::io::copy(&mut (&f).take(want), &mut out).map_err(write_err)? as usize;
+            if n == 0 {
+                break;
             }
-            Ok::<(), RestoreError>(())
-        })?;
-    } else {
-        let mut stream = store
-            .inner
-            .get(&key)
-            .await
-            .map_err(|e| store_err(store, &r.key, e))?
-            .into_stream();
-        let sink = Sink {
-            file: &file,
-            buf: Vec::with_capacity(1 << 20),
-            v: &mut v,
-        };
-        let err = |e| sink_error(e, r, path);
-        // Every chunk as it arrives, through the zstd decoder when the object is compressed.
-        let mut out: Box<dyn Write + Send + '_> = if zstd {
-            Box::new(zstd::stream::write::Decoder::new(sink).map_err(io(path))?)
-        } else {
-            Box::new(sink)
-        };
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
-            fetched += chunk.len() as u64;
-            progress(chunk.len() as u64);
-            out.write_all(&chunk).map_err(err)?;
+            fetched += n as u64;
+            progress(n as u64);
+            v.arrived(n)?;
         }
-        // Flushes the decoder's tail and the sink's buffer into the verifier.
-        out.flush().map_err(err)?;
+        return Ok(fetched);
     }
-    blocking(|| v.finish(fetched))
+    let counted = Counted {
+        inner: &f,
+        progress,
+        n: &mut fetched,
+    };
+    let mut dec = zstd::stream::read::Decoder::new(counted).map_err(read_err)?;
+    let mut buf = vec![0u8; FETCH_CHUNK];
+    loop {
+        let n = read_full(&mut dec, &mut buf).map_err(|source| RestoreError::Zstd {
+            key: r.key.clone(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        let room = (v.data.len() - v.arrived).min(n);
+        out.write_all(&buf[..room]).map_err(write_err)?;
+        v.arrived(n)?;
+    }
+    drop(dec);
+    Ok(fetched)
+}
+
+/// Another store's object at `key`, streamed into `file` chunk by chunk as it arrives
+/// (through the zstd decoder when `zstd`), each handed to the verifier. Returns the stored
+/// bytes received.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    store: &Store,
+    r: &ObjectRef,
+    key: &StorePath,
+    file: &File,
+    path: &Path,
+    zstd: bool,
+    v: &mut Verifier<'_, '_>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, RestoreError> {
+    let mut fetched = 0u64;
+    let mut stream = store
+        .inner
+        .get(key)
+        .await
+        .map_err(|e| store_err(store, &r.key, e))?
+        .into_stream();
+    let sink = Sink {
+        file,
+        buf: Vec::with_capacity(1 << 20),
+        v,
+    };
+    let err = |e| sink_error(e, r, path);
+    // Every chunk as it arrives, through the zstd decoder when the object is compressed.
+    let mut out: Box<dyn Write + Send + '_> = if zstd {
+        Box::new(zstd::stream::write::Decoder::new(sink).map_err(io(path))?)
+    } else {
+        Box::new(sink)
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
+        fetched += chunk.len() as u64;
+        progress(chunk.len() as u64);
+        out.write_all(&chunk).map_err(err)?;
+    }
+    // Flushes the decoder's tail and the sink's buffer into the verifier.
+    out.flush().map_err(err)?;
+    Ok(fetched)
 }
 
 /// A stored-bytes counter around a local store's file (for the progress of zstd objects).
