@@ -1,11 +1,12 @@
 //! `segvault ls` and `segvault restore`: what the archive holds, and log dirs rebuilt from it.
 
 use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
+use object_store::ObjectStoreExt;
 use segvault_core::archive;
 use segvault_core::restore::catalog::{self, Catalog};
 use segvault_core::restore::plan::{self, Cut, Mode, Plan, Selection};
 use segvault_core::restore::write::{self, WriteOptions};
-use object_store::ObjectStoreExt;
+use segvault_core::restore::RestoreError;
 use std::path::PathBuf;
 
 pub const LS_HELP: &str = "\
@@ -288,7 +289,7 @@ pub fn restore(o: RestoreOptions) -> i32 {
         .map(|h| move |t: &str, p: i32| h.contains(&(t.to_string(), p)));
     let plan = match plan::plan(&cat, &sel, hosted_fn.as_ref().map(|f| f as &plan::Hosted)) {
         Ok(p) => p,
-        Err(e @ plan::PlanError::Damaged(_)) => {
+        Err(e @ RestoreError::Damaged(_)) => {
             eprintln!("segvault restore: {e}");
             return EXIT_PROBLEM;
         }
@@ -339,66 +340,7 @@ pub fn restore(o: RestoreOptions) -> i32 {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    match o.format {
-        Format::Json => {
-            for p in &report.partitions {
-                println!("{}", serde_json::json!({"type": "partition", "report": p}));
-            }
-            println!(
-                "{}",
-                serde_json::json!({"type": "total", "partitions": report.partitions.len(),
-                    "fetched_bytes": report.fetched_bytes, "to": o.to.to_string_lossy(),
-                    "wrote_meta_properties": report.wrote_meta_properties,
-                    "clean_shutdown": report.clean_shutdown})
-            );
-        }
-        Format::Text => {
-            for p in &report.partitions {
-                println!(
-                    "restored {}-{} offsets [{}, {}) {} segments, {} bytes{}{}{}",
-                    p.topic,
-                    p.partition,
-                    p.log_start_offset,
-                    p.log_end_offset,
-                    p.segments,
-                    p.log_bytes,
-                    p.cut_at.map_or(String::new(), |c| format!(", cut at {c}")),
-                    if p.rebuilt_indexes > 0 {
-                        format!(", {} indexes rebuilt", p.rebuilt_indexes)
-                    } else {
-                        String::new()
-                    },
-                    if p.resumed { " (already in place)" } else { "" }
-                );
-                if let Some(&(_, first)) = p.open_transactions.iter().min_by_key(|t| t.1) {
-                    println!(
-                        "  WARNING {}-{}: {} transactions are open at the restored end (their outcome was not archived); read_committed consumers stop at offset {first} until they are aborted: kafka-transactions.sh --bootstrap-server ... abort --topic {} --partition {} --start-offset {first}",
-                        p.topic,
-                        p.partition,
-                        p.open_transactions.len(),
-                        p.topic,
-                        p.partition
-                    );
-                }
-            }
-            println!(
-                "{} partitions restored into {} ({} bytes fetched)",
-                report.partitions.len(),
-                o.to.display(),
-                report.fetched_bytes
-            );
-            match report.clean_shutdown {
-                "written" => println!(
-                    "wrote .kafka_cleanshutdown: every partition here was verified, so the broker starts without recovering segments"
-                ),
-                "absent" => println!(
-                    "no .kafka_cleanshutdown written: {} holds partitions this restore did not place; the broker recovers from their recovery points at start-up",
-                    o.to.display()
-                ),
-                _ => {}
-            }
-        }
-    }
+    print_report(&report, &o.to, o.format);
     EXIT_OK
 }
 
@@ -448,6 +390,70 @@ async fn hosted_partitions(
             .map(|e| (e.topic.to_string(), e.partition))
             .collect(),
     ))
+}
+
+/// What a restore did, as text or JSON lines.
+fn print_report(report: &write::Report, to: &std::path::Path, format: Format) {
+    match format {
+        Format::Json => {
+            for p in &report.partitions {
+                println!("{}", serde_json::json!({"type": "partition", "report": p}));
+            }
+            println!(
+                "{}",
+                serde_json::json!({"type": "total", "partitions": report.partitions.len(),
+                    "fetched_bytes": report.fetched_bytes, "to": to.to_string_lossy(),
+                    "wrote_meta_properties": report.wrote_meta_properties,
+                    "clean_shutdown": report.clean_shutdown})
+            );
+        }
+        Format::Text => {
+            for p in &report.partitions {
+                println!(
+                    "restored {}-{} offsets [{}, {}) {} segments, {} bytes{}{}{}",
+                    p.topic,
+                    p.partition,
+                    p.log_start_offset,
+                    p.log_end_offset,
+                    p.segments,
+                    p.log_bytes,
+                    p.cut_at.map_or(String::new(), |c| format!(", cut at {c}")),
+                    if p.rebuilt_indexes > 0 {
+                        format!(", {} indexes rebuilt", p.rebuilt_indexes)
+                    } else {
+                        String::new()
+                    },
+                    if p.resumed { " (already in place)" } else { "" }
+                );
+                if let Some(&(_, first)) = p.open_transactions.iter().min_by_key(|t| t.1) {
+                    println!(
+                        "  WARNING {}-{}: {} transactions are open at the restored end (their outcome was not archived); read_committed consumers stop at offset {first} until they are aborted: kafka-transactions.sh --bootstrap-server ... abort --topic {} --partition {} --start-offset {first}",
+                        p.topic,
+                        p.partition,
+                        p.open_transactions.len(),
+                        p.topic,
+                        p.partition
+                    );
+                }
+            }
+            println!(
+                "{} partitions restored into {} ({} bytes fetched)",
+                report.partitions.len(),
+                to.display(),
+                report.fetched_bytes
+            );
+            match report.clean_shutdown {
+                "written" => println!(
+                    "wrote .kafka_cleanshutdown: every partition here was verified, so the broker starts without recovering segments"
+                ),
+                "absent" => println!(
+                    "no .kafka_cleanshutdown written: {} holds partitions this restore did not place; the broker recovers from their recovery points at start-up",
+                    to.display()
+                ),
+                _ => {}
+            }
+        }
+    }
 }
 
 fn print_plan(plan: &Plan, to: &std::path::Path, format: Format) {

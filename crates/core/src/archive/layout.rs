@@ -1,6 +1,7 @@
 //! The archive's key layout, version 1. Self-describing: every key says what it holds, and
-//! nothing needs a central index. Readers must validate every name they read back (see
-//! [`validate_name`]), because a store is input like any other.
+//! nothing needs a central index. Keys are built here and read back here ([`parse`]), which
+//! validates every name in them (see [`validate_name`]), because a store is input like any
+//! other.
 //!
 //! ```text
 //! segvault/v1/clusters/<cluster-id>/
@@ -139,7 +140,11 @@ impl PartitionKey {
 
 /// The (start, node) a `verified/` or `divergence/` key names.
 pub fn compared_range(key: &Path) -> Option<(i64, i32)> {
-    let name = key.filename()?;
+    offset_and_node(key.filename()?)
+}
+
+/// The (offset, node) of an evidence name, `<offset:020>-<node>` with or without `.json`.
+fn offset_and_node(name: &str) -> Option<(i64, i32)> {
     let name = name.strip_suffix(".json").unwrap_or(name);
     let (start, node) = name.split_once('-')?;
     Some((start.parse().ok()?, node.parse().ok()?))
@@ -147,12 +152,129 @@ pub fn compared_range(key: &Path) -> Option<(i64, i32)> {
 
 /// The start offset a `chain/<start>.json` key names, if it is one.
 pub fn manifest_start(key: &Path) -> Option<i64> {
-    let name = key.filename()?;
+    manifest_name_start(key.filename()?)
+}
+
+/// The start offset of a manifest's name, `<start:020>.json`.
+fn manifest_name_start(name: &str) -> Option<i64> {
     let digits = name.strip_suffix(".json")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
+}
+
+/// What a key under [`ROOT`] names: the reading of every key the builders above make, for
+/// [`parse`]. Names are validated as they are read; a partition's key whose name under it is
+/// not one segvault writes is [`Key::Other`] (part of the layout, nothing to list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// `brokers/<node-id>/log-dirs/<log-dir-id>/<file>` ([`broker_file`]).
+    BrokerFile {
+        cluster_id: String,
+        node: i32,
+        log_dir_id: String,
+        file: String,
+    },
+    /// `brokers/<node-id>/metadata/<file>` ([`metadata_snapshot`]).
+    MetadataSnapshot {
+        cluster_id: String,
+        node: i32,
+        file: String,
+    },
+    /// `start.json` ([`PartitionKey::start`]).
+    Start(PartitionKey),
+    /// `chain/<start:020>.json` ([`PartitionKey::manifest`]).
+    Manifest(PartitionKey, i64),
+    /// `data/<start:020>-<next:020>/<node-id>/<attempt>/<file>` ([`PartitionKey::data`]).
+    Data {
+        partition: PartitionKey,
+        start: i64,
+        next: i64,
+        node: i32,
+        attempt: String,
+        file: String,
+    },
+    /// `corrupt/<name>`, with the (base, node) of a name [`PartitionKey::corrupt`] makes.
+    Corrupt(PartitionKey, Option<(i64, i32)>),
+    /// `divergence/<name>`, with the (start, node) of a name [`PartitionKey::divergence`]
+    /// makes.
+    Divergence(PartitionKey, Option<(i64, i32)>),
+    /// `verified/<name>`, with the (start, node) of a name [`PartitionKey::verified`] makes.
+    Verified(PartitionKey, Option<(i64, i32)>),
+    /// Any other key under a partition.
+    Other(PartitionKey),
+}
+
+/// Reads a key back: `None` if it is not under [`ROOT`], names a cluster, topic, topic id,
+/// partition, node, log dir or file outside what [`validate_name`] and [`validate_topic`]
+/// allow, or is a `chain/` key that is not `<start:020>.json`.
+pub fn parse(path: &Path) -> Option<Key> {
+    let s = path
+        .as_ref()
+        .strip_prefix(ROOT)?
+        .strip_prefix("/clusters/")?;
+    let parts: Vec<&str> = s.split('/').collect();
+    let cluster = *parts.first()?;
+    validate_name("cluster id", cluster).ok()?;
+    let cluster_id = cluster.to_string();
+    match parts.get(1..)? {
+        ["brokers", node, "log-dirs", dir_id, file] => {
+            validate_name("log dir id", dir_id).ok()?;
+            validate_name("file", file).ok()?;
+            Some(Key::BrokerFile {
+                cluster_id,
+                node: node.parse().ok()?,
+                log_dir_id: dir_id.to_string(),
+                file: file.to_string(),
+            })
+        }
+        ["brokers", node, "metadata", file] => {
+            validate_name("file", file).ok()?;
+            Some(Key::MetadataSnapshot {
+                cluster_id,
+                node: node.parse().ok()?,
+                file: file.to_string(),
+            })
+        }
+        ["topics", topic, topic_id, partition, rest @ ..] => {
+            validate_topic(topic).ok()?;
+            validate_name("topic id", topic_id).ok()?;
+            let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
+            let key = PartitionKey {
+                cluster_id,
+                topic: topic.to_string(),
+                topic_id: topic_id.to_string(),
+                partition,
+            };
+            Some(match rest {
+                ["start.json"] => Key::Start(key),
+                ["chain", name] => Key::Manifest(key, manifest_name_start(name)?),
+                ["corrupt", name] => Key::Corrupt(key, offset_and_node(name)),
+                ["divergence", name] => Key::Divergence(key, offset_and_node(name)),
+                ["verified", name] => Key::Verified(key, offset_and_node(name)),
+                ["data", range, node, attempt, file] => match data_parts(range, node) {
+                    Some((start, next, node)) => Key::Data {
+                        partition: key,
+                        start,
+                        next,
+                        node,
+                        attempt: attempt.to_string(),
+                        file: file.to_string(),
+                    },
+                    None => Key::Other(key),
+                },
+                _ => Key::Other(key),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The (start, next, node) of a data key's `<start:020>-<next:020>/<node-id>`.
+fn data_parts(range: &str, node: &str) -> Option<(i64, i64, i32)> {
+    let (start, next) = range.split_once('-')?;
+    Some((start.parse().ok()?, next.parse().ok()?, node.parse().ok()?))
 }
 
 /// A fresh attempt id: 128 bits from the kernel's random source, as 32 hex digits. Unique
@@ -199,6 +321,7 @@ pub fn metadata_snapshot(cluster_id: &str, node: i32, file: &str) -> Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn names_outside_kafkas_charset_are_refused() {
@@ -231,6 +354,109 @@ mod tests {
             "segvault/v1/clusters/c/topics/t/id/3/data/00000000000000000000-00000000000000000020/1/ab/log"
         );
         assert!(d.as_ref().starts_with(k.range_data(0, 20).as_ref()));
+    }
+
+    /// A name Kafka and the layout allow: `[a-zA-Z0-9._-]`, not `.` or `..`.
+    fn name() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9._-]{1,40}".prop_filter("not . or ..", |n| n != "." && n != "..")
+    }
+
+    fn partition_key() -> impl Strategy<Value = PartitionKey> {
+        (name(), name(), name(), 0..=i32::MAX).prop_map(
+            |(cluster_id, topic, topic_id, partition)| PartitionKey {
+                cluster_id,
+                topic,
+                topic_id,
+                partition,
+            },
+        )
+    }
+
+    proptest! {
+        /// Every key the layout builds parses back to what built it.
+        #[test]
+        fn every_key_built_parses_back_to_what_built_it(
+            k in partition_key(),
+            start in 0..=i64::MAX,
+            next in 0..=i64::MAX,
+            node in any::<i32>(),
+            attempt in "[0-9a-f]{32}",
+            dir in name(),
+            file in name(),
+        ) {
+            prop_assert_eq!(parse(&k.start()), Some(Key::Start(k.clone())));
+            prop_assert_eq!(parse(&k.manifest(start)), Some(Key::Manifest(k.clone(), start)));
+            prop_assert_eq!(manifest_start(&k.manifest(start)), Some(start));
+            prop_assert_eq!(
+                parse(&k.data(start, next, node, &attempt, &file)),
+                Some(Key::Data {
+                    partition: k.clone(),
+                    start,
+                    next,
+                    node,
+                    attempt: attempt.clone(),
+                    file: file.clone(),
+                })
+            );
+            let at = Some((start, node));
+            prop_assert_eq!(parse(&k.corrupt(start, node)), Some(Key::Corrupt(k.clone(), at)));
+            prop_assert_eq!(
+                parse(&k.divergence(start, node)),
+                Some(Key::Divergence(k.clone(), at))
+            );
+            prop_assert_eq!(parse(&k.verified(start, node)), Some(Key::Verified(k.clone(), at)));
+            prop_assert_eq!(compared_range(&k.divergence(start, node)), at);
+            prop_assert_eq!(compared_range(&k.verified(start, node)), at);
+            prop_assert_eq!(
+                parse(&broker_file(&k.cluster_id, node, &dir, &file)),
+                Some(Key::BrokerFile {
+                    cluster_id: k.cluster_id.clone(),
+                    node,
+                    log_dir_id: dir.clone(),
+                    file: file.clone(),
+                })
+            );
+            prop_assert_eq!(
+                parse(&metadata_snapshot(&k.cluster_id, node, &file)),
+                Some(Key::MetadataSnapshot {
+                    cluster_id: k.cluster_id.clone(),
+                    node,
+                    file: file.clone(),
+                })
+            );
+        }
+    }
+
+    /// Keys outside the layout, or with names it refuses, are not read as any part of it.
+    #[test]
+    fn keys_outside_the_layout_parse_to_nothing() {
+        let k = PartitionKey {
+            cluster_id: "c".into(),
+            topic: "t".into(),
+            topic_id: "id".into(),
+            partition: 3,
+        };
+        for bad in [
+            "other/v1/clusters/c/topics/t/id/3/start.json",
+            "segvault/v1/clusters/c/topics/t/id/-1/start.json",
+            "segvault/v1/clusters/c/topics/t/id/x/start.json",
+            "segvault/v1/clusters/c/topics/t/id/3/chain/12.json",
+            "segvault/v1/clusters/c/brokers/x/metadata/f",
+            "segvault/v1/clusters/c/brokers/1/log-dirs/d",
+            "segvault/v1/clusters/c/somewhere/else",
+        ] {
+            assert_eq!(parse(&Path::from(bad)), None, "{bad}");
+        }
+        let long = format!(
+            "segvault/v1/clusters/c/topics/{}/id/3/start.json",
+            "t".repeat(250)
+        );
+        assert_eq!(parse(&Path::from(long)), None);
+        // Under a partition, a name segvault does not write is still that partition's.
+        let other = k.root().join("data").join("not-a-range");
+        assert_eq!(parse(&other), Some(Key::Other(k.clone())));
+        let odd = k.root().join("corrupt").join("x.json");
+        assert_eq!(parse(&odd), Some(Key::Corrupt(k, None)));
     }
 
     #[test]

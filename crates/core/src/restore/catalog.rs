@@ -6,25 +6,15 @@
 //! names must lie under its own partition. Anything that does not fit is reported as a
 //! problem of that partition, never followed.
 
-use crate::archive::layout::{self, PartitionKey, ROOT};
+use crate::archive::layout::{self, Key, PartitionKey, ROOT};
 use crate::archive::manifest::{Manifest, RangeKind, StartRecord};
 use crate::archive::store::Store;
+use crate::restore::RestoreError;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    #[error("store {url}, key {key}: {source}")]
-    Store {
-        url: String,
-        key: String,
-        #[source]
-        source: object_store::Error,
-    },
-}
 
 /// Everything the archive holds.
 #[derive(Debug, Default, Serialize)]
@@ -65,7 +55,8 @@ pub struct PartitionCatalog {
 }
 
 impl PartitionCatalog {
-    pub fn key(&self, cluster_id: &str) -> PartitionKey {
+    /// Where this partition's archive lives in cluster `cluster_id`.
+    fn key(&self, cluster_id: &str) -> PartitionKey {
         PartitionKey {
             cluster_id: cluster_id.to_string(),
             topic: self.topic.clone(),
@@ -117,222 +108,31 @@ impl PartitionCatalog {
     }
 }
 
-/// What one key under the root names.
-enum Entry {
-    BrokerFile {
-        cluster: String,
-        node: i32,
-        dir_id: String,
-        file: String,
-    },
-    MetadataSnapshot {
-        cluster: String,
-        node: i32,
-        file: String,
-    },
-    Manifest {
-        key: PartitionKey,
-        start: i64,
-    },
-    Evidence {
-        key: PartitionKey,
-        corrupt: bool,
-    },
-    /// `start.json`: where the chain must begin.
-    Start {
-        key: PartitionKey,
-    },
-    /// data/, verified/: part of the layout, nothing to list.
-    Other {
-        key: PartitionKey,
-    },
-}
+/// Where a partition is while the catalog is read: (cluster, topic, partition, topic id).
+type PartId = (String, String, i32, String);
 
-fn parse_key(path: &Path) -> Option<Entry> {
-    let s = path
-        .as_ref()
-        .strip_prefix(ROOT)?
-        .strip_prefix("/clusters/")?;
-    let parts: Vec<&str> = s.split('/').collect();
-    let cluster = *parts.first()?;
-    layout::validate_name("cluster id", cluster).ok()?;
-    let cluster = cluster.to_string();
-    match parts.get(1..)? {
-        ["brokers", node, "log-dirs", dir_id, file] => {
-            layout::validate_name("log dir id", dir_id).ok()?;
-            layout::validate_name("file", file).ok()?;
-            Some(Entry::BrokerFile {
-                cluster,
-                node: node.parse().ok()?,
-                dir_id: dir_id.to_string(),
-                file: file.to_string(),
-            })
-        }
-        ["brokers", node, "metadata", file] => {
-            layout::validate_name("file", file).ok()?;
-            Some(Entry::MetadataSnapshot {
-                cluster,
-                node: node.parse().ok()?,
-                file: file.to_string(),
-            })
-        }
-        ["topics", topic, topic_id, partition, rest @ ..] => {
-            layout::validate_topic(topic).ok()?;
-            layout::validate_name("topic id", topic_id).ok()?;
-            let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
-            let key = PartitionKey {
-                cluster_id: cluster,
-                topic: topic.to_string(),
-                topic_id: topic_id.to_string(),
-                partition,
-            };
-            match rest {
-                ["start.json"] => Some(Entry::Start { key }),
-                ["chain", _] => Some(Entry::Manifest {
-                    start: layout::manifest_start(path)?,
-                    key,
-                }),
-                ["corrupt", _] => Some(Entry::Evidence { key, corrupt: true }),
-                ["divergence", _] => Some(Entry::Evidence {
-                    key,
-                    corrupt: false,
-                }),
-                _ => Some(Entry::Other { key }),
-            }
-        }
-        _ => None,
-    }
-}
+/// The partitions read so far.
+type Parts = BTreeMap<PartId, PartitionCatalog>;
 
 /// Reads the whole catalog: one listing of the archive root, then every manifest.
-pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
-    let err = |key: &Path| {
-        let (url, key) = (store.url.clone(), key.to_string());
-        move |source| CatalogError::Store { url, key, source }
-    };
-    let root = Path::from(ROOT);
+pub async fn read(store: &Store) -> Result<Catalog, RestoreError> {
     let mut cat = Catalog::default();
-    // A key the store cannot even name (a local store's file whose name is not UTF-8) fits
-    // no part of the layout: it is listed as unknown, never a reason to read nothing.
-    let mut metas = Vec::new();
-    match &store.local {
-        // object_store's local listing ends at the first such file: walk the directory here.
-        Some(local) => {
-            let dir = local.path_to_filesystem(&root).map_err(err(&root))?;
-            // The store's own directory: `dir` less the components of ROOT.
-            let base = dir
-                .ancestors()
-                .nth(ROOT.split('/').count())
-                .unwrap_or(&dir)
-                .to_path_buf();
-            list_local(&base, &dir, &mut metas, &mut cat.unknown_keys).map_err(|e| {
-                err(&root)(object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                })
-            })?;
-        }
-        None => {
-            let mut listing = store.inner.list(Some(&root));
-            while let Some(item) = listing.next().await {
-                match item {
-                    Ok(m) => metas.push(m),
-                    Err(object_store::Error::InvalidPath { source }) => cat
-                        .unknown_keys
-                        .push(format!("(a key that is not a valid path: {source})")),
-                    Err(e) => return Err(err(&root)(e)),
-                }
-            }
+    let metas = list(store, &mut cat.unknown_keys).await?;
+    let mut parts = Parts::new();
+    let (manifests, starts) = classify(&metas, &mut cat, &mut parts);
+    let mut start_of: BTreeMap<PartId, Result<i64, String>> = BTreeMap::new();
+    for (key, r) in fetch_starts(store, starts).await? {
+        if let Some(r) = r {
+            start_of.insert(part_id(&key), r);
         }
     }
-    let mut parts: BTreeMap<(String, String, i32, String), PartitionCatalog> = BTreeMap::new();
-    let mut manifests: Vec<(PartitionKey, i64, Path)> = Vec::new();
-    let mut starts: Vec<(PartitionKey, Path)> = Vec::new();
     // Every object the listing holds, with its size: what manifests name is checked against
     // it, at no cost beyond the listing already taken.
     let sizes: std::collections::HashMap<&str, u64> = metas
         .iter()
         .map(|m| (m.location.as_ref(), m.size))
         .collect();
-    for m in &metas {
-        match parse_key(&m.location) {
-            None => cat.unknown_keys.push(m.location.to_string()),
-            Some(Entry::BrokerFile {
-                cluster,
-                node,
-                dir_id,
-                file,
-            }) => cat
-                .clusters
-                .entry(cluster)
-                .or_default()
-                .brokers
-                .entry(node)
-                .or_default()
-                .log_dirs
-                .entry(dir_id)
-                .or_default()
-                .push(file),
-            Some(Entry::MetadataSnapshot {
-                cluster,
-                node,
-                file,
-            }) => cat
-                .clusters
-                .entry(cluster)
-                .or_default()
-                .brokers
-                .entry(node)
-                .or_default()
-                .metadata_snapshots
-                .push(file),
-            Some(Entry::Manifest { key, start }) => {
-                entry(&mut parts, &key);
-                manifests.push((key, start, m.location.clone()));
-            }
-            Some(Entry::Evidence { key, corrupt }) => {
-                let p = entry(&mut parts, &key);
-                if corrupt {
-                    p.corrupt.push(m.location.to_string())
-                } else {
-                    p.divergences.push(m.location.to_string())
-                }
-            }
-            Some(Entry::Start { key }) => {
-                entry(&mut parts, &key);
-                starts.push((key, m.location.clone()));
-            }
-            Some(Entry::Other { key }) => {
-                entry(&mut parts, &key);
-            }
-        }
-    }
-    let mut start_of: BTreeMap<(String, String, i32, String), Result<i64, String>> =
-        BTreeMap::new();
-    for (key, r) in fetch_starts(store, starts).await? {
-        if let Some(r) = r {
-            start_of.insert(part_id(&key), r);
-        }
-    }
-    // Every manifest, 16 at a time.
-    let fetched: Vec<(PartitionKey, i64, Result<Manifest, String>)> =
-        futures::stream::iter(manifests.into_iter().map(|(key, start, path)| {
-            let store = store.clone();
-            async move {
-                let r = match store.inner.get(&path).await {
-                    Ok(g) => match g.bytes().await {
-                        Ok(b) => serde_json::from_slice::<Manifest>(&b)
-                            .map_err(|e| format!("manifest {path}: {e}")),
-                        Err(e) => Err(format!("manifest {path}: {e}")),
-                    },
-                    Err(e) => Err(format!("manifest {path}: {e}")),
-                };
-                (key, start, r)
-            }
-        }))
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let fetched = fetch_manifests(store, manifests).await;
     let mut suspects: Vec<(PartitionKey, String, u64, String)> = Vec::new();
     for (key, start, r) in fetched {
         let p = entry(&mut parts, &key);
@@ -348,23 +148,7 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
             Err(e) => p.problems.push(e),
         }
     }
-    // A listing is not a snapshot (a local store walks directories one by one while an
-    // archiver writes): what looks missing or short is asked for directly before it is
-    // reported.
-    let confirmed: Vec<(PartitionKey, Option<String>)> =
-        futures::stream::iter(suspects.into_iter().map(|(key, k, size, msg)| {
-            let store = store.clone();
-            async move {
-                match store.inner.head(&Path::from(k.as_str())).await {
-                    Ok(meta) if meta.size == size => (key, None),
-                    _ => (key, Some(msg)),
-                }
-            }
-        }))
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for (key, msg) in confirmed {
+    for (key, msg) in confirm(store, suspects).await {
         if let Some(msg) = msg {
             entry(&mut parts, &key).problems.push(msg);
         }
@@ -385,33 +169,10 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
         }
     }
     for (id, mut p) in parts {
-        p.ranges.sort_by_key(|m| m.start_offset);
-        let start_key = p.key(&id.0).start();
-        match (p.ranges.first(), start_of.remove(&id)) {
-            (None, _) => {}
-            (Some(first), None) => p.problems.push(format!(
-                "{start_key} is missing: the chain's first range begins at {}, and where the archive began is unknown (earlier ranges may be lost)",
-                first.start_offset
-            )),
-            (Some(_), Some(Err(e))) => p.problems.push(e),
-            (Some(first), Some(Ok(s))) if first.start_offset != s => p.problems.push(format!(
-                "the chain is broken at its start: {start_key} says the archive begins at offset {s}, but its first range begins at {}: offsets [{s}, {}) are missing",
-                first.start_offset, first.start_offset
-            )),
-            _ => {}
-        }
-        let cluster = id.0;
-        for w in p.ranges.windows(2) {
-            if w[0].next_offset != w[1].start_offset {
-                p.problems.push(format!(
-                    "the chain is broken: range [{}, {}) is followed by one starting at {}",
-                    w[0].start_offset, w[0].next_offset, w[1].start_offset
-                ));
-            }
-        }
+        check_chain(&id.0, &mut p, start_of.remove(&id));
         p.divergences.sort();
         p.corrupt.sort();
-        cat.clusters.entry(cluster).or_default().partitions.push(p);
+        cat.clusters.entry(id.0).or_default().partitions.push(p);
     }
     for c in cat.clusters.values_mut() {
         for b in c.brokers.values_mut() {
@@ -419,6 +180,189 @@ pub async fn read(store: &Store) -> Result<Catalog, CatalogError> {
         }
     }
     Ok(cat)
+}
+
+/// Every object under the archive root. A key the store cannot even name (a local store's
+/// file whose name is not UTF-8) fits no part of the layout: it goes to `unknown`, never a
+/// reason to read nothing.
+async fn list(
+    store: &Store,
+    unknown: &mut Vec<String>,
+) -> Result<Vec<object_store::ObjectMeta>, RestoreError> {
+    let err = |key: &Path| {
+        let (url, key) = (store.url.clone(), key.to_string());
+        move |source| RestoreError::Store { url, key, source }
+    };
+    let root = Path::from(ROOT);
+    let mut metas = Vec::new();
+    match &store.local {
+        // object_store's local listing ends at the first such file: walk the directory here.
+        Some(local) => {
+            let dir = local.path_to_filesystem(&root).map_err(err(&root))?;
+            // The store's own directory: `dir` less the components of ROOT.
+            let base = dir
+                .ancestors()
+                .nth(ROOT.split('/').count())
+                .unwrap_or(&dir)
+                .to_path_buf();
+            list_local(&base, &dir, &mut metas, unknown).map_err(|e| {
+                err(&root)(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })
+            })?;
+        }
+        None => {
+            let mut listing = store.inner.list(Some(&root));
+            while let Some(item) = listing.next().await {
+                match item {
+                    Ok(m) => metas.push(m),
+                    Err(object_store::Error::InvalidPath { source }) => {
+                        unknown.push(format!("(a key that is not a valid path: {source})"))
+                    }
+                    Err(e) => return Err(err(&root)(e)),
+                }
+            }
+        }
+    }
+    Ok(metas)
+}
+
+/// What each listed key is: broker files and metadata snapshots go into `cat`, every key
+/// of a partition makes it known in `parts`, evidence is listed. Returns the manifests
+/// `(partition, start, key)` and start records to read.
+#[allow(clippy::type_complexity)]
+fn classify(
+    metas: &[object_store::ObjectMeta],
+    cat: &mut Catalog,
+    parts: &mut Parts,
+) -> (Vec<(PartitionKey, i64, Path)>, Vec<(PartitionKey, Path)>) {
+    let mut manifests: Vec<(PartitionKey, i64, Path)> = Vec::new();
+    let mut starts: Vec<(PartitionKey, Path)> = Vec::new();
+    for m in metas {
+        match layout::parse(&m.location) {
+            None => cat.unknown_keys.push(m.location.to_string()),
+            Some(Key::BrokerFile {
+                cluster_id,
+                node,
+                log_dir_id,
+                file,
+            }) => cat
+                .clusters
+                .entry(cluster_id)
+                .or_default()
+                .brokers
+                .entry(node)
+                .or_default()
+                .log_dirs
+                .entry(log_dir_id)
+                .or_default()
+                .push(file),
+            Some(Key::MetadataSnapshot {
+                cluster_id,
+                node,
+                file,
+            }) => cat
+                .clusters
+                .entry(cluster_id)
+                .or_default()
+                .brokers
+                .entry(node)
+                .or_default()
+                .metadata_snapshots
+                .push(file),
+            Some(Key::Manifest(key, start)) => {
+                entry(parts, &key);
+                manifests.push((key, start, m.location.clone()));
+            }
+            Some(Key::Corrupt(key, _)) => entry(parts, &key).corrupt.push(m.location.to_string()),
+            Some(Key::Divergence(key, _)) => {
+                entry(parts, &key).divergences.push(m.location.to_string())
+            }
+            Some(Key::Start(key)) => {
+                entry(parts, &key);
+                starts.push((key, m.location.clone()));
+            }
+            // data/, verified/: part of the layout, nothing to list.
+            Some(Key::Data { partition: key, .. } | Key::Verified(key, _) | Key::Other(key)) => {
+                entry(parts, &key);
+            }
+        }
+    }
+    (manifests, starts)
+}
+
+/// Every manifest, 16 at a time: each parsed, or why it could not be read.
+async fn fetch_manifests(
+    store: &Store,
+    manifests: Vec<(PartitionKey, i64, Path)>,
+) -> Vec<(PartitionKey, i64, Result<Manifest, String>)> {
+    futures::stream::iter(manifests.into_iter().map(|(key, start, path)| {
+        let store = store.clone();
+        async move {
+            let r = match store.inner.get(&path).await {
+                Ok(g) => match g.bytes().await {
+                    Ok(b) => serde_json::from_slice::<Manifest>(&b)
+                        .map_err(|e| format!("manifest {path}: {e}")),
+                    Err(e) => Err(format!("manifest {path}: {e}")),
+                },
+                Err(e) => Err(format!("manifest {path}: {e}")),
+            };
+            (key, start, r)
+        }
+    }))
+    .buffer_unordered(16)
+    .collect()
+    .await
+}
+
+/// A listing is not a snapshot (a local store walks directories one by one while an
+/// archiver writes): what looks missing or short (`(partition, key, size, problem)`) is
+/// asked for directly. Returns each suspect's partition, with its problem if confirmed.
+async fn confirm(
+    store: &Store,
+    suspects: Vec<(PartitionKey, String, u64, String)>,
+) -> Vec<(PartitionKey, Option<String>)> {
+    futures::stream::iter(suspects.into_iter().map(|(key, k, size, msg)| {
+        let store = store.clone();
+        async move {
+            match store.inner.head(&Path::from(k.as_str())).await {
+                Ok(meta) if meta.size == size => (key, None),
+                _ => (key, Some(msg)),
+            }
+        }
+    }))
+    .buffer_unordered(16)
+    .collect()
+    .await
+}
+
+/// The chain's ranges in order, and where it does not hold together: its start record
+/// (`start`, as read) missing or elsewhere, a hole or an overlap between two ranges.
+fn check_chain(cluster_id: &str, p: &mut PartitionCatalog, start: Option<Result<i64, String>>) {
+    p.ranges.sort_by_key(|m| m.start_offset);
+    let start_key = p.key(cluster_id).start();
+    match (p.ranges.first(), start) {
+        (None, _) => {}
+        (Some(first), None) => p.problems.push(format!(
+            "{start_key} is missing: the chain's first range begins at {}, and where the archive began is unknown (earlier ranges may be lost)",
+            first.start_offset
+        )),
+        (Some(_), Some(Err(e))) => p.problems.push(e),
+        (Some(first), Some(Ok(s))) if first.start_offset != s => p.problems.push(format!(
+            "the chain is broken at its start: {start_key} says the archive begins at offset {s}, but its first range begins at {}: offsets [{s}, {}) are missing",
+            first.start_offset, first.start_offset
+        )),
+        _ => {}
+    }
+    for w in p.ranges.windows(2) {
+        if w[0].next_offset != w[1].start_offset {
+            p.problems.push(format!(
+                "the chain is broken: range [{}, {}) is followed by one starting at {}",
+                w[0].start_offset, w[0].next_offset, w[1].start_offset
+            ));
+        }
+    }
 }
 
 /// Every object under `dir` of a local store rooted at `base`, as the store would list it
@@ -480,7 +424,7 @@ fn list_local(
     Ok(())
 }
 
-fn part_id(k: &PartitionKey) -> (String, String, i32, String) {
+fn part_id(k: &PartitionKey) -> PartId {
     (
         k.cluster_id.clone(),
         k.topic.clone(),
@@ -525,7 +469,7 @@ type StartRead = Option<Result<i64, String>>;
 async fn fetch_starts(
     store: &Store,
     starts: Vec<(PartitionKey, Path)>,
-) -> Result<Vec<(PartitionKey, StartRead)>, CatalogError> {
+) -> Result<Vec<(PartitionKey, StartRead)>, RestoreError> {
     let fetched: Vec<(PartitionKey, Path, Result<StartRead, object_store::Error>)> =
         futures::stream::iter(starts.into_iter().map(|(key, path)| {
             let store = store.clone();
@@ -553,7 +497,7 @@ async fn fetch_starts(
         .into_iter()
         .map(|(key, path, r)| match r {
             Ok(v) => Ok((key, v)),
-            Err(source) => Err(CatalogError::Store {
+            Err(source) => Err(RestoreError::Store {
                 url: store.url.clone(),
                 key: path.to_string(),
                 source,
@@ -562,10 +506,7 @@ async fn fetch_starts(
         .collect()
 }
 
-fn entry<'a>(
-    parts: &'a mut BTreeMap<(String, String, i32, String), PartitionCatalog>,
-    k: &PartitionKey,
-) -> &'a mut PartitionCatalog {
+fn entry<'a>(parts: &'a mut Parts, k: &PartitionKey) -> &'a mut PartitionCatalog {
     parts.entry(part_id(k)).or_insert_with(|| PartitionCatalog {
         topic: k.topic.clone(),
         topic_id: k.topic_id.clone(),
@@ -601,12 +542,7 @@ fn check_manifest(key: &PartitionKey, start: i64, m: Manifest) -> Result<Manifes
             m.start_offset, m.next_offset
         ));
     }
-    let data = format!(
-        "{}/data/{:020}-{:020}/",
-        key.root(),
-        m.start_offset,
-        m.next_offset
-    );
+    let data = format!("{}/", key.range_data(m.start_offset, m.next_offset));
     let o = &m.objects;
     for r in o.iter() {
         let p = Path::parse(&r.key).map_err(|e| {

@@ -6,18 +6,19 @@
 //! state the rebuilt `.txnindex` needs. Memory stays at a chunk and a window of the mapping
 //! whatever the size. [`write`](super::write) decides what to fetch and places the result.
 
+use super::error::{io, RestoreError};
 use super::plan::Cut;
-use super::write::{io, RestoreError};
 use crate::archive::manifest::ObjectRef;
 use crate::archive::store::Store;
 use crate::archive::summary::{Summary, Walker};
+use crate::sys::blocking;
+use futures::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::ObjectStoreExt;
 use segvault_format::index::AbortedTxn;
 use segvault_format::index_build;
 use segvault_format::mapped::MappedFile;
 use segvault_format::segment::Batch;
-use futures::StreamExt;
-use object_store::path::Path as StorePath;
-use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -37,21 +38,23 @@ fn decode(r: &ObjectRef, stored: &[u8]) -> Result<Vec<u8>, RestoreError> {
         // Never more than the manifest's size (plus one byte, to tell): a small object that
         // decompresses to gigabytes is refused before it grows in memory.
         "zstd-frames" => {
-            let integrity = |message: String| RestoreError::Integrity {
+            let zstd = |source| RestoreError::Zstd {
                 key: r.key.clone(),
-                message,
+                source,
             };
-            let dec = zstd::stream::read::Decoder::new(stored)
-                .map_err(|e| integrity(format!("zstd: {e}")))?;
+            let dec = zstd::stream::read::Decoder::new(stored).map_err(zstd)?;
             let mut out = Vec::with_capacity(r.size.min(1 << 20) as usize);
             dec.take(r.size.saturating_add(1))
                 .read_to_end(&mut out)
-                .map_err(|e| integrity(format!("zstd: {e}")))?;
+                .map_err(zstd)?;
             if out.len() as u64 > r.size {
-                return Err(integrity(format!(
-                    "decompresses to more than the {} bytes the manifest records",
-                    r.size
-                )));
+                return Err(RestoreError::Integrity {
+                    key: r.key.clone(),
+                    message: format!(
+                        "decompresses to more than the {} bytes the manifest records",
+                        r.size
+                    ),
+                });
             }
             Ok(out)
         }
@@ -90,11 +93,11 @@ pub(super) async fn get_all(store: &Store, key: &StorePath) -> Result<bytes::Byt
         .map_err(|e| store_err(store, key.as_ref(), e))
 }
 
-fn store_err(store: &Store, key: &str, e: object_store::Error) -> RestoreError {
+fn store_err(store: &Store, key: &str, source: object_store::Error) -> RestoreError {
     RestoreError::Store {
         url: store.url.clone(),
         key: key.to_string(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -106,8 +109,6 @@ const VERIFY_STEP: usize = 1 << 20;
 /// Writeback of the verified part of a `.log` is started (and our mapping of it dropped)
 /// every this many bytes, so the disk works while the rest is fetched and verified.
 const WRITEBACK_EVERY: usize = 16 << 20;
-
-pub(super) use crate::sys::blocking;
 
 /// What the verifying walk over one fetched `.log` found.
 pub(super) struct LogCheck {
@@ -277,13 +278,10 @@ impl<'a, 't> Verifier<'a, 't> {
                 self.r.size, self.r.sha256, self.arrived
             )));
         }
-        let summary = self
-            .walker
-            .finish()
-            .map_err(|refusal| RestoreError::Integrity {
-                key: self.r.key.clone(),
-                message: refusal.to_string(),
-            })?;
+        let summary = self.walker.finish().map_err(|refusal| RestoreError::Walk {
+            key: self.r.key.clone(),
+            refusal,
+        })?;
         Ok(LogCheck {
             fetched,
             summary,
@@ -332,9 +330,10 @@ pub(super) async fn fetch_log(
     let map = crate::sys::map(&path).map_err(io(path))?;
     let data = map.bytes();
     if data.len() as u64 != r.size {
-        return Err(RestoreError::Io {
+        return Err(RestoreError::Mapped {
             path: path.to_path_buf(),
-            message: format!("sized to {} bytes, mapped {}", r.size, data.len()),
+            size: r.size,
+            mapped: data.len(),
         });
     }
     let mut v = Verifier {
@@ -356,92 +355,128 @@ pub(super) async fn fetch_log(
         hashed: 0,
         flushed: 0,
     };
-    let write_err = |e: std::io::Error| RestoreError::Io {
+    let fetched = match store.local_path(&key) {
+        Some(src) => {
+            let src = src.map_err(|e| store_err(store, &r.key, e))?;
+            blocking(|| copy_local(store, r, &src, &file, path, zstd, &mut v, progress))?
+        }
+        None => stream(store, r, &key, &file, path, zstd, &mut v, progress).await?,
+    };
+    blocking(|| v.finish(fetched))
+}
+
+/// A local store's file `src` into `file` (a `copy_file_range` in the kernel, or decoded
+/// when `zstd`), each chunk handed to the verifier. Returns the stored bytes read.
+#[allow(clippy::too_many_arguments)]
+fn copy_local(
+    store: &Store,
+    r: &ObjectRef,
+    src: &Path,
+    file: &File,
+    path: &Path,
+    zstd: bool,
+    v: &mut Verifier<'_, '_>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, RestoreError> {
+    let write_err = |source| RestoreError::IoStep {
         path: path.to_path_buf(),
-        message: format!("writing: {e}"),
+        step: "writing",
+        source,
     };
     let mut fetched = 0u64;
-    if let Some(src) = store.local_path(&key) {
-        let src = src.map_err(|e| store_err(store, &r.key, e))?;
-        blocking(|| {
-            let f = File::open(&src).map_err(|e| RestoreError::Store {
-                url: store.url.clone(),
-                key: r.key.clone(),
-                message: format!("{}: {e}", src.display()),
-            })?;
-            let read_err = |e: std::io::Error| RestoreError::Store {
-                url: store.url.clone(),
-                key: r.key.clone(),
-                message: format!("reading {}: {e}", src.display()),
-            };
-            if !zstd {
-                // `io::copy` between files is a `copy_file_range` in the kernel.
-                let mut out = &file;
-                loop {
-                    // At most one byte more than the manifest's size: enough to tell.
-                    let want = (FETCH_CHUNK as u64).min(r.size - v.arrived as u64 + 1);
-                    let n =
-                        std::io::copy(&mut (&f).take(want), &mut out).map_err(write_err)? as usize;
-                    if n == 0 {
-                        break;
-                    }
-                    fetched += n as u64;
-                    progress(n as u64);
-                    v.arrived(n)?;
-                }
-            } else {
-                let counted = Counted {
-                    inner: &f,
-                    progress,
-                    n: &mut fetched,
-                };
-                let mut dec = zstd::stream::read::Decoder::new(counted).map_err(read_err)?;
-                let mut buf = vec![0u8; FETCH_CHUNK];
-                let mut out = &file;
-                loop {
-                    let n = read_full(&mut dec, &mut buf).map_err(|e| RestoreError::Integrity {
-                        key: r.key.clone(),
-                        message: format!("zstd: {e}"),
-                    })?;
-                    if n == 0 {
-                        break;
-                    }
-                    let room = (v.data.len() - v.arrived).min(n);
-                    out.write_all(&buf[..room]).map_err(write_err)?;
-                    v.arrived(n)?;
-                }
+    let f = File::open(src).map_err(|source| RestoreError::StoreFile {
+        url: store.url.clone(),
+        key: r.key.clone(),
+        file: src.to_path_buf(),
+        source,
+    })?;
+    let read_err = |source| RestoreError::StoreRead {
+        url: store.url.clone(),
+        key: r.key.clone(),
+        file: src.to_path_buf(),
+        source,
+    };
+    let mut out = file;
+    if !zstd {
+        // `io::copy` between files is a `copy_file_range` in the kernel.
+        loop {
+            // At most one byte more than the manifest's size: enough to tell.
+            let want = (FETCH_CHUNK as u64).min(r.size - v.arrived as u64 + 1);
+            let n = std::io::copy(&mut (&f).take(want), &mut out).map_err(write_err)? as usize;
+            if n == 0 {
+                break;
             }
-            Ok::<(), RestoreError>(())
-        })?;
-    } else {
-        let mut stream = store
-            .inner
-            .get(&key)
-            .await
-            .map_err(|e| store_err(store, &r.key, e))?
-            .into_stream();
-        let sink = Sink {
-            file: &file,
-            buf: Vec::with_capacity(1 << 20),
-            v: &mut v,
-        };
-        let err = |e| sink_error(e, r, path);
-        // Every chunk as it arrives, through the zstd decoder when the object is compressed.
-        let mut out: Box<dyn Write + Send + '_> = if zstd {
-            Box::new(zstd::stream::write::Decoder::new(sink).map_err(io(path))?)
-        } else {
-            Box::new(sink)
-        };
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
-            fetched += chunk.len() as u64;
-            progress(chunk.len() as u64);
-            out.write_all(&chunk).map_err(err)?;
+            fetched += n as u64;
+            progress(n as u64);
+            v.arrived(n)?;
         }
-        // Flushes the decoder's tail and the sink's buffer into the verifier.
-        out.flush().map_err(err)?;
+        return Ok(fetched);
     }
-    blocking(|| v.finish(fetched))
+    let counted = Counted {
+        inner: &f,
+        progress,
+        n: &mut fetched,
+    };
+    let mut dec = zstd::stream::read::Decoder::new(counted).map_err(read_err)?;
+    let mut buf = vec![0u8; FETCH_CHUNK];
+    loop {
+        let n = read_full(&mut dec, &mut buf).map_err(|source| RestoreError::Zstd {
+            key: r.key.clone(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        let room = (v.data.len() - v.arrived).min(n);
+        out.write_all(&buf[..room]).map_err(write_err)?;
+        v.arrived(n)?;
+    }
+    drop(dec);
+    Ok(fetched)
+}
+
+/// Another store's object at `key`, streamed into `file` chunk by chunk as it arrives
+/// (through the zstd decoder when `zstd`), each handed to the verifier. Returns the stored
+/// bytes received.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    store: &Store,
+    r: &ObjectRef,
+    key: &StorePath,
+    file: &File,
+    path: &Path,
+    zstd: bool,
+    v: &mut Verifier<'_, '_>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, RestoreError> {
+    let mut fetched = 0u64;
+    let mut stream = store
+        .inner
+        .get(key)
+        .await
+        .map_err(|e| store_err(store, &r.key, e))?
+        .into_stream();
+    let sink = Sink {
+        file,
+        buf: Vec::with_capacity(1 << 20),
+        v,
+    };
+    let err = |e| sink_error(e, r, path);
+    // Every chunk as it arrives, through the zstd decoder when the object is compressed.
+    let mut out: Box<dyn Write + Send + '_> = if zstd {
+        Box::new(zstd::stream::write::Decoder::new(sink).map_err(io(path))?)
+    } else {
+        Box::new(sink)
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| store_err(store, &r.key, e))?;
+        fetched += chunk.len() as u64;
+        progress(chunk.len() as u64);
+        out.write_all(&chunk).map_err(err)?;
+    }
+    // Flushes the decoder's tail and the sink's buffer into the verifier.
+    out.flush().map_err(err)?;
+    Ok(fetched)
 }
 
 /// A stored-bytes counter around a local store's file (for the progress of zstd objects).
@@ -535,9 +570,10 @@ fn sink_error(e: std::io::Error, r: &ObjectRef, path: &Path) -> RestoreError {
             message: "rejected".into(),
         };
     }
-    RestoreError::Integrity {
+    RestoreError::Streamed {
         key: r.key.clone(),
-        message: format!("writing {}: {e}", path.display()),
+        path: path.to_path_buf(),
+        source: e,
     }
 }
 

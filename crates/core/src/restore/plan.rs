@@ -5,6 +5,7 @@
 
 use super::catalog::{Catalog, ClusterCatalog, PartitionCatalog};
 use crate::archive::manifest::{Manifest, RangeKind};
+use crate::restore::RestoreError;
 use serde::Serialize;
 
 /// The two restore modes.
@@ -73,24 +74,13 @@ pub struct PartitionPlan {
     pub fetch_bytes: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PlanError {
-    /// The selection does not name one restorable thing (usage).
-    #[error("{0}")]
-    Choose(String),
-    /// A selected partition's archive is damaged (a hole, a missing object): refused.
-    #[error("{0}")]
-    Damaged(String),
-}
-
 fn choose_cluster<'a>(
     cat: &'a Catalog,
     want: Option<&str>,
-) -> Result<(&'a String, &'a ClusterCatalog), PlanError> {
+) -> Result<(&'a String, &'a ClusterCatalog), RestoreError> {
     match want {
         Some(id) => cat.clusters.get_key_value(id).ok_or_else(|| {
-            PlanError::Choose(format!(
+            RestoreError::Choose(format!(
                 "cluster {id} is not in the archive; it holds {}",
                 list(cat.clusters.keys())
             ))
@@ -99,8 +89,8 @@ fn choose_cluster<'a>(
             let mut it = cat.clusters.iter();
             match (it.next(), it.next()) {
                 (Some(c), None) => Ok(c),
-                (None, _) => Err(PlanError::Choose("the archive holds no cluster".into())),
-                _ => Err(PlanError::Choose(format!(
+                (None, _) => Err(RestoreError::Choose("the archive holds no cluster".into())),
+                _ => Err(RestoreError::Choose(format!(
                     "the archive holds several clusters ({}); choose one with --cluster",
                     list(cat.clusters.keys())
                 ))),
@@ -118,7 +108,7 @@ fn list<T: std::fmt::Display>(it: impl Iterator<Item = T>) -> String {
 pub fn target_node<'a>(
     cat: &'a Catalog,
     sel: &Selection,
-) -> Result<(&'a String, Option<i32>, Option<String>), PlanError> {
+) -> Result<(&'a String, Option<i32>, Option<String>), RestoreError> {
     let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
     let (node, dir) = match sel.mode {
         Mode::NewCluster => (None, None),
@@ -126,7 +116,7 @@ pub fn target_node<'a>(
             let node = match sel.node_id {
                 Some(n) if cluster.brokers.contains_key(&n) => n,
                 Some(n) => {
-                    return Err(PlanError::Choose(format!(
+                    return Err(RestoreError::Choose(format!(
                     "node {n} has no files in the archive of cluster {cluster_id}; it has nodes {}",
                     list(cluster.brokers.keys())
                 )))
@@ -136,12 +126,12 @@ pub fn target_node<'a>(
                     match (it.next(), it.next()) {
                         (Some(n), None) => *n,
                         (None, _) => {
-                            return Err(PlanError::Choose(format!(
+                            return Err(RestoreError::Choose(format!(
                                 "cluster {cluster_id} has no broker files in the archive (meta.properties); bare-metal needs them"
                             )))
                         }
                         _ => {
-                            return Err(PlanError::Choose(format!(
+                            return Err(RestoreError::Choose(format!(
                                 "cluster {cluster_id} has several nodes ({}); choose one with --node",
                                 list(cluster.brokers.keys())
                             )))
@@ -154,12 +144,12 @@ pub fn target_node<'a>(
             let dir = match (it.next(), it.next()) {
                 (Some(d), None) => d.clone(),
                 (None, _) => {
-                    return Err(PlanError::Choose(format!(
+                    return Err(RestoreError::Choose(format!(
                         "node {node} has no archived log dir (meta.properties)"
                     )))
                 }
                 _ => {
-                    return Err(PlanError::Choose(format!(
+                    return Err(RestoreError::Choose(format!(
                         "node {node} had several log dirs ({}); restoring more than one is not supported yet",
                         list(dirs.keys())
                     )))
@@ -176,7 +166,7 @@ pub type Hosted<'a> = dyn Fn(&str, i32) -> bool + 'a;
 
 /// Plans a restore. In bare-metal mode the partitions are those the chosen broker held (its
 /// archived `replication-offset-checkpoint` names them) or, failing that, every partition.
-pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<Plan, PlanError> {
+pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<Plan, RestoreError> {
     let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
     let (_, node_id, log_dir_id) = target_node(cat, sel)?;
     let mut partitions = Vec::new();
@@ -193,7 +183,7 @@ pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<P
             continue; // restored from its snapshots, not as a partition
         }
         if !p.problems.is_empty() {
-            return Err(PlanError::Damaged(format!(
+            return Err(RestoreError::Damaged(format!(
                 "{}-{} (topic id {}): the archive is damaged, refusing to restore it: {}",
                 p.topic,
                 p.partition,
@@ -207,7 +197,7 @@ pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<P
     // only if the user says so; refuse to guess.
     for w in partitions.windows(2) {
         if w[0].topic == w[1].topic && w[0].partition == w[1].partition {
-            return Err(PlanError::Choose(format!(
+            return Err(RestoreError::Choose(format!(
                 "{}-{} is archived under two topic ids ({} and {}): the topic was re-created; select one with --topic-id",
                 w[0].topic, w[0].partition, w[0].archived_topic_id, w[1].archived_topic_id
             )));
