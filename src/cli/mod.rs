@@ -82,8 +82,8 @@ struct RestoreArgs {
     #[arg(long, value_name = "LOGDIR")]
     to: PathBuf,
     /// bare-metal: the same broker rejoins its cluster; new-cluster: into topics created anew.
-    #[arg(long, value_enum, default_value_t = segvault_core::restore::plan::Mode::BareMetal)]
-    mode: segvault_core::restore::plan::Mode,
+    #[arg(long, value_enum, default_value_t = restore::ModeArg::BareMetal)]
+    mode: restore::ModeArg,
     /// The archived cluster id (needed when the archive holds several).
     #[arg(long, value_name = "ID")]
     cluster: Option<String>,

@@ -61,10 +61,29 @@ pub struct LsOptions {
     pub format: Format,
 }
 
+/// `--mode`: the restore modes as the command line names them (the library's [`Mode`] knows
+/// nothing of clap). The doc comments are the help text of each value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Rebuild a lost broker's log dir: the same cluster, node id and topic ids.
+    BareMetal,
+    /// Into a brand-new cluster whose topics exist already: keep its topic ids, reset epochs.
+    NewCluster,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::BareMetal => Mode::BareMetal,
+            ModeArg::NewCluster => Mode::NewCluster,
+        }
+    }
+}
+
 pub struct RestoreOptions {
     pub store: String,
     pub to: PathBuf,
-    pub mode: Mode,
+    pub mode: ModeArg,
     pub cluster: Option<String>,
     pub node: Option<i32>,
     pub topic: Option<String>,
@@ -267,14 +286,14 @@ pub fn restore(o: RestoreOptions) -> i32 {
         topic,
         partition: o.partition,
         cut,
-        mode: o.mode,
+        mode: o.mode.into(),
     };
     let rt = match runtime("restore") {
         Some(rt) => rt,
         None => return EXIT_ERROR,
     };
     // Bare-metal: the partitions the node held, from its archived replication checkpoint.
-    let hosted = match o.mode {
+    let hosted = match sel.mode {
         Mode::NewCluster => None,
         Mode::BareMetal => match rt.block_on(hosted_partitions(&store, &cat, &sel)) {
             Ok(h) => h,

@@ -9,7 +9,7 @@ use crate::restore::RestoreError;
 use serde::Serialize;
 
 /// The two restore modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Rebuild a lost broker's log dir: the same cluster, node id and topic ids.
