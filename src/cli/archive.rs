@@ -34,21 +34,39 @@ Examples:
 Exit codes: 0 archived (or nothing to do), 1 corrupt segments or divergent replicas found,
 2 usage, I/O or store error.";
 
-/// What `segvault archive --once` is asked to do (the parsed flags).
+/// `segvault archive --once`: its flags (the field docs are the help text).
+#[derive(Debug, clap::Args)]
 pub struct ArchiveArgs {
+    /// Make one pass and exit (the long-running agent is `segvault agent`).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// A broker log dir (a `log.dirs` entry); repeatable.
+    #[arg(long = "log-dir", required = true, value_name = "DIR")]
     pub log_dirs: Vec<PathBuf>,
+    /// Where to archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
+    #[arg(long, value_name = "URL", env = "SEGVAULT_STORE")]
     pub store: String,
+    /// Compress .log data with zstd at this level, in independently decompressible frames.
+    #[arg(long, value_name = "LEVEL")]
     pub zstd: Option<i32>,
+    /// With --zstd: uncompressed bytes per independently decompressible frame, the unit a
+    /// reader fetches with one ranged GET.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub zstd_frame_bytes: u64,
+    /// Partitions archived at once.
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Upload rate limit, bytes per second.
+    #[arg(long, value_name = "BYTES_PER_SEC")]
     pub rate_limit: Option<u64>,
-    pub gap_after_secs: u64,
+    /// Seconds the archive must have stood still at offsets this broker no longer has before
+    /// they are recorded as a gap (other replicas may still have them).
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub gap_after: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
-
-/// The old name, kept for `cli/mod.rs` until the integrator's merge (it builds one).
-#[doc(hidden)]
-pub type Options = ArchiveArgs;
 
 pub fn run(o: ArchiveArgs) -> i32 {
     let store = match archive::open(&o.store) {
@@ -63,7 +81,7 @@ pub fn run(o: ArchiveArgs) -> i32 {
         frame_bytes: o.zstd_frame_bytes.max(1),
         concurrency: o.concurrency,
         rate_limit: o.rate_limit,
-        gap_after: Duration::from_secs(o.gap_after_secs),
+        gap_after: Duration::from_secs(o.gap_after),
         on_published: None,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -51,69 +51,16 @@ enum Command {
     Verify(VerifyArgs),
     /// Archive closed, committed segments to object storage (one pass with --once).
     #[command(long_about = archive::LONG_HELP)]
-    Archive(ArchiveArgs),
+    Archive(archive::ArchiveArgs),
     /// Run continuously: archive on file events and a periodic rescan, serve metrics.
     #[command(long_about = agent::LONG_HELP, after_long_help = agent::AFTER_HELP)]
     Agent(agent::AgentArgs),
     /// Show what an archive holds: clusters, brokers, topics, partitions, ranges, gaps.
     #[command(long_about = restore::LS_HELP)]
-    Ls(LsArgs),
+    Ls(restore::LsArgs),
     /// Rebuild a broker log dir from the archive (bare-metal or into a new cluster).
     #[command(long_about = restore::RESTORE_HELP)]
-    Restore(RestoreArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct LsArgs {
-    /// The archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
-    #[arg(value_name = "STORE", env = "SEGVAULT_STORE")]
-    store: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Debug, clap::Args)]
-struct RestoreArgs {
-    /// The archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
-    #[arg(value_name = "STORE", env = "SEGVAULT_STORE")]
-    store: String,
-    /// The broker log dir to write (a `log.dirs` entry; created if missing).
-    #[arg(long, value_name = "LOGDIR")]
-    to: PathBuf,
-    /// bare-metal: the same broker rejoins its cluster; new-cluster: into topics created anew.
-    #[arg(long, value_enum, default_value_t = restore::ModeArg::BareMetal)]
-    mode: restore::ModeArg,
-    /// The archived cluster id (needed when the archive holds several).
-    #[arg(long, value_name = "ID")]
-    cluster: Option<String>,
-    /// Bare-metal: the node id to rebuild (needed when the archive holds several).
-    #[arg(long, value_name = "N")]
-    node: Option<i32>,
-    /// Only topics matching this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    topic: Option<String>,
-    /// Only this partition number.
-    #[arg(long, value_name = "N")]
-    partition: Option<i32>,
-    /// Keep only batches whose offsets are all below N.
-    #[arg(long, value_name = "N", conflicts_with = "until_time")]
-    until_offset: Option<i64>,
-    /// Keep only batches whose records are all older than T (ms since the epoch or RFC 3339).
-    #[arg(long, value_name = "T")]
-    until_time: Option<String>,
-    /// New-cluster: the topic id to write (default: the target's partition.metadata).
-    #[arg(long, value_name = "UUID")]
-    topic_id: Option<String>,
-    /// Print the plan; write nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Replace partitions that already hold data, and a differing meta.properties.
-    #[arg(long)]
-    force: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    Restore(restore::RestoreArgs),
 }
 
 /// Output format.
@@ -176,39 +123,6 @@ struct VerifyArgs {
     log_dirs: Vec<PathBuf>,
 }
 
-#[derive(Debug, clap::Args)]
-struct ArchiveArgs {
-    /// Make one pass and exit (the long-running agent is `segvault agent`).
-    #[arg(long, required = true)]
-    once: bool,
-    /// A broker log dir (a `log.dirs` entry); repeatable.
-    #[arg(long = "log-dir", required = true, value_name = "DIR")]
-    log_dirs: Vec<PathBuf>,
-    /// Where to archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
-    #[arg(long, value_name = "URL", env = "SEGVAULT_STORE")]
-    store: String,
-    /// Compress .log data with zstd at this level, in independently decompressible frames.
-    #[arg(long, value_name = "LEVEL")]
-    zstd: Option<i32>,
-    /// With --zstd: uncompressed bytes per independently decompressible frame, the unit a
-    /// reader fetches with one ranged GET.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
-    zstd_frame_bytes: u64,
-    /// Partitions archived at once.
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
-    /// Upload rate limit, bytes per second.
-    #[arg(long, value_name = "BYTES_PER_SEC")]
-    rate_limit: Option<u64>,
-    /// Seconds the archive must have stood still at offsets this broker no longer has before
-    /// they are recorded as a gap (other replicas may still have them).
-    #[arg(long, default_value_t = 600, value_name = "SECS")]
-    gap_after: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
 /// Parses the arguments of the process, runs the command and returns the exit code.
 pub fn run() -> i32 {
     run_with(std::env::args_os())
@@ -242,35 +156,9 @@ where
             shallow: a.shallow,
             log_dirs: a.log_dirs,
         }),
-        Command::Archive(a) => archive::run(archive::Options {
-            log_dirs: a.log_dirs,
-            store: a.store,
-            zstd: a.zstd,
-            zstd_frame_bytes: a.zstd_frame_bytes,
-            concurrency: a.concurrency,
-            rate_limit: a.rate_limit,
-            gap_after_secs: a.gap_after,
-            format: a.format,
-        }),
+        Command::Archive(a) => archive::run(a),
         Command::Agent(a) => agent::run(a),
-        Command::Ls(a) => restore::ls(restore::LsOptions {
-            store: a.store,
-            format: a.format,
-        }),
-        Command::Restore(a) => restore::restore(restore::RestoreOptions {
-            store: a.store,
-            to: a.to,
-            mode: a.mode,
-            cluster: a.cluster,
-            node: a.node,
-            topic: a.topic,
-            partition: a.partition,
-            until_offset: a.until_offset,
-            until_time: a.until_time,
-            topic_id: a.topic_id,
-            dry_run: a.dry_run,
-            force: a.force,
-            format: a.format,
-        }),
+        Command::Ls(a) => restore::ls(a),
+        Command::Restore(a) => restore::restore(a),
     }
 }

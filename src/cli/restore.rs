@@ -56,8 +56,14 @@ Examples:
 Exit codes: 0 restored (or planned), 1 the archive's data failed verification (nothing of that
 partition was placed), 2 usage, I/O or store error, or a refusal (lock held, data present).";
 
-pub struct LsOptions {
+/// `segvault ls`: its flags (the field docs are the help text).
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// The archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
+    #[arg(value_name = "STORE", env = "SEGVAULT_STORE")]
     pub store: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -80,19 +86,47 @@ impl From<ModeArg> for Mode {
     }
 }
 
-pub struct RestoreOptions {
+/// `segvault restore`: its flags (the field docs are the help text).
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
+    #[arg(value_name = "STORE", env = "SEGVAULT_STORE")]
     pub store: String,
+    /// The broker log dir to write (a `log.dirs` entry; created if missing).
+    #[arg(long, value_name = "LOGDIR")]
     pub to: PathBuf,
+    /// bare-metal: the same broker rejoins its cluster; new-cluster: into topics created anew.
+    #[arg(long, value_enum, default_value_t = ModeArg::BareMetal)]
     pub mode: ModeArg,
+    /// The archived cluster id (needed when the archive holds several).
+    #[arg(long, value_name = "ID")]
     pub cluster: Option<String>,
+    /// Bare-metal: the node id to rebuild (needed when the archive holds several).
+    #[arg(long, value_name = "N")]
     pub node: Option<i32>,
+    /// Only topics matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
     pub topic: Option<String>,
+    /// Only this partition number.
+    #[arg(long, value_name = "N")]
     pub partition: Option<i32>,
+    /// Keep only batches whose offsets are all below N.
+    #[arg(long, value_name = "N", conflicts_with = "until_time")]
     pub until_offset: Option<i64>,
+    /// Keep only batches whose records are all older than T (ms since the epoch or RFC 3339).
+    #[arg(long, value_name = "T")]
     pub until_time: Option<String>,
+    /// New-cluster: the topic id to write (default: the target's partition.metadata).
+    #[arg(long, value_name = "UUID")]
     pub topic_id: Option<String>,
+    /// Print the plan; write nothing.
+    #[arg(long)]
     pub dry_run: bool,
+    /// Replace partitions that already hold data, and a differing meta.properties.
+    #[arg(long)]
     pub force: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -130,7 +164,7 @@ fn fmt_ts(ms: Option<i64>) -> String {
         })
 }
 
-pub fn ls(o: LsOptions) -> i32 {
+pub fn ls(o: LsArgs) -> i32 {
     let (_, cat) = match read_catalog("ls", &o.store) {
         Ok(x) => x,
         Err(code) => return code,
@@ -247,7 +281,7 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("--until-time {s:?}: expected ms since the epoch or RFC 3339 ({e})"))
 }
 
-pub fn restore(o: RestoreOptions) -> i32 {
+pub fn restore(o: RestoreArgs) -> i32 {
     let fail = |m: String| {
         eprintln!("segvault restore: {m}");
         EXIT_ERROR
