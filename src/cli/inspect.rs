@@ -7,12 +7,13 @@ use serde_json::{json, Value};
 use serde::Serialize;
 
 use super::output::{push_escaped, push_payload_text, JsonPayload, Out};
+use super::render::{control_json, internal_json};
 use super::{Format, Payload, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
-use segvault_format::names::{parse_file_name, FileName, SegmentFileKind};
 use segvault_core::logdir::check::{
     check_file, check_segment, file_kind, Decoder, Event, FileKind, Problem, RecordMode,
     RecordView, SegmentInput, SegmentStats, Severity, WalkOptions,
 };
+use segvault_format::names::{parse_file_name, FileName, SegmentFileKind};
 
 pub const LONG_HELP: &str = "\
 Print what a Kafka file holds, checking it as it goes.
@@ -377,8 +378,8 @@ struct RecordJson<'a> {
     #[serde(rename = "type")]
     ty: &'static str,
     batch_position: u64,
-    control: &'a Option<Value>,
-    decoded: &'a Option<Value>,
+    control: Option<Value>,
+    decoded: Option<Value>,
     file: &'a Path,
     headers: HeadersJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -420,8 +421,8 @@ fn record_json<'a>(r: &'a RecordView<'a>, mode: Payload) -> RecordJson<'a> {
     RecordJson {
         ty: "record",
         batch_position: r.batch_position,
-        control: &r.control,
-        decoded: &r.decoded,
+        control: r.control.as_ref().map(control_json),
+        decoded: r.decoded.as_ref().map(internal_json),
         file: r.file,
         headers: HeadersJson {
             headers: &r.headers,
@@ -505,10 +506,10 @@ fn record_text(r: &RecordView<'_>, mode: Payload, buf: &mut Vec<u8>) {
     // Writing JSON to a Vec cannot fail (a Value always serializes).
     if let Some(c) = &r.control {
         buf.extend_from_slice(b" control: ");
-        let _ = serde_json::to_writer(&mut *buf, c);
+        let _ = serde_json::to_writer(&mut *buf, &control_json(c));
     } else if let Some(d) = &r.decoded {
         buf.extend_from_slice(b" decoded: ");
-        let _ = serde_json::to_writer(&mut *buf, d);
+        let _ = serde_json::to_writer(&mut *buf, &internal_json(d));
     }
     if mode != Payload::None && r.control.is_none() {
         buf.extend_from_slice(b" key: ");

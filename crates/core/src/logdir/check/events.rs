@@ -7,8 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use segvault_format::batch::TimestampType;
+use segvault_format::control::ControlRecord;
 use segvault_format::segment::Batch;
+use segvault_format::FormatError;
 
+use super::internal::InternalRecord;
 use super::problem::{lossy_path, Problem, Severity};
 
 /// A batch (v2) or legacy entry, with every field inspect prints.
@@ -136,9 +139,9 @@ pub struct RecordView<'a> {
     /// Headers (key, value).
     pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
     /// Decoded control record (control batches).
-    pub control: Option<Value>,
+    pub control: Option<Result<ControlRecord, FormatError>>,
     /// Decoded internal-topic record.
-    pub decoded: Option<Value>,
+    pub decoded: Option<InternalRecord<'a>>,
 }
 
 /// An index entry.

@@ -17,6 +17,7 @@
 mod events;
 mod file;
 mod index;
+mod internal;
 mod mapped;
 mod options;
 mod pipeline;
@@ -27,9 +28,9 @@ mod segment;
 
 pub use events::{BatchLine, Event, IndexEntryLine, RecordView, SegmentStats};
 pub use file::{check_file, file_kind, FileKind};
+pub use internal::{decode, InternalRecord};
 pub use mapped::{open, OpenError};
 pub use options::{Decoder, RecordMode, SegmentInput, WalkOptions};
 pub(crate) use problem::lossy_path;
 pub use problem::{Problem, Severity};
-pub use records::decode;
 pub use segment::check_segment;

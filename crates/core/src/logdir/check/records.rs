@@ -2,17 +2,12 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
-
 use segvault_format::control::{decode_control_record, ControlRecord};
-use segvault_format::internal::{
-    parse_group_key, parse_offset_commit_value, parse_txn_key, parse_txn_value, GroupKey,
-};
-use segvault_format::kraft::{decode_metadata_record, MetadataFields};
 use segvault_format::segment::Batch;
 use segvault_format::{ErrorKind, FormatError, Limits};
 
 use super::events::{Event, Out, RecordView};
+use super::internal::decode;
 use super::options::Decoder;
 use super::problem::{Problem, Severity};
 
@@ -71,12 +66,12 @@ pub(super) fn walk_records(
                 if res.first_offset.is_none() {
                     res.first_offset = Some(offset);
                 }
-                let control_json = if control {
+                let control_record = if control {
                     let c = decode_control_record(r.key, r.value);
                     if let Ok(ControlRecord::EndTxn { commit: false, .. }) = c {
                         res.abort = true;
                     }
-                    Some(control_to_json(c))
+                    Some(c)
                 } else {
                     None
                 };
@@ -89,7 +84,7 @@ pub(super) fn walk_records(
                         key: r.key,
                         value: r.value,
                         headers: r.headers().map(|h| (h.key, h.value)).collect(),
-                        control: control_json,
+                        control: control_record,
                         decoded: if control {
                             None
                         } else {
@@ -153,173 +148,4 @@ pub(super) fn walk_records(
         }
     }
     Ok(res)
-}
-
-fn control_to_json(c: Result<ControlRecord, FormatError>) -> Value {
-    match c {
-        Ok(ControlRecord::EndTxn {
-            commit,
-            version,
-            coordinator_epoch,
-        }) => json!({
-            "type": if commit { "COMMIT" } else { "ABORT" }, "version": version, "coordinator_epoch": coordinator_epoch
-        }),
-        Ok(ControlRecord::LeaderChange { version, leader_id }) => {
-            json!({"type": "LEADER_CHANGE", "version": version, "leader_id": leader_id})
-        }
-        Ok(ControlRecord::SnapshotHeader {
-            version,
-            last_contained_log_timestamp,
-        }) => {
-            json!({"type": "SNAPSHOT_HEADER", "version": version, "last_contained_log_timestamp": last_contained_log_timestamp})
-        }
-        Ok(ControlRecord::SnapshotFooter { version }) => {
-            json!({"type": "SNAPSHOT_FOOTER", "version": version})
-        }
-        Ok(ControlRecord::KraftVersion {
-            version,
-            kraft_version,
-        }) => json!({"type": "KRAFT_VERSION", "version": version, "kraft_version": kraft_version}),
-        Ok(ControlRecord::KraftVoters {
-            version,
-            voter_count,
-            first_voter_id,
-        }) => {
-            json!({"type": "KRAFT_VOTERS", "version": version, "voter_count": voter_count, "first_voter_id": first_voter_id})
-        }
-        Ok(ControlRecord::Unknown {
-            key_version,
-            type_id,
-        }) => json!({"type": "UNKNOWN", "key_version": key_version, "type_id": type_id}),
-        Err(e) => json!({"type": "INVALID", "error": e.to_string()}),
-    }
-}
-
-/// Decodes an internal-topic record's key and value into JSON (`None` for plain topics).
-pub fn decode(decoder: Decoder, key: Option<&[u8]>, value: Option<&[u8]>) -> Option<Value> {
-    match decoder {
-        Decoder::None => None,
-        Decoder::ConsumerOffsets => Some(decode_group(key, value)),
-        Decoder::TransactionState => Some(decode_txn(key, value)),
-        Decoder::ClusterMetadata => Some(decode_metadata(value)),
-    }
-}
-
-fn decode_group(key: Option<&[u8]>, value: Option<&[u8]>) -> Value {
-    let Some(key) = key else {
-        return json!({"type": "invalid", "error": "a null key"});
-    };
-    match parse_group_key(key) {
-        Ok(GroupKey::OffsetCommit {
-            version,
-            group,
-            topic,
-            partition,
-        }) => {
-            let mut v = json!({"type": "offset_commit", "key_version": version, "group": group, "topic": topic, "partition": partition});
-            match value.map(parse_offset_commit_value) {
-                None => v["tombstone"] = json!(true),
-                Some(Ok(c)) => {
-                    v["offset"] = json!(c.offset);
-                    v["leader_epoch"] = json!(c.leader_epoch);
-                    v["metadata"] = json!(c.metadata);
-                    v["commit_timestamp"] = json!(c.commit_timestamp);
-                }
-                Some(Err(e)) => v["value_error"] = json!(e.to_string()),
-            }
-            v
-        }
-        Ok(GroupKey::GroupMetadata { group }) => {
-            json!({"type": "group_metadata", "group": group, "tombstone": value.is_none()})
-        }
-        Ok(GroupKey::Other { version }) => json!({"type": "other", "key_version": version}),
-        Err(e) => json!({"type": "invalid", "error": e.to_string()}),
-    }
-}
-
-fn decode_txn(key: Option<&[u8]>, value: Option<&[u8]>) -> Value {
-    let Some(key) = key else {
-        return json!({"type": "invalid", "error": "a null key"});
-    };
-    match parse_txn_key(key) {
-        Ok(id) => {
-            let mut v = json!({"type": "transaction", "transactional_id": id});
-            match value.map(parse_txn_value) {
-                None => v["tombstone"] = json!(true),
-                Some(Ok(t)) => {
-                    v["producer_id"] = json!(t.producer_id);
-                    v["producer_epoch"] = json!(t.producer_epoch);
-                    v["timeout_ms"] = json!(t.timeout_ms);
-                    v["state"] = json!(format!("{:?}", t.state));
-                }
-                Some(Err(e)) => v["value_error"] = json!(e.to_string()),
-            }
-            v
-        }
-        Err(e) => json!({"type": "invalid", "error": e.to_string()}),
-    }
-}
-
-fn decode_metadata(value: Option<&[u8]>) -> Value {
-    let Some(value) = value else {
-        return json!({"type": "invalid", "error": "a null value"});
-    };
-    match decode_metadata_record(value) {
-        Ok(r) => {
-            let mut v = json!({
-                "type": r.type_name.unwrap_or("Unknown"), "api_key": r.api_key, "version": r.version,
-            });
-            match r.fields {
-                MetadataFields::Topic { name, topic_id } => {
-                    v["name"] = json!(name);
-                    v["topic_id"] = json!(topic_id.to_string());
-                }
-                MetadataFields::Partition {
-                    partition_id,
-                    topic_id,
-                } => {
-                    v["partition_id"] = json!(partition_id);
-                    v["topic_id"] = json!(topic_id.to_string());
-                }
-                MetadataFields::RemoveTopic { topic_id } => {
-                    v["topic_id"] = json!(topic_id.to_string())
-                }
-                MetadataFields::Broker {
-                    broker_id,
-                    broker_epoch,
-                } => {
-                    v["broker_id"] = json!(broker_id);
-                    v["broker_epoch"] = json!(broker_epoch);
-                }
-                MetadataFields::Controller { controller_id } => {
-                    v["controller_id"] = json!(controller_id)
-                }
-                MetadataFields::FeatureLevel { name, level } => {
-                    v["name"] = json!(name);
-                    v["level"] = json!(level);
-                }
-                MetadataFields::Config {
-                    resource_type,
-                    resource_name,
-                    name,
-                } => {
-                    v["resource_type"] = json!(resource_type);
-                    v["resource_name"] = json!(resource_name);
-                    v["name"] = json!(name);
-                }
-                MetadataFields::ProducerIds {
-                    broker_id,
-                    broker_epoch,
-                    next_producer_id,
-                } => {
-                    v["broker_id"] = json!(broker_id);
-                    v["broker_epoch"] = json!(broker_epoch);
-                    v["next_producer_id"] = json!(next_producer_id);
-                }
-                MetadataFields::Other => {}
-            }
-            v
-        }
-        Err(e) => json!({"type": "invalid", "error": e.to_string()}),
-    }
 }
