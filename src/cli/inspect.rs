@@ -295,20 +295,25 @@ fn summary(
     let (batches, records, bytes, crc) = if index {
         (0, 0, size, 0)
     } else {
-        (s.batches, s.records, s.bytes, s.crc_failures)
+        (
+            s.data.batches,
+            s.data.records,
+            s.data.bytes,
+            s.data.crc_failures,
+        )
     };
     match format {
         Format::Json => {
             let v = json!({
                 "file": path.to_string_lossy(), "batches": batches, "records": records, "bytes": bytes,
-                "crc_failures": crc, "index_mismatches": s.index_mismatches,
-                "partial_tail_bytes": s.partial_tail_bytes, "problems": s.problems(),
+                "crc_failures": crc, "index_mismatches": s.data.index_mismatches,
+                "partial_tail_bytes": s.data.partial_tail_bytes, "problems": s.problems(),
                 "corrupt": s.corrupt, "partial": s.partial, "notes": s.notes,
                 "dump_log_index_mismatches": s.dump_log_index_mismatches,
                 "index_entries": s.index_entries, "index_tail_entries": s.index_tail_entries,
                 "first_offset": if index { None } else { s.first_offset },
                 "last_offset": if index { None } else { s.last_offset },
-                "offset_gaps": if index { 0 } else { s.offset_gaps },
+                "offset_gaps": if index { 0 } else { s.data.offset_gaps },
             });
             out.json("summary", &v);
         }
@@ -323,21 +328,21 @@ fn summary(
             let body = match kind {
                 FileKind::Index | FileKind::TimeIndex | FileKind::TxnIndex => format!(
                     "{} entries, {} preallocated zero entries, {} index mismatches ({} as kafka-dump-log counts)",
-                    s.index_entries, s.index_tail_entries, s.index_mismatches, s.dump_log_index_mismatches
+                    s.index_entries, s.index_tail_entries, s.data.index_mismatches, s.dump_log_index_mismatches
                 ),
                 FileKind::Log | FileKind::BatchCheckpoint => format!(
                     "{} batches, {} records, {} bytes, offsets {}, {} CRC failures, {} partial-tail bytes",
-                    s.batches,
-                    s.records,
-                    s.bytes,
+                    s.data.batches,
+                    s.data.records,
+                    s.data.bytes,
                     match (s.first_offset, s.last_offset) {
                         (Some(a), Some(b)) => format!("{a}..={b}"),
                         _ => "none".into(),
                     },
-                    s.crc_failures,
-                    s.partial_tail_bytes
+                    s.data.crc_failures,
+                    s.data.partial_tail_bytes
                 ),
-                _ => format!("{} entries", s.records),
+                _ => format!("{} entries", s.data.records),
             };
             out.line(&format!(
                 "== {}: {verdict}: {body}; {} problems ({} corrupt, {} partial, {} notes)",

@@ -167,7 +167,7 @@ pub fn run(opts: Options) -> i32 {
 fn totals_text(t: &Totals) -> String {
     format!(
         "{} partitions, {} segments, {} batches, {} records, {} bytes, {} CRC failures, {} index mismatches, {} offset gaps, {} corrupt, {} partial, {} notes, {} skipped",
-        t.partitions, t.segments, t.batches, t.records, t.bytes, t.crc_failures, t.index_mismatches, t.offset_gaps, t.corrupt, t.partial, t.notes, t.skipped
+        t.partitions, t.segments, t.data.batches, t.data.records, t.data.bytes, t.data.crc_failures, t.data.index_mismatches, t.data.offset_gaps, t.corrupt, t.partial, t.notes, t.skipped
     )
 }
 
@@ -234,12 +234,12 @@ fn text_report(l: &LogDirListing, r: &LogDirReport, out: &mut Out) {
         out.line(&format!(
             "  {name:<width$} {verdict:<7} segments {:>3}  batches {:>7}  records {:>9}  bytes {:>11}  crc-fail {}  idx-mismatch {}  gaps {}  offsets {}",
             t.segments,
-            t.batches,
-            t.records,
-            t.bytes,
-            t.crc_failures,
-            t.index_mismatches,
-            t.offset_gaps,
+            t.data.batches,
+            t.data.records,
+            t.data.bytes,
+            t.data.crc_failures,
+            t.data.index_mismatches,
+            t.data.offset_gaps,
             match (p.first_offset, p.last_offset) {
                 (Some(a), Some(b)) => format!("{a}..={b}"),
                 _ => "none".into(),

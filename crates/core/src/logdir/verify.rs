@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::check::{
-    check_file, check_segment, file_kind, Decoder, Event, FileKind, OpenError, Problem, RecordMode,
-    SegmentInput, SegmentStats, Severity, WalkOptions,
+    check_file, check_segment, file_kind, DataCounts, Decoder, Event, FileKind, OpenError, Problem,
+    RecordMode, SegmentInput, SegmentStats, Severity, WalkOptions,
 };
 use super::{LogDirListing, PartitionDir, Skipped};
 
@@ -39,23 +39,9 @@ pub struct Totals {
     pub partitions: u64,
     /// Segments (`.log` files).
     pub segments: u64,
-    /// Batches.
-    pub batches: u64,
-    /// Records.
-    pub records: u64,
-    /// Records of control batches (transaction markers, KRaft control records), included
-    /// in `records`.
-    pub control_records: u64,
-    /// Bytes of complete batches.
-    pub bytes: u64,
-    /// Batches whose CRC fails.
-    pub crc_failures: u64,
-    /// Real index mismatches (kafka-dump-log-only ones are notes, not counted).
-    pub index_mismatches: u64,
-    /// Offset gaps between consecutive batches or segments (information).
-    pub offset_gaps: u64,
-    /// Bytes of incomplete batches at segment ends.
-    pub partial_tail_bytes: u64,
+    /// What the segments held (offset gaps also count those between consecutive segments).
+    #[serde(flatten)]
+    pub data: DataCounts,
     /// Problems of severity corrupt.
     pub corrupt: u64,
     /// Problems of severity partial.
@@ -67,31 +53,11 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add_stats(&mut self, s: &SegmentStats) {
-        self.batches += s.batches;
-        self.records += s.records;
-        self.control_records += s.control_records;
-        self.bytes += s.bytes;
-        self.crc_failures += s.crc_failures;
-        self.index_mismatches += s.index_mismatches;
-        self.offset_gaps += s.offset_gaps;
-        self.partial_tail_bytes += s.partial_tail_bytes;
-    }
     /// Adds another total.
     pub fn add(&mut self, o: &Totals) {
         self.partitions += o.partitions;
         self.segments += o.segments;
-        self.add_stats(&SegmentStats {
-            batches: o.batches,
-            records: o.records,
-            control_records: o.control_records,
-            bytes: o.bytes,
-            crc_failures: o.crc_failures,
-            index_mismatches: o.index_mismatches,
-            offset_gaps: o.offset_gaps,
-            partial_tail_bytes: o.partial_tail_bytes,
-            ..SegmentStats::default()
-        });
+        self.data.add(&o.data);
         self.corrupt += o.corrupt;
         self.partial += o.partial;
         self.notes += o.notes;
@@ -343,7 +309,7 @@ pub fn verify_listing(
         .par_iter()
         .map(|j| {
             let r = run_job(j, opts);
-            progress(r.stats.bytes + r.stats.partial_tail_bytes);
+            progress(r.stats.data.bytes + r.stats.data.partial_tail_bytes);
             r
         })
         .collect();
@@ -382,7 +348,7 @@ pub fn verify_listing(
                 match (r.seg, r.kind) {
                     (Some(si), _) => {
                         rep.totals.segments += 1;
-                        rep.totals.add_stats(&r.stats);
+                        rep.totals.data.add(&r.stats.data);
                         if let Some(slot) = seg_stats.get_mut(pi).and_then(|v| v.get_mut(si)) {
                             *slot = Some(r.stats);
                         }
@@ -452,7 +418,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut P
                 .first_offset
                 .is_some_and(|f| f > prev_last.saturating_add(1))
             {
-                rep.totals.offset_gaps += 1;
+                rep.totals.data.offset_gaps += 1;
             }
         }
         if let Some(l) = st.last_offset {

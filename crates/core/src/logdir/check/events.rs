@@ -210,9 +210,10 @@ pub enum Event<'a> {
     Problem(&'a Problem),
 }
 
-/// What a walk over one file found.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SegmentStats {
+/// What the data of one or more files held, counted as it was read: the counters a walk
+/// over one file ([`SegmentStats`]) and the totals of a log dir (`verify::Totals`) share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DataCounts {
     /// Batches (or legacy entries) read.
     pub batches: u64,
     /// Records: decoded count in Count/Emit modes, else the shallow count.
@@ -224,15 +225,39 @@ pub struct SegmentStats {
     pub bytes: u64,
     /// Batches whose CRC does not match.
     pub crc_failures: u64,
-    /// Index entries that point to the wrong place (segvault's judgement; see module doc).
+    /// Index entries that point to the wrong place (segvault's judgement; see module doc;
+    /// kafka-dump-log-only mismatches are notes, not counted).
     pub index_mismatches: u64,
+    /// Bytes of incomplete batches at the end of segments.
+    pub partial_tail_bytes: u64,
+    /// Batches whose base offset is above the previous batch's last offset + 1 (within a
+    /// segment, or across segments).
+    pub offset_gaps: u64,
+}
+
+impl DataCounts {
+    /// Adds `other` to these.
+    pub fn add(&mut self, other: &DataCounts) {
+        self.batches += other.batches;
+        self.records += other.records;
+        self.control_records += other.control_records;
+        self.bytes += other.bytes;
+        self.crc_failures += other.crc_failures;
+        self.index_mismatches += other.index_mismatches;
+        self.partial_tail_bytes += other.partial_tail_bytes;
+        self.offset_gaps += other.offset_gaps;
+    }
+}
+
+/// What a walk over one file found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SegmentStats {
+    /// What the data held.
+    #[serde(flatten)]
+    pub data: DataCounts,
     /// Offset-index entries kafka-dump-log reports as "Index offset: X, log offset: Y"
     /// (real mismatches included).
     pub dump_log_index_mismatches: u64,
-    /// Bytes of an incomplete batch at the end.
-    pub partial_tail_bytes: u64,
-    /// Batches whose base offset is above the previous batch's last offset + 1.
-    pub offset_gaps: u64,
     /// First offset held: the first record's when records were decoded (compaction can
     /// remove a batch's first records), else the first batch's base offset.
     pub first_offset: Option<i64>,

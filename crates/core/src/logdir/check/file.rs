@@ -97,7 +97,7 @@ pub fn check_file(
     let mut stats = SegmentStats::default();
     let map = open(path)?;
     let data: &[u8] = &map;
-    stats.bytes = data.len() as u64;
+    stats.data.bytes = data.len() as u64;
     let mut out = Out {
         sink,
         file_stats: &mut stats,
@@ -123,7 +123,7 @@ pub fn check_file(
                         "timestamp": e.timestamp, "coordinator_epoch": e.coordinator_epoch, "current_txn_first_offset": e.current_txn_first_offset}),
                     );
                 }
-                out.file_stats.records = s.entries.len() as u64;
+                out.file_stats.data.records = s.entries.len() as u64;
             }
             Err(e) => corrupt(&mut out, e),
         },
@@ -135,7 +135,7 @@ pub fn check_file(
                         json!({"type": "checkpoint_entry", "file": file, "topic": e.topic, "partition": e.partition, "offset": e.offset}),
                     );
                 }
-                out.file_stats.records = v.len() as u64;
+                out.file_stats.data.records = v.len() as u64;
             }
             Err(e) => corrupt(&mut out, e),
         },
@@ -147,7 +147,7 @@ pub fn check_file(
                         json!({"type": "leader_epoch", "file": file, "epoch": e.epoch, "start_offset": e.start_offset}),
                     );
                 }
-                out.file_stats.records = v.len() as u64;
+                out.file_stats.data.records = v.len() as u64;
             }
             Err(e) => corrupt(&mut out, e),
         },

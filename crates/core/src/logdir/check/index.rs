@@ -110,7 +110,7 @@ impl<'a> OffsetIndexCheck<'a> {
                         // was copied before its index): nothing to judge.
                         return;
                     }
-                    out.file_stats.index_mismatches += 1;
+                    out.file_stats.data.index_mismatches += 1;
                     out.problem(
                         Problem::new(
                             &self.path,
@@ -124,7 +124,7 @@ impl<'a> OffsetIndexCheck<'a> {
                     );
                 }
                 _ => {
-                    out.file_stats.index_mismatches += 1;
+                    out.file_stats.data.index_mismatches += 1;
                     out.file_stats.dump_log_index_mismatches += 1;
                     out.problem(
                         Problem::new(
@@ -143,7 +143,7 @@ impl<'a> OffsetIndexCheck<'a> {
         }
         let first = st.first_last_offset.unwrap_or(-1);
         if !st.found {
-            out.file_stats.index_mismatches += 1;
+            out.file_stats.data.index_mismatches += 1;
             out.file_stats.dump_log_index_mismatches += 1;
             out.problem(
                 Problem::new(
@@ -208,7 +208,7 @@ impl TimeIndexCheck<'_> {
             let at = Some((j * 12) as u64);
             if let Some(p) = self.prev {
                 if e.timestamp < p.timestamp {
-                    out.file_stats.index_mismatches += 1;
+                    out.file_stats.data.index_mismatches += 1;
                     out.problem(
                         Problem::new(
                             &self.path,
@@ -233,7 +233,7 @@ impl TimeIndexCheck<'_> {
                 b.max_ts.map_or("none".into(), |t| t.to_string())
             );
             if !(contains && ts_ok) {
-                out.file_stats.index_mismatches += 1;
+                out.file_stats.data.index_mismatches += 1;
                 out.problem(
                     Problem::new(
                         &self.path,
@@ -271,7 +271,7 @@ impl TimeIndexCheck<'_> {
                 continue;
             }
             let off = self.idx.absolute(e.relative_offset);
-            out.file_stats.index_mismatches += 1;
+            out.file_stats.data.index_mismatches += 1;
             out.problem(
                 Problem::new(
                     &self.path,
@@ -398,7 +398,7 @@ impl<'a> OffsetIndexCheck<'a> {
             out.problem(p);
         }
         if let Err(e) = idx.check() {
-            out.file_stats.index_mismatches += 1;
+            out.file_stats.data.index_mismatches += 1;
             out.problem(Problem::from_format(path, Severity::Corrupt, &e).with_kind("index_order"));
         }
         OffsetIndexCheck {
@@ -553,7 +553,7 @@ impl AbortedTxns {
                 } else {
                     Severity::Corrupt
                 };
-                out.file_stats.index_mismatches += u64::from(sev == Severity::Corrupt);
+                out.file_stats.data.index_mismatches += u64::from(sev == Severity::Corrupt);
                 out.problem(
                     Problem::new(log, sev, "txn_index_missing", format!(
                         "expected the .txnindex to list the aborted transaction of producer {pid} whose ABORT marker is at offset {marker}, found {} (read_committed consumers would receive its records)",
@@ -576,7 +576,7 @@ impl AbortedTxns {
             } else {
                 Severity::Corrupt
             };
-            out.file_stats.index_mismatches += u64::from(sev == Severity::Corrupt);
+            out.file_stats.data.index_mismatches += u64::from(sev == Severity::Corrupt);
             let path = self.path.clone().unwrap_or_default();
             out.problem(
                 Problem::new(&path, sev, "txn_index_mismatch", format!(
@@ -697,7 +697,7 @@ mod tests {
             c.finish(300, Severity::Corrupt, out);
         });
         assert!(kinds.is_empty(), "{kinds:?}");
-        assert_eq!((stats.index_entries, stats.index_mismatches), (2, 0));
+        assert_eq!((stats.index_entries, stats.data.index_mismatches), (2, 0));
 
         // An entry whose offset is not the last of the append at its position, and one
         // pointing where no batch starts.
@@ -712,7 +712,7 @@ mod tests {
         });
         assert_eq!(kinds, ["index_mismatch", "index_position"]);
         assert_eq!(
-            (stats.index_mismatches, stats.dump_log_index_mismatches),
+            (stats.data.index_mismatches, stats.dump_log_index_mismatches),
             (2, 2)
         );
     }
@@ -730,7 +730,7 @@ mod tests {
         });
         assert_eq!(kinds, ["index_dump_log_mismatch"]);
         assert_eq!(
-            (stats.index_mismatches, stats.dump_log_index_mismatches),
+            (stats.data.index_mismatches, stats.dump_log_index_mismatches),
             (0, 1)
         );
     }
@@ -829,7 +829,7 @@ mod tests {
             a.finish(false, out);
         });
         assert_eq!(kinds, ["txn_index_missing", "txn_index_mismatch"]);
-        assert_eq!((stats.index_entries, stats.index_mismatches), (2, 2));
+        assert_eq!((stats.index_entries, stats.data.index_mismatches), (2, 2));
         // Without a .txnindex, an abort in the active segment is not judged.
         let (kinds, _) = collect(|out| {
             let mut a = AbortedTxns::read(None, false, out);

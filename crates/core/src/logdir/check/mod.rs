@@ -26,7 +26,7 @@ mod raw;
 mod records;
 mod segment;
 
-pub use events::{BatchLine, Event, IndexEntryLine, RecordView, SegmentStats};
+pub use events::{BatchLine, DataCounts, Event, IndexEntryLine, RecordView, SegmentStats};
 pub use file::{check_file, file_kind, FileKind};
 pub use internal::{decode, InternalRecord};
 pub use mapped::{open, OpenError};

@@ -194,14 +194,14 @@ impl SegmentWalk<'_, '_> {
         if self.opts.from_offset.is_some_and(|from| last < from) {
             return;
         }
-        out.file_stats.batches += 1;
-        out.file_stats.bytes += b.size() as u64;
+        out.file_stats.data.batches += 1;
+        out.file_stats.data.bytes += b.size() as u64;
         let line = BatchLine::new(file, pos, &b, crc_ok);
         if self.opts.emit_batches {
             out.emit(Event::Batch(&line));
         }
         if !line.crc_valid {
-            out.file_stats.crc_failures += 1;
+            out.file_stats.data.crc_failures += 1;
             if let Err(e) = b.verify_crc() {
                 out.problem(Problem::from_format(
                     file,
@@ -279,9 +279,9 @@ impl SegmentWalk<'_, '_> {
                 Err(p) => out.problem(p),
             }
         }
-        out.file_stats.records += counted;
+        out.file_stats.data.records += counted;
         if b.is_control() {
-            out.file_stats.control_records += counted;
+            out.file_stats.data.control_records += counted;
         }
         offsets
     }
@@ -317,7 +317,7 @@ impl SegmentWalk<'_, '_> {
                         )).at(Some(pos), Some(first)),
                     );
                 } else if first > pl.saturating_add(1) {
-                    out.file_stats.offset_gaps += 1;
+                    out.file_stats.data.offset_gaps += 1;
                 }
             }
             if out.file_stats.first_offset.is_none() {
@@ -427,7 +427,7 @@ impl SegmentWalk<'_, '_> {
                     );
                     Severity::Corrupt
                 } else {
-                    out.file_stats.partial_tail_bytes = bytes;
+                    out.file_stats.data.partial_tail_bytes = bytes;
                     let sev = if active {
                         Severity::Note
                     } else {
@@ -453,8 +453,8 @@ impl SegmentWalk<'_, '_> {
                     return Severity::Corrupt;
                 }
                 let bytes = (limit - tail_start) as u64;
-                out.file_stats.partial_tail_bytes = bytes;
-                let sev = if active && out.file_stats.batches > 0 {
+                out.file_stats.data.partial_tail_bytes = bytes;
+                let sev = if active && out.file_stats.data.batches > 0 {
                     Severity::Note
                 } else {
                     Severity::Partial
@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(format!("{sa:?}"), format!("{sb:?}"));
         assert_eq!(
-            (sa.batches, sa.records, sa.bytes),
+            (sa.data.batches, sa.data.records, sa.data.bytes),
             (300, 900, log.len() as u64)
         );
         assert_eq!((sa.first_offset, sa.last_offset), (Some(0), Some(899)));
@@ -551,8 +551,8 @@ mod tests {
                 p[0].contains("\"partial_tail\"") && p[0].contains(severity),
                 "{p:?}"
             );
-            assert_eq!(stats.batches, 2);
-            assert!(stats.partial_tail_bytes > 0);
+            assert_eq!(stats.data.batches, 2);
+            assert!(stats.data.partial_tail_bytes > 0);
         }
     }
 
@@ -572,7 +572,7 @@ mod tests {
         let p = problems(&events);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("\"index_position\""), "{p:?}");
-        assert_eq!((stats.index_entries, stats.index_mismatches), (2, 1));
+        assert_eq!((stats.index_entries, stats.data.index_mismatches), (2, 1));
 
         // As inspect seeks: the .index only to find where to start, not cross-checked.
         let mut seek = segment(dir.path(), &log, Some(&[(3, size), (7, 3 * size)]), false);
@@ -585,7 +585,7 @@ mod tests {
         let (events, stats) = walk(&seek, &from);
         assert!(problems(&events).is_empty(), "{events:?}");
         // Seeks to the entry below offset 5 (batch 1), then skips batch 1 (ends at 3).
-        assert_eq!(stats.batches, 2);
+        assert_eq!(stats.data.batches, 2);
         assert_eq!(stats.first_offset, Some(4));
     }
 }
