@@ -13,7 +13,7 @@ use segvault_core::logdir::check::{
     check_file, check_segment, file_kind, Decoder, Event, FileKind, Problem, RecordMode,
     RecordView, SegmentInput, SegmentStats, Severity, WalkOptions,
 };
-use segvault_format::names::{parse_file_name, FileName, SegmentFileKind};
+use segvault_core::logdir::{base_offset_of, is_active_segment, log_beside};
 
 pub const LONG_HELP: &str = "\
 Print what a Kafka file holds, checking it as it goes.
@@ -74,73 +74,6 @@ pub fn run(opts: Options) -> i32 {
     code
 }
 
-/// The segment's base offset, from a canonical or plain-digit file name.
-fn base_offset_of(path: &Path) -> Option<i64> {
-    let name = path.file_name()?.to_str()?;
-    match parse_file_name(name) {
-        FileName::Segment(s) => Some(s.offset),
-        _ => None,
-    }
-}
-
-/// The file name of `path`, lossily; empty if it has none.
-fn name_of(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Whether `log` is its directory's active segment: no `.log` with a higher base offset
-/// beside it. A file whose name has no offset counts as active (nothing says otherwise).
-fn is_active(log: &Path) -> bool {
-    use segvault_format::names::TransientSuffix;
-    let name = name_of(log);
-    // A segment renamed away (retention, cleaner) or a finished replacement: never appended to.
-    if let FileName::Segment(s) = parse_file_name(&name) {
-        if matches!(
-            s.suffix,
-            Some(TransientSuffix::Deleted | TransientSuffix::Swap)
-        ) {
-            return false;
-        }
-    }
-    let Some(base) = base_offset_of(log) else {
-        return true;
-    };
-    let Some(dir) = log.parent() else { return true };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return true;
-    };
-    !rd.flatten().any(|e| {
-        let n = e.file_name();
-        let n = n.to_string_lossy();
-        matches!(parse_file_name(&n), FileName::Segment(s) if s.kind == SegmentFileKind::Log && s.suffix.is_none() && s.offset > base)
-    })
-}
-
-/// The `.log` an index describes: the same base offset and the same transient suffix, if
-/// any (`X.timeindex.deleted` goes with `X.log.deleted`, renamed together), else `X.log`.
-fn log_beside(index: &Path) -> PathBuf {
-    let name = name_of(index);
-    if let FileName::Segment(s) = parse_file_name(&name) {
-        if let Some(suffix) = s.suffix {
-            let live = index.with_file_name(&name[..name.len() - suffix.as_str().len()]);
-            let renamed = live.with_extension(format!("log{}", suffix.as_str()));
-            return if renamed.is_file() {
-                renamed
-            } else {
-                live.with_extension("log")
-            };
-        }
-    }
-    index.with_extension("log")
-}
-
 fn error(path: &Path, message: &str, out: &mut Out, format: Format) -> i32 {
     eprintln!("segvault: {}: {message}", path.display());
     if format == Format::Json {
@@ -186,7 +119,7 @@ fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
                     index: None,
                     timeindex: None,
                     txnindex: None,
-                    active: is_log && is_active(path),
+                    active: is_log && is_active_segment(path),
                 };
                 let wo = WalkOptions {
                     records: if opts.records {
@@ -223,7 +156,7 @@ fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
                     index: None,
                     timeindex: None,
                     txnindex: None,
-                    active: has_log && is_active(&log),
+                    active: has_log && is_active_segment(&log),
                 };
                 match kind {
                     FileKind::Index => input.index = Some(path.to_path_buf()),

@@ -11,7 +11,10 @@
 //! still replace or rename them). [`check`] and [`verify`] read the contents.
 
 pub mod check;
+mod segment_file;
 pub mod verify;
+
+pub use segment_file::{base_offset_of, is_active_segment, log_beside};
 
 use std::collections::BTreeMap;
 use std::fmt;
