@@ -78,7 +78,7 @@ impl Totals {
 
 /// The verdict on one partition directory.
 #[derive(Debug, Clone, Serialize)]
-pub struct PartitionReport {
+pub struct VerifiedPartition {
     /// Topic.
     pub topic: String,
     /// Partition.
@@ -109,7 +109,7 @@ pub struct LogDirReport {
     /// The directory.
     pub path: PathBuf,
     /// Partitions, sorted.
-    pub partitions: Vec<PartitionReport>,
+    pub partitions: Vec<VerifiedPartition>,
     /// Problems of root files (meta.properties, checkpoints).
     pub problems: Vec<Problem>,
     /// What was skipped.
@@ -315,10 +315,10 @@ pub fn verify_listing(
         .collect();
 
     // Per partition: segment results in base-offset order.
-    let mut reports: Vec<PartitionReport> = listing
+    let mut reports: Vec<VerifiedPartition> = listing
         .partitions
         .iter()
-        .map(|p| PartitionReport {
+        .map(|p| VerifiedPartition {
             topic: p.topic.clone(),
             partition: p.partition,
             path: p.path.clone(),
@@ -397,7 +397,7 @@ pub fn verify_listing(
 }
 
 /// Checks that span the segments of a partition, and its metadata files.
-fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut PartitionReport) {
+fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut VerifiedPartition) {
     let mut extra = Vec::new();
     let mut prev: Option<(i64, &Path)> = None;
     for (s, st) in p.segments.iter().zip(segs) {
@@ -486,7 +486,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut P
     rep.problems.extend(extra);
 }
 
-fn root_checks(listing: &LogDirListing, reports: &[PartitionReport]) -> Vec<Problem> {
+fn root_checks(listing: &LogDirListing, reports: &[VerifiedPartition]) -> Vec<Problem> {
     let mut out = Vec::new();
     for u in &listing.unreadable {
         out.push(problem(
