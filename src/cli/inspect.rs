@@ -228,7 +228,7 @@ fn inspect_file(path: &Path, opts: &InspectArgs, out: &mut Out) -> i32 {
     };
     let stats = match result {
         Ok(s) => s,
-        Err(e) => return error(&e.path, &e.message, out, opts.format),
+        Err(e) => return error(e.path(), &e.detail().to_string(), out, opts.format),
     };
     summary(path, kind, &stats, filter_file.is_some(), opts.format, out);
     match worst {

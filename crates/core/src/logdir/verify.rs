@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::check::{
-    check_file, check_segment, file_kind, DataCounts, Decoder, Event, FileKind, OpenError, Problem,
+    check_file, check_segment, file_kind, DataCounts, Decoder, Event, FileKind, Problem,
     RecordMode, SegmentInput, SegmentStats, Severity, WalkOptions,
 };
 use super::{LogDirListing, PartitionDir, Skipped};
@@ -192,30 +192,26 @@ fn run_job(job: &Job<'_>, opts: VerifyOptions) -> JobResult {
         Ok(s) => s,
         // Listed by the scan, gone now: a live broker's retention or log cleaner renamed it
         // (to .deleted) in between. Not a fault of the log: said, not counted as corrupt.
-        Err(OpenError {
-            path,
-            message,
-            vanished: true,
-        }) => {
+        Err(e) if e.vanished() => {
             problems.push(Problem {
-                file: path,
+                file: e.path().to_path_buf(),
                 position: None,
                 offset: None,
                 severity: Severity::Note,
                 kind: "vanished",
-                message: format!("{message}: listed, then removed or renamed before it was read (a running broker's retention or log cleaner); not verified"),
+                message: format!("{}: listed, then removed or renamed before it was read (a running broker's retention or log cleaner); not verified", e.detail()),
             });
             SegmentStats::default()
         }
         // Listed by the scan but unreadable now: no permission, or not a regular file.
-        Err(OpenError { path, message, .. }) => {
+        Err(e) => {
             problems.push(Problem {
-                file: path,
+                file: e.path().to_path_buf(),
                 position: None,
                 offset: None,
                 severity: Severity::Corrupt,
                 kind: "unreadable",
-                message,
+                message: e.detail().to_string(),
             });
             SegmentStats::default()
         }

@@ -10,8 +10,9 @@ use segvault_format::snapshot::parse_producer_snapshot;
 use segvault_format::FormatError;
 
 use super::events::{Event, Out, SegmentStats};
-use super::mapped::{intact, open, OpenError};
+use super::mapped::{intact, open};
 use super::problem::{Problem, Severity};
+use crate::logdir::Error;
 
 /// What kind of file a path is, by name (and, for `.checkpoint`, by directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +94,7 @@ pub fn check_file(
     kind: FileKind,
     emit: bool,
     sink: &mut dyn FnMut(Event<'_>),
-) -> Result<SegmentStats, OpenError> {
+) -> Result<SegmentStats, Error> {
     let mut stats = SegmentStats::default();
     let map = open(path)?;
     let data: &[u8] = &map;

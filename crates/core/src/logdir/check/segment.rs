@@ -8,12 +8,13 @@ use segvault_format::Limits;
 
 use super::events::{BatchLine, Event, Out, SegmentStats};
 use super::index::{seek_position, AbortedTxns, OffsetIndexCheck, Span, TimeIndexCheck};
-use super::mapped::{intact, open, OpenError};
+use super::mapped::{intact, open};
 use super::options::{RecordMode, SegmentInput, WalkOptions};
 use super::pipeline::walk_entries;
 use super::problem::{Problem, Severity};
 use super::raw::{length_field_corrupted, read_i64};
 use super::records::walk_records;
+use crate::logdir::Error;
 
 /// The files of a segment, mapped (the `.log` unless only its indexes are read).
 struct SegmentMaps {
@@ -24,7 +25,7 @@ struct SegmentMaps {
 }
 
 impl SegmentMaps {
-    fn open(input: &SegmentInput, index_only: bool) -> Result<SegmentMaps, OpenError> {
+    fn open(input: &SegmentInput, index_only: bool) -> Result<SegmentMaps, Error> {
         let log = if index_only {
             None
         } else {
@@ -42,7 +43,7 @@ impl SegmentMaps {
     }
 
     /// An error if a file was truncated while read: what was checked was not the file.
-    fn intact(&self, input: &SegmentInput) -> Result<(), OpenError> {
+    fn intact(&self, input: &SegmentInput) -> Result<(), Error> {
         if let Some(m) = &self.log {
             intact(&input.log, m)?;
         }
@@ -65,7 +66,7 @@ pub fn check_segment(
     input: &SegmentInput,
     opts: &WalkOptions,
     sink: &mut dyn FnMut(Event<'_>),
-) -> Result<SegmentStats, OpenError> {
+) -> Result<SegmentStats, Error> {
     let mut stats = SegmentStats::default();
     let maps = SegmentMaps::open(input, opts.index_only)?;
     let mut out = Out {
