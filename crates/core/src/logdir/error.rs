@@ -49,8 +49,8 @@ pub enum Error {
         #[source]
         source: FormatError,
     },
-    /// A file to check cannot be opened and mapped (it may have vanished: see
-    /// [`Error::vanished`]).
+    /// A file to check cannot be opened and mapped (`NotFound`: it vanished, e.g. renamed by
+    /// the broker's retention or log cleaner after it was listed).
     #[error("{}: {}", path.display(), self.detail())]
     Unreadable {
         /// The file.
@@ -90,7 +90,7 @@ impl Error {
 
     /// The file to check does not exist (any more): on a live broker, retention or the log
     /// cleaner renamed it after it was listed.
-    pub fn vanished(&self) -> bool {
+    pub(crate) fn vanished(&self) -> bool {
         matches!(self, Error::Unreadable { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 }

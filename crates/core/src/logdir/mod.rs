@@ -187,7 +187,7 @@ pub struct LogDirListing {
 
 impl LogDirListing {
     /// Every skipped entry, root-level and inside partitions (transient files, orphans).
-    pub fn all_skipped(&self) -> impl Iterator<Item = &Skipped> {
+    pub(crate) fn all_skipped(&self) -> impl Iterator<Item = &Skipped> {
         self.skipped.iter().chain(
             self.partitions
                 .iter()

@@ -237,7 +237,7 @@ pub struct DataCounts {
 
 impl DataCounts {
     /// Adds `other` to these.
-    pub fn add(&mut self, other: &DataCounts) {
+    pub(crate) fn add(&mut self, other: &DataCounts) {
         self.batches += other.batches;
         self.records += other.records;
         self.control_records += other.control_records;

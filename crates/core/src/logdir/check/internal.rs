@@ -57,7 +57,7 @@ pub enum InternalRecord<'a> {
 }
 
 /// Decodes an internal-topic record's key and value (`None` for plain topics).
-pub fn decode<'a>(
+pub(super) fn decode<'a>(
     decoder: Decoder,
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,

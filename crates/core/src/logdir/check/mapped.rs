@@ -8,7 +8,7 @@ use segvault_format::mapped::MappedFile;
 use crate::logdir::Error;
 
 /// Maps a file; only a regular file (`MappedFile::open` checks the opened file).
-pub fn open(path: &Path) -> Result<MappedFile, Error> {
+pub(super) fn open(path: &Path) -> Result<MappedFile, Error> {
     crate::sys::map(&path).map_err(|source| Error::Unreadable {
         path: path.to_path_buf(),
         source,

@@ -28,8 +28,7 @@ mod segment;
 
 pub use events::{BatchLine, DataCounts, Event, IndexEntryLine, RecordView, SegmentStats};
 pub use file::{check_file, file_kind, FileKind};
-pub use internal::{decode, InternalRecord};
-pub use mapped::open;
+pub use internal::InternalRecord;
 pub use options::{Decoder, RecordMode, SegmentInput, WalkOptions};
 pub(crate) use problem::lossy_path;
 pub use problem::{Problem, Severity};

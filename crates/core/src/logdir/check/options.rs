@@ -17,7 +17,7 @@ pub enum Decoder {
 
 impl Decoder {
     /// The decoder for a topic name.
-    pub fn for_topic(topic: &str) -> Decoder {
+    pub(crate) fn for_topic(topic: &str) -> Decoder {
         match topic {
             "__consumer_offsets" => Decoder::ConsumerOffsets,
             "__transaction_state" => Decoder::TransactionState,

@@ -23,14 +23,6 @@ impl Severity {
     pub fn is_failure(self) -> bool {
         self != Severity::Note
     }
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Note => "note",
-            Severity::Partial => "partial",
-            Severity::Corrupt => "corrupt",
-        }
-    }
 }
 
 /// Serializes a path as text, replacing bytes that are not UTF-8 (serde's own `Path`
@@ -82,7 +74,7 @@ impl Problem {
         self
     }
     /// From a format error: kind, position and offset come from the error.
-    pub fn from_format(file: &Path, severity: Severity, e: &FormatError) -> Problem {
+    pub(crate) fn from_format(file: &Path, severity: Severity, e: &FormatError) -> Problem {
         Problem::new(file, severity, kind_name(e.kind), e.to_string())
             .at(Some(e.position()), e.offset)
     }
