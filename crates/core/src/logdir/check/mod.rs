@@ -25,6 +25,7 @@ mod problem;
 mod raw;
 mod records;
 mod segment;
+mod txn;
 
 pub use events::{BatchLine, DataCounts, Event, IndexEntryLine, RecordView, SegmentStats};
 pub use file::{check_file, file_kind, FileKind};

@@ -7,13 +7,14 @@ use segvault_format::segment::{log_entries, Batch, SegmentEnd};
 use segvault_format::Limits;
 
 use super::events::{BatchLine, Event, Out, SegmentStats};
-use super::index::{seek_position, AbortedTxns, OffsetIndexCheck, Span, TimeIndexCheck};
+use super::index::{seek_position, OffsetIndexCheck, Span, TimeIndexCheck};
 use super::mapped::{intact, open};
 use super::options::{RecordMode, SegmentInput, WalkOptions};
 use super::pipeline::walk_entries;
 use super::problem::{Problem, Severity};
 use super::raw::{length_field_corrupted, read_i64};
 use super::records::walk_records;
+use super::txn::AbortedTxns;
 use crate::logdir::Error;
 
 /// The files of a segment, mapped (the `.log` unless only its indexes are read).
