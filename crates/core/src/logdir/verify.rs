@@ -236,13 +236,9 @@ fn problem(file: &Path, severity: Severity, kind: &'static str, message: String)
     }
 }
 
-/// Verifies a scanned log directory. `progress` is called with the bytes of each file as
-/// it is done (from worker threads).
-pub fn verify_listing(
-    listing: &LogDirListing,
-    opts: VerifyOptions,
-    progress: &(dyn Fn(u64) + Sync),
-) -> LogDirReport {
+/// The files of a listing to check, each a job for the thread pool: every segment, producer
+/// and KRaft snapshot, `quorum-state`, and the root files read as batches or text.
+fn jobs(listing: &LogDirListing) -> Vec<Job<'_>> {
     let mut jobs: Vec<Job<'_>> = Vec::new();
     for (pi, p) in listing.partitions.iter().enumerate() {
         let n = p.segments.len();
@@ -301,6 +297,17 @@ pub fn verify_listing(
             });
         }
     }
+    jobs
+}
+
+/// Verifies a scanned log directory. `progress` is called with the bytes of each file as
+/// it is done (from worker threads).
+pub fn verify_listing(
+    listing: &LogDirListing,
+    opts: VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> LogDirReport {
+    let jobs = jobs(listing);
     let results: Vec<JobResult> = jobs
         .par_iter()
         .map(|j| {
@@ -365,12 +372,7 @@ pub fn verify_listing(
     {
         partition_checks(p, &seg_stats[pi], rep);
         for pr in &rep.problems {
-            let sev = pr.severity;
-            match sev {
-                Severity::Corrupt => rep.totals.corrupt += 1,
-                Severity::Partial => rep.totals.partial += 1,
-                Severity::Note => rep.totals.notes += 1,
-            }
+            rep.totals.count(pr);
         }
         rep.totals.skipped = (p.transient.len() + p.orphans.len()) as u64;
     }
