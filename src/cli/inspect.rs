@@ -7,12 +7,13 @@ use serde_json::{json, Value};
 use serde::Serialize;
 
 use super::output::{push_escaped, push_payload_text, JsonPayload, Out};
+use super::render::{control_json, internal_json};
 use super::{Format, Payload, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
-use segvault_format::names::{parse_file_name, FileName, SegmentFileKind};
 use segvault_core::logdir::check::{
     check_file, check_segment, file_kind, Decoder, Event, FileKind, Problem, RecordMode,
     RecordView, SegmentInput, SegmentStats, Severity, WalkOptions,
 };
+use segvault_core::logdir::{base_offset_of, is_active_segment, log_beside};
 
 pub const LONG_HELP: &str = "\
 Print what a Kafka file holds, checking it as it goes.
@@ -48,16 +49,37 @@ leader_epoch, partition_metadata, meta_properties, quorum_state, clean_shutdown.
 
 Exit codes: 0 clean (notes only), 1 corrupt or partial data found, 2 usage or I/O error.";
 
-pub struct Options {
+/// The arguments of `segvault inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Go down to every record (decompressing; legacy wrapper messages expanded).
+    #[arg(long)]
     pub records: bool,
+    /// How to show keys and values (with --records).
+    #[arg(long, value_enum, default_value_t = Payload::Utf8)]
     pub payload: Payload,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Stop reading a .log after this many bytes (like kafka-dump-log --max-bytes).
+    #[arg(long, value_name = "N")]
     pub max_bytes: Option<u64>,
+    /// Skip batches whose last offset is below N (seeks with the segment's .index).
+    #[arg(long, value_name = "N")]
     pub from_offset: Option<i64>,
+    /// Files to inspect: .log, .index, .timeindex, .txnindex, .snapshot, KRaft .checkpoint,
+    /// bootstrap.checkpoint, offset checkpoints, leader-epoch-checkpoint, partition.metadata,
+    /// meta.properties, quorum-state, .kafka_cleanshutdown.
+    #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(opts: Options) -> i32 {
+/// Kept for src/cli/mod.rs until the integrator's merge (it then takes `InspectArgs` as the
+/// subcommand's arguments and passes them to [`run`] as they are).
+#[doc(hidden)]
+pub type Options = InspectArgs;
+
+pub fn run(opts: InspectArgs) -> i32 {
     let mut out = Out::new();
     let mut code = EXIT_OK;
     for f in &opts.files {
@@ -73,73 +95,6 @@ pub fn run(opts: Options) -> i32 {
     code
 }
 
-/// The segment's base offset, from a canonical or plain-digit file name.
-fn base_offset_of(path: &Path) -> Option<i64> {
-    let name = path.file_name()?.to_str()?;
-    match parse_file_name(name) {
-        FileName::Segment(s) => Some(s.offset),
-        _ => None,
-    }
-}
-
-/// The file name of `path`, lossily; empty if it has none.
-fn name_of(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Whether `log` is its directory's active segment: no `.log` with a higher base offset
-/// beside it. A file whose name has no offset counts as active (nothing says otherwise).
-fn is_active(log: &Path) -> bool {
-    use segvault_format::names::TransientSuffix;
-    let name = name_of(log);
-    // A segment renamed away (retention, cleaner) or a finished replacement: never appended to.
-    if let FileName::Segment(s) = parse_file_name(&name) {
-        if matches!(
-            s.suffix,
-            Some(TransientSuffix::Deleted | TransientSuffix::Swap)
-        ) {
-            return false;
-        }
-    }
-    let Some(base) = base_offset_of(log) else {
-        return true;
-    };
-    let Some(dir) = log.parent() else { return true };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return true;
-    };
-    !rd.flatten().any(|e| {
-        let n = e.file_name();
-        let n = n.to_string_lossy();
-        matches!(parse_file_name(&n), FileName::Segment(s) if s.kind == SegmentFileKind::Log && s.suffix.is_none() && s.offset > base)
-    })
-}
-
-/// The `.log` an index describes: the same base offset and the same transient suffix, if
-/// any (`X.timeindex.deleted` goes with `X.log.deleted`, renamed together), else `X.log`.
-fn log_beside(index: &Path) -> PathBuf {
-    let name = name_of(index);
-    if let FileName::Segment(s) = parse_file_name(&name) {
-        if let Some(suffix) = s.suffix {
-            let live = index.with_file_name(&name[..name.len() - suffix.as_str().len()]);
-            let renamed = live.with_extension(format!("log{}", suffix.as_str()));
-            return if renamed.is_file() {
-                renamed
-            } else {
-                live.with_extension("log")
-            };
-        }
-    }
-    index.with_extension("log")
-}
-
 fn error(path: &Path, message: &str, out: &mut Out, format: Format) -> i32 {
     eprintln!("segvault: {}: {message}", path.display());
     if format == Format::Json {
@@ -151,7 +106,7 @@ fn error(path: &Path, message: &str, out: &mut Out, format: Format) -> i32 {
     EXIT_ERROR
 }
 
-fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
+fn inspect_file(path: &Path, opts: &InspectArgs, out: &mut Out) -> i32 {
     match std::fs::metadata(path) {
         Err(e) => return error(path, &format!("cannot read: {e}"), out, opts.format),
         Ok(m) if m.is_dir() => {
@@ -185,7 +140,7 @@ fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
                     index: None,
                     timeindex: None,
                     txnindex: None,
-                    active: is_log && is_active(path),
+                    active: is_log && is_active_segment(path),
                 };
                 let wo = WalkOptions {
                     records: if opts.records {
@@ -222,7 +177,7 @@ fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
                     index: None,
                     timeindex: None,
                     txnindex: None,
-                    active: has_log && is_active(&log),
+                    active: has_log && is_active_segment(&log),
                 };
                 match kind {
                     FileKind::Index => input.index = Some(path.to_path_buf()),
@@ -273,7 +228,7 @@ fn inspect_file(path: &Path, opts: &Options, out: &mut Out) -> i32 {
     };
     let stats = match result {
         Ok(s) => s,
-        Err(e) => return error(&e.path, &e.message, out, opts.format),
+        Err(e) => return error(e.path(), &e.detail().to_string(), out, opts.format),
     };
     summary(path, kind, &stats, filter_file.is_some(), opts.format, out);
     match worst {
@@ -294,20 +249,25 @@ fn summary(
     let (batches, records, bytes, crc) = if index {
         (0, 0, size, 0)
     } else {
-        (s.batches, s.records, s.bytes, s.crc_failures)
+        (
+            s.data.batches,
+            s.data.records,
+            s.data.bytes,
+            s.data.crc_failures,
+        )
     };
     match format {
         Format::Json => {
             let v = json!({
                 "file": path.to_string_lossy(), "batches": batches, "records": records, "bytes": bytes,
-                "crc_failures": crc, "index_mismatches": s.index_mismatches,
-                "partial_tail_bytes": s.partial_tail_bytes, "problems": s.problems(),
+                "crc_failures": crc, "index_mismatches": s.data.index_mismatches,
+                "partial_tail_bytes": s.data.partial_tail_bytes, "problems": s.problems(),
                 "corrupt": s.corrupt, "partial": s.partial, "notes": s.notes,
                 "dump_log_index_mismatches": s.dump_log_index_mismatches,
                 "index_entries": s.index_entries, "index_tail_entries": s.index_tail_entries,
                 "first_offset": if index { None } else { s.first_offset },
                 "last_offset": if index { None } else { s.last_offset },
-                "offset_gaps": if index { 0 } else { s.offset_gaps },
+                "offset_gaps": if index { 0 } else { s.data.offset_gaps },
             });
             out.json("summary", &v);
         }
@@ -322,21 +282,21 @@ fn summary(
             let body = match kind {
                 FileKind::Index | FileKind::TimeIndex | FileKind::TxnIndex => format!(
                     "{} entries, {} preallocated zero entries, {} index mismatches ({} as kafka-dump-log counts)",
-                    s.index_entries, s.index_tail_entries, s.index_mismatches, s.dump_log_index_mismatches
+                    s.index_entries, s.index_tail_entries, s.data.index_mismatches, s.dump_log_index_mismatches
                 ),
                 FileKind::Log | FileKind::BatchCheckpoint => format!(
                     "{} batches, {} records, {} bytes, offsets {}, {} CRC failures, {} partial-tail bytes",
-                    s.batches,
-                    s.records,
-                    s.bytes,
+                    s.data.batches,
+                    s.data.records,
+                    s.data.bytes,
                     match (s.first_offset, s.last_offset) {
                         (Some(a), Some(b)) => format!("{a}..={b}"),
                         _ => "none".into(),
                     },
-                    s.crc_failures,
-                    s.partial_tail_bytes
+                    s.data.crc_failures,
+                    s.data.partial_tail_bytes
                 ),
-                _ => format!("{} entries", s.records),
+                _ => format!("{} entries", s.data.records),
             };
             out.line(&format!(
                 "== {}: {verdict}: {body}; {} problems ({} corrupt, {} partial, {} notes)",
@@ -377,8 +337,8 @@ struct RecordJson<'a> {
     #[serde(rename = "type")]
     ty: &'static str,
     batch_position: u64,
-    control: &'a Option<Value>,
-    decoded: &'a Option<Value>,
+    control: Option<Value>,
+    decoded: Option<Value>,
     file: &'a Path,
     headers: HeadersJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -420,8 +380,8 @@ fn record_json<'a>(r: &'a RecordView<'a>, mode: Payload) -> RecordJson<'a> {
     RecordJson {
         ty: "record",
         batch_position: r.batch_position,
-        control: &r.control,
-        decoded: &r.decoded,
+        control: r.control.as_ref().map(control_json),
+        decoded: r.decoded.as_ref().map(internal_json),
         file: r.file,
         headers: HeadersJson {
             headers: &r.headers,
@@ -505,10 +465,10 @@ fn record_text(r: &RecordView<'_>, mode: Payload, buf: &mut Vec<u8>) {
     // Writing JSON to a Vec cannot fail (a Value always serializes).
     if let Some(c) = &r.control {
         buf.extend_from_slice(b" control: ");
-        let _ = serde_json::to_writer(&mut *buf, c);
+        let _ = serde_json::to_writer(&mut *buf, &control_json(c));
     } else if let Some(d) = &r.decoded {
         buf.extend_from_slice(b" decoded: ");
-        let _ = serde_json::to_writer(&mut *buf, d);
+        let _ = serde_json::to_writer(&mut *buf, &internal_json(d));
     }
     if mode != Payload::None && r.control.is_none() {
         buf.extend_from_slice(b" key: ");

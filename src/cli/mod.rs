@@ -11,6 +11,7 @@ mod agent;
 mod archive;
 mod inspect;
 mod output;
+mod render;
 mod restore;
 mod verify;
 

@@ -49,13 +49,27 @@ total (last).
 
 Exit codes: 0 clean (notes only), 1 corrupt or partial data found, 2 usage or I/O error.";
 
-pub struct Options {
+/// The arguments of `segvault verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Check batch headers and CRCs only; do not decompress and validate every record
+    /// (record counts are then the batch headers' counts, legacy wrappers count 1).
+    #[arg(long)]
     pub shallow: bool,
+    /// Broker log directories (each a `log.dirs` entry holding <topic>-<partition> dirs).
+    #[arg(required = true, value_name = "LOGDIR")]
     pub log_dirs: Vec<PathBuf>,
 }
 
-pub fn run(opts: Options) -> i32 {
+/// Kept for src/cli/mod.rs until the integrator's merge (it then takes `VerifyArgs` as the
+/// subcommand's arguments and passes them to [`run`] as they are).
+#[doc(hidden)]
+pub type Options = VerifyArgs;
+
+pub fn run(opts: VerifyArgs) -> i32 {
     let mut out = Out::new();
     let mut code = EXIT_OK;
     // Scan everything first (cheap), so the progress bar knows the total.
@@ -167,7 +181,7 @@ pub fn run(opts: Options) -> i32 {
 fn totals_text(t: &Totals) -> String {
     format!(
         "{} partitions, {} segments, {} batches, {} records, {} bytes, {} CRC failures, {} index mismatches, {} offset gaps, {} corrupt, {} partial, {} notes, {} skipped",
-        t.partitions, t.segments, t.batches, t.records, t.bytes, t.crc_failures, t.index_mismatches, t.offset_gaps, t.corrupt, t.partial, t.notes, t.skipped
+        t.partitions, t.segments, t.data.batches, t.data.records, t.data.bytes, t.data.crc_failures, t.data.index_mismatches, t.data.offset_gaps, t.corrupt, t.partial, t.notes, t.skipped
     )
 }
 
@@ -234,12 +248,12 @@ fn text_report(l: &LogDirListing, r: &LogDirReport, out: &mut Out) {
         out.line(&format!(
             "  {name:<width$} {verdict:<7} segments {:>3}  batches {:>7}  records {:>9}  bytes {:>11}  crc-fail {}  idx-mismatch {}  gaps {}  offsets {}",
             t.segments,
-            t.batches,
-            t.records,
-            t.bytes,
-            t.crc_failures,
-            t.index_mismatches,
-            t.offset_gaps,
+            t.data.batches,
+            t.data.records,
+            t.data.bytes,
+            t.data.crc_failures,
+            t.data.index_mismatches,
+            t.data.offset_gaps,
             match (p.first_offset, p.last_offset) {
                 (Some(a), Some(b)) => format!("{a}..={b}"),
                 _ => "none".into(),

@@ -11,10 +11,16 @@
 //! still replace or rename them). [`check`] and [`verify`] read the contents.
 
 pub mod check;
+mod error;
+mod segment_file;
 pub mod verify;
 
+pub use error::{Error, Result};
+pub use segment_file::{base_offset_of, is_active_segment, log_beside};
+
+use error::io_err;
+
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -30,62 +36,6 @@ use segvault_format::FormatError;
 /// Root files and partition files are tiny; anything larger than this under a fixed name is
 /// not what the broker wrote, and is reported rather than read into memory.
 const MAX_TEXT_FILE: u64 = 64 << 20;
-
-/// An error of the log directory layer: names the path and what was expected there.
-#[derive(Debug)]
-pub enum Error {
-    /// A file system operation failed.
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// What we were doing / expecting.
-        expected: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The path exists but is not what it must be.
-    NotALogDir {
-        /// The path.
-        path: PathBuf,
-        /// What was expected and found.
-        message: String,
-    },
-    /// A small metadata file does not parse.
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// The parser's error (position and expectation).
-        source: FormatError,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Io {
-                path,
-                expected,
-                source,
-            } => write!(f, "{}: {expected}: {source}", path.display()),
-            Error::NotALogDir { path, message } => write!(f, "{}: {message}", path.display()),
-            Error::Format { path, source } => write!(f, "{}: {source}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// Result alias of this module.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn io_err<'a>(path: &'a Path, expected: &str) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    let expected = expected.to_string();
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        expected,
-        source,
-    }
-}
 
 /// A topic partition, as named in checkpoints and directory names.
 pub type TopicPartition = (String, i32);
@@ -237,7 +187,7 @@ pub struct LogDirListing {
 
 impl LogDirListing {
     /// Every skipped entry, root-level and inside partitions (transient files, orphans).
-    pub fn all_skipped(&self) -> impl Iterator<Item = &Skipped> {
+    pub(crate) fn all_skipped(&self) -> impl Iterator<Item = &Skipped> {
         self.skipped.iter().chain(
             self.partitions
                 .iter()
@@ -248,9 +198,9 @@ impl LogDirListing {
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
     segvault_format::mapped::read_regular(path, MAX_TEXT_FILE).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidData => Error::NotALogDir {
+        std::io::ErrorKind::InvalidData => Error::Unexpected {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source: e,
         },
         _ => io_err(path, "a readable regular file")(e),
     })
@@ -290,7 +240,7 @@ pub fn scan(path: impl AsRef<Path>) -> Result<LogDirListing> {
     if !md.is_dir() {
         return Err(Error::NotALogDir {
             path: path.to_path_buf(),
-            message: "expected a broker log directory, found a file".into(),
+            message: "expected a broker log directory, found a file",
         });
     }
     let mut listing = LogDirListing {

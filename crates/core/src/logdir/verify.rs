@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::check::{
-    check_file, check_segment, file_kind, Decoder, Event, FileKind, OpenError, Problem, RecordMode,
-    SegmentInput, SegmentStats, Severity, WalkOptions,
+    check_file, check_segment, file_kind, DataCounts, Decoder, Event, FileKind, Problem,
+    RecordMode, SegmentInput, SegmentStats, Severity, WalkOptions,
 };
 use super::{LogDirListing, PartitionDir, Skipped};
 
@@ -39,23 +39,9 @@ pub struct Totals {
     pub partitions: u64,
     /// Segments (`.log` files).
     pub segments: u64,
-    /// Batches.
-    pub batches: u64,
-    /// Records.
-    pub records: u64,
-    /// Records of control batches (transaction markers, KRaft control records), included
-    /// in `records`.
-    pub control_records: u64,
-    /// Bytes of complete batches.
-    pub bytes: u64,
-    /// Batches whose CRC fails.
-    pub crc_failures: u64,
-    /// Real index mismatches (kafka-dump-log-only ones are notes, not counted).
-    pub index_mismatches: u64,
-    /// Offset gaps between consecutive batches or segments (information).
-    pub offset_gaps: u64,
-    /// Bytes of incomplete batches at segment ends.
-    pub partial_tail_bytes: u64,
+    /// What the segments held (offset gaps also count those between consecutive segments).
+    #[serde(flatten)]
+    pub data: DataCounts,
     /// Problems of severity corrupt.
     pub corrupt: u64,
     /// Problems of severity partial.
@@ -67,31 +53,11 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add_stats(&mut self, s: &SegmentStats) {
-        self.batches += s.batches;
-        self.records += s.records;
-        self.control_records += s.control_records;
-        self.bytes += s.bytes;
-        self.crc_failures += s.crc_failures;
-        self.index_mismatches += s.index_mismatches;
-        self.offset_gaps += s.offset_gaps;
-        self.partial_tail_bytes += s.partial_tail_bytes;
-    }
     /// Adds another total.
     pub fn add(&mut self, o: &Totals) {
         self.partitions += o.partitions;
         self.segments += o.segments;
-        self.add_stats(&SegmentStats {
-            batches: o.batches,
-            records: o.records,
-            control_records: o.control_records,
-            bytes: o.bytes,
-            crc_failures: o.crc_failures,
-            index_mismatches: o.index_mismatches,
-            offset_gaps: o.offset_gaps,
-            partial_tail_bytes: o.partial_tail_bytes,
-            ..SegmentStats::default()
-        });
+        self.data.add(&o.data);
         self.corrupt += o.corrupt;
         self.partial += o.partial;
         self.notes += o.notes;
@@ -112,7 +78,7 @@ impl Totals {
 
 /// The verdict on one partition directory.
 #[derive(Debug, Clone, Serialize)]
-pub struct PartitionReport {
+pub struct VerifiedPartition {
     /// Topic.
     pub topic: String,
     /// Partition.
@@ -143,7 +109,7 @@ pub struct LogDirReport {
     /// The directory.
     pub path: PathBuf,
     /// Partitions, sorted.
-    pub partitions: Vec<PartitionReport>,
+    pub partitions: Vec<VerifiedPartition>,
     /// Problems of root files (meta.properties, checkpoints).
     pub problems: Vec<Problem>,
     /// What was skipped.
@@ -226,30 +192,26 @@ fn run_job(job: &Job<'_>, opts: VerifyOptions) -> JobResult {
         Ok(s) => s,
         // Listed by the scan, gone now: a live broker's retention or log cleaner renamed it
         // (to .deleted) in between. Not a fault of the log: said, not counted as corrupt.
-        Err(OpenError {
-            path,
-            message,
-            vanished: true,
-        }) => {
+        Err(e) if e.vanished() => {
             problems.push(Problem {
-                file: path,
+                file: e.path().to_path_buf(),
                 position: None,
                 offset: None,
                 severity: Severity::Note,
                 kind: "vanished",
-                message: format!("{message}: listed, then removed or renamed before it was read (a running broker's retention or log cleaner); not verified"),
+                message: format!("{}: listed, then removed or renamed before it was read (a running broker's retention or log cleaner); not verified", e.detail()),
             });
             SegmentStats::default()
         }
         // Listed by the scan but unreadable now: no permission, or not a regular file.
-        Err(OpenError { path, message, .. }) => {
+        Err(e) => {
             problems.push(Problem {
-                file: path,
+                file: e.path().to_path_buf(),
                 position: None,
                 offset: None,
                 severity: Severity::Corrupt,
                 kind: "unreadable",
-                message,
+                message: e.detail().to_string(),
             });
             SegmentStats::default()
         }
@@ -274,13 +236,9 @@ fn problem(file: &Path, severity: Severity, kind: &'static str, message: String)
     }
 }
 
-/// Verifies a scanned log directory. `progress` is called with the bytes of each file as
-/// it is done (from worker threads).
-pub fn verify_listing(
-    listing: &LogDirListing,
-    opts: VerifyOptions,
-    progress: &(dyn Fn(u64) + Sync),
-) -> LogDirReport {
+/// The files of a listing to check, each a job for the thread pool: every segment, producer
+/// and KRaft snapshot, `quorum-state`, and the root files read as batches or text.
+fn jobs(listing: &LogDirListing) -> Vec<Job<'_>> {
     let mut jobs: Vec<Job<'_>> = Vec::new();
     for (pi, p) in listing.partitions.iter().enumerate() {
         let n = p.segments.len();
@@ -339,20 +297,31 @@ pub fn verify_listing(
             });
         }
     }
+    jobs
+}
+
+/// Verifies a scanned log directory. `progress` is called with the bytes of each file as
+/// it is done (from worker threads).
+pub fn verify_listing(
+    listing: &LogDirListing,
+    opts: VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> LogDirReport {
+    let jobs = jobs(listing);
     let results: Vec<JobResult> = jobs
         .par_iter()
         .map(|j| {
             let r = run_job(j, opts);
-            progress(r.stats.bytes + r.stats.partial_tail_bytes);
+            progress(r.stats.data.bytes + r.stats.data.partial_tail_bytes);
             r
         })
         .collect();
 
     // Per partition: segment results in base-offset order.
-    let mut reports: Vec<PartitionReport> = listing
+    let mut reports: Vec<VerifiedPartition> = listing
         .partitions
         .iter()
-        .map(|p| PartitionReport {
+        .map(|p| VerifiedPartition {
             topic: p.topic.clone(),
             partition: p.partition,
             path: p.path.clone(),
@@ -382,7 +351,7 @@ pub fn verify_listing(
                 match (r.seg, r.kind) {
                     (Some(si), _) => {
                         rep.totals.segments += 1;
-                        rep.totals.add_stats(&r.stats);
+                        rep.totals.data.add(&r.stats.data);
                         if let Some(slot) = seg_stats.get_mut(pi).and_then(|v| v.get_mut(si)) {
                             *slot = Some(r.stats);
                         }
@@ -403,12 +372,7 @@ pub fn verify_listing(
     {
         partition_checks(p, &seg_stats[pi], rep);
         for pr in &rep.problems {
-            let sev = pr.severity;
-            match sev {
-                Severity::Corrupt => rep.totals.corrupt += 1,
-                Severity::Partial => rep.totals.partial += 1,
-                Severity::Note => rep.totals.notes += 1,
-            }
+            rep.totals.count(pr);
         }
         rep.totals.skipped = (p.transient.len() + p.orphans.len()) as u64;
     }
@@ -431,7 +395,7 @@ pub fn verify_listing(
 }
 
 /// Checks that span the segments of a partition, and its metadata files.
-fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut PartitionReport) {
+fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut VerifiedPartition) {
     let mut extra = Vec::new();
     let mut prev: Option<(i64, &Path)> = None;
     for (s, st) in p.segments.iter().zip(segs) {
@@ -452,7 +416,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut P
                 .first_offset
                 .is_some_and(|f| f > prev_last.saturating_add(1))
             {
-                rep.totals.offset_gaps += 1;
+                rep.totals.data.offset_gaps += 1;
             }
         }
         if let Some(l) = st.last_offset {
@@ -520,7 +484,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut P
     rep.problems.extend(extra);
 }
 
-fn root_checks(listing: &LogDirListing, reports: &[PartitionReport]) -> Vec<Problem> {
+fn root_checks(listing: &LogDirListing, reports: &[VerifiedPartition]) -> Vec<Problem> {
     let mut out = Vec::new();
     for u in &listing.unreadable {
         out.push(problem(
