@@ -74,11 +74,6 @@ pub struct InspectArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// Kept for src/cli/mod.rs until the integrator's merge (it then takes `InspectArgs` as the
-/// subcommand's arguments and passes them to [`run`] as they are).
-#[doc(hidden)]
-pub type Options = InspectArgs;
-
 pub fn run(opts: InspectArgs) -> i32 {
     let mut out = Out::new();
     let mut code = EXIT_OK;

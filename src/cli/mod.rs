@@ -15,8 +15,6 @@ mod render;
 mod restore;
 mod verify;
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code: nothing wrong.
@@ -46,10 +44,10 @@ struct Cli {
 enum Command {
     /// Print what a Kafka file holds: batches, records, index entries, snapshots, checkpoints.
     #[command(long_about = inspect::LONG_HELP)]
-    Inspect(InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Check whole broker log directories: every CRC, index, snapshot and metadata file.
     #[command(long_about = verify::LONG_HELP)]
-    Verify(VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Archive closed, committed segments to object storage (one pass with --once).
     #[command(long_about = archive::LONG_HELP)]
     Archive(archive::ArchiveArgs),
@@ -86,44 +84,6 @@ pub enum Payload {
     Base64,
 }
 
-#[derive(Debug, clap::Args)]
-struct InspectArgs {
-    /// Go down to every record (decompressing; legacy wrapper messages expanded).
-    #[arg(long)]
-    records: bool,
-    /// How to show keys and values (with --records).
-    #[arg(long, value_enum, default_value_t = Payload::Utf8)]
-    payload: Payload,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-    /// Stop reading a .log after this many bytes (like kafka-dump-log --max-bytes).
-    #[arg(long, value_name = "N")]
-    max_bytes: Option<u64>,
-    /// Skip batches whose last offset is below N (seeks with the segment's .index).
-    #[arg(long, value_name = "N")]
-    from_offset: Option<i64>,
-    /// Files to inspect: .log, .index, .timeindex, .txnindex, .snapshot, KRaft .checkpoint,
-    /// bootstrap.checkpoint, offset checkpoints, leader-epoch-checkpoint, partition.metadata,
-    /// meta.properties, quorum-state, .kafka_cleanshutdown.
-    #[arg(required = true, value_name = "FILE")]
-    files: Vec<PathBuf>,
-}
-
-#[derive(Debug, clap::Args)]
-struct VerifyArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-    /// Check batch headers and CRCs only; do not decompress and validate every record
-    /// (record counts are then the batch headers' counts, legacy wrappers count 1).
-    #[arg(long)]
-    shallow: bool,
-    /// Broker log directories (each a `log.dirs` entry holding <topic>-<partition> dirs).
-    #[arg(required = true, value_name = "LOGDIR")]
-    log_dirs: Vec<PathBuf>,
-}
-
 /// Parses the arguments of the process, runs the command and returns the exit code.
 pub fn run() -> i32 {
     run_with(std::env::args_os())
@@ -144,19 +104,8 @@ where
         }
     };
     match cli.command {
-        Command::Inspect(a) => inspect::run(inspect::Options {
-            records: a.records,
-            payload: a.payload,
-            format: a.format,
-            max_bytes: a.max_bytes,
-            from_offset: a.from_offset,
-            files: a.files,
-        }),
-        Command::Verify(a) => verify::run(verify::Options {
-            format: a.format,
-            shallow: a.shallow,
-            log_dirs: a.log_dirs,
-        }),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Archive(a) => archive::run(a),
         Command::Agent(a) => agent::run(a),
         Command::Ls(a) => restore::ls(a),

@@ -64,11 +64,6 @@ pub struct VerifyArgs {
     pub log_dirs: Vec<PathBuf>,
 }
 
-/// Kept for src/cli/mod.rs until the integrator's merge (it then takes `VerifyArgs` as the
-/// subcommand's arguments and passes them to [`run`] as they are).
-#[doc(hidden)]
-pub type Options = VerifyArgs;
-
 pub fn run(opts: VerifyArgs) -> i32 {
     let mut out = Out::new();
     let mut code = EXIT_OK;

@@ -16,7 +16,7 @@ use crate::common::logdir::segments as bases;
 use crate::common::paths::fixture;
 use crate::common::run::{assert_exit, json_lines, segvault};
 use crate::common::store::list_files;
-use segvault_core::archive::pass::{archive_listing, archive_once, Options, Outcome, Report};
+use segvault_core::archive::pass::{archive_listing, archive_once, Outcome, PassOptions, Report};
 use segvault_core::archive::{open, Store};
 use segvault_core::logdir;
 use segvault_harness::fixtures::copy_dir;
@@ -181,7 +181,7 @@ fn a_segment_the_cleaner_replaced_after_the_listing_is_left_for_the_next_pass() 
     let listing = logdir::scan(&dir).unwrap();
     replace_segments(&p, &old, true);
     let (store, root) = store(tmp.path());
-    let opts = Options::default();
+    let opts = PassOptions::default();
 
     let r = run(archive_listing(&store, &listing, &opts)).unwrap();
     assert_eq!((r.changed, r.corrupt, r.divergences), (1, 0, 0), "{r:#?}");
@@ -233,7 +233,7 @@ fn segments_renamed_to_deleted_after_the_listing_are_archived_from_there() {
     replace_segments(&p, &old, false);
     let (store, root) = store(tmp.path());
 
-    let r = run(archive_listing(&store, &listing, &Options::default())).unwrap();
+    let r = run(archive_listing(&store, &listing, &PassOptions::default())).unwrap();
     assert_eq!((r.changed, r.corrupt, r.divergences), (0, 0, 0), "{r:#?}");
     assert!(outcomes(&r, PART)
         .iter()
@@ -262,7 +262,7 @@ fn segments_renamed_to_deleted_after_the_listing_are_archived_from_there() {
     let r = run(archive_once(
         &store,
         std::slice::from_ref(&dir),
-        &Options::default(),
+        &PassOptions::default(),
     ))
     .unwrap();
     assert!(outcomes(&r, PART).is_empty(), "{r:#?}");
@@ -307,7 +307,7 @@ fn a_segment_deleted_after_the_listing_is_a_change_not_an_error() {
         fs::remove_file(p.join(format!("{}.{ext}", stem(0)))).unwrap();
     }
     let (store, root) = store(tmp.path());
-    let r = run(archive_listing(&store, &listing, &Options::default())).unwrap();
+    let r = run(archive_listing(&store, &listing, &PassOptions::default())).unwrap();
     assert_eq!((r.changed, r.corrupt), (1, 0), "{r:#?}");
     match outcomes(&r, "codec-none-0") {
         [Outcome::Changed { base: 0, message }] => {
@@ -319,9 +319,9 @@ fn a_segment_deleted_after_the_listing_is_a_change_not_an_error() {
         .iter()
         .all(|(_, m)| m["partition"] != 0));
 
-    let opts = Options {
+    let opts = PassOptions {
         gap_after: Duration::ZERO,
-        ..Options::default()
+        ..PassOptions::default()
     };
     let r = run(archive_once(&store, std::slice::from_ref(&dir), &opts)).unwrap();
     assert_eq!(
@@ -406,7 +406,7 @@ fn a_listing_taken_mid_swap_fixes_no_start_and_no_range() {
     replace_segments(&p, &old, false);
     let listing = logdir::scan(&dir).unwrap();
     let (store, root) = store(tmp.path());
-    let r = run(archive_listing(&store, &listing, &Options::default())).unwrap();
+    let r = run(archive_listing(&store, &listing, &PassOptions::default())).unwrap();
     match outcomes(&r, PART) {
         [Outcome::Changed { base: 195, message }] => {
             assert!(message.contains("may have missed segments"), "{message}")
@@ -418,7 +418,7 @@ fn a_listing_taken_mid_swap_fixes_no_start_and_no_range() {
     let r = run(archive_once(
         &store,
         std::slice::from_ref(&dir),
-        &Options::default(),
+        &PassOptions::default(),
     ))
     .unwrap();
     assert_eq!(r.changed, 0, "{r:#?}");
@@ -450,7 +450,7 @@ fn a_listing_taken_mid_swap_fixes_no_start_and_no_range() {
     let r = run(archive_once(
         &store2,
         std::slice::from_ref(&dir),
-        &Options::default(),
+        &PassOptions::default(),
     ))
     .unwrap();
     match outcomes(&r, "codec-none-0") {

@@ -3,7 +3,9 @@
 //! offsets that only go up, and the counts a manifest records.
 
 use super::manifest::RangeStats;
-use segvault_format::segment::{log_entries, Batch, LogEntries, SegmentEnd, HEADER_SIZE_UP_TO_MAGIC};
+use segvault_format::segment::{
+    log_entries, Batch, LogEntries, SegmentEnd, HEADER_SIZE_UP_TO_MAGIC,
+};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 

@@ -39,9 +39,6 @@ mod report;
 
 pub use super::error::ArchiveError;
 pub(crate) use broker::check_log_dir;
-/// The old name, kept for tests until the integrator's merge.
-#[doc(hidden)]
-pub use options::PassOptions as Options;
 pub use options::{PassOptions, PublishHook, Published};
 pub(crate) use report::unarchived;
 pub use report::{ArchivedPartition, Failure, Outcome, Report};
