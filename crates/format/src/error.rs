@@ -10,6 +10,7 @@ use std::fmt;
 /// What kind of problem was found. Lets callers tell a partial trailing batch (which a
 /// broker's recovery silently truncates) from real corruption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The input ended before a structure did. For a segment's last batch this is the
     /// "partial tail" that recovery truncates; elsewhere it is corruption.

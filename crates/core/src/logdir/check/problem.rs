@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use segvault_format::{ErrorKind, FormatError};
+use segvault_format::FormatError;
 
 /// How bad a problem is. Exit code 1 for `Corrupt` and `Partial`, 0 for `Note`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -75,21 +75,8 @@ impl Problem {
     }
     /// From a format error: kind, position and offset come from the error.
     pub(crate) fn from_format(file: &Path, severity: Severity, e: &FormatError) -> Problem {
-        Problem::new(file, severity, kind_name(e.kind), e.to_string())
+        Problem::new(file, severity, e.kind.code(), e.to_string())
             .at(Some(e.position()), e.offset)
-    }
-}
-
-fn kind_name(k: ErrorKind) -> &'static str {
-    match k {
-        ErrorKind::Truncated => "truncated",
-        ErrorKind::Crc => "crc",
-        ErrorKind::BadLength => "bad_length",
-        ErrorKind::BadVersion => "bad_version",
-        ErrorKind::BadValue => "bad_value",
-        ErrorKind::Decompress => "decompress",
-        ErrorKind::Limit => "limit",
-        ErrorKind::Syntax => "syntax",
     }
 }
 
