@@ -45,7 +45,7 @@
 //! For those, [`build_indexes_in_appends`] takes the append boundaries and
 //! [`IndexBuilder::reopen`] models a restart, if they are known; otherwise the result is
 //! what the broker's own recovery would write, which is valid (the broker serves it) but not
-//! byte-identical. `tests/index_rebuild.rs` shows each case on real broker files: per batch
+//! byte-identical. `tests/format/index_rebuild.rs` shows each case on real broker files: per batch
 //! matches every segment of the Kafka 3.9.2 and 4.3.1 fixtures and 12 of the 19 indexed
 //! corpus segments; the other 7 (a follower's, and a restarted single node's) match once
 //! their appends or restart are modelled.

@@ -3,6 +3,7 @@
 //! offsets that only go up, and the counts a manifest records.
 
 use super::manifest::RangeStats;
+use segvault_format::mapped::MappedFile;
 use segvault_format::segment::{
     log_entries, Batch, LogEntries, SegmentEnd, HEADER_SIZE_UP_TO_MAGIC,
 };
@@ -353,6 +354,23 @@ fn crc_of(bytes: &[u8]) -> u32 {
     bytes
         .get(at..at + 4)
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// [`summarize`] is CPU work over a whole segment: on a
+/// multi-threaded runtime it runs with `block_in_place`, so the other partitions' uploads keep
+/// their worker threads. The pages the walk has passed are released as it goes, so the
+/// mapping's resident pages stay at a window, not the segment.
+pub(crate) fn summarize_blocking(
+    log: &MappedFile,
+    range: std::ops::Range<i64>,
+    frame_bytes: u64,
+) -> Result<Summary, Refusal> {
+    let run = || {
+        let s = summarize_releasing(log, range, frame_bytes, |done| log.release(0..done));
+        log.release(0..log.len());
+        s
+    };
+    crate::sys::blocking(run)
 }
 
 #[cfg(test)]

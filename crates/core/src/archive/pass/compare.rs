@@ -3,14 +3,15 @@
 //! difference recorded under `divergence/`.
 
 use super::chain::{create, drop_unnamed, read_json};
+use super::context::PartitionPass;
 use super::evidence::record_divergence;
-use super::partition::{summarize_blocking, PartitionPass};
 use super::relist::{changed_since_listing, gone, open_listed};
 use super::report::Outcome;
 use crate::archive::error::ArchiveError;
 use crate::archive::layout::{self, PartitionKey};
 use crate::archive::manifest::{Manifest, RangeKind, RangeStats};
 use crate::archive::store::Store;
+use crate::archive::summary::summarize_blocking;
 use crate::archive::summary::{Refusal, Summary};
 use crate::logdir::SegmentFiles;
 use futures::TryStreamExt;

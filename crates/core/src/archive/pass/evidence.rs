@@ -5,7 +5,7 @@
 //! are declared in that (alphabetical) order so that the stored bytes stay the same (pinned
 //! by the tests below).
 
-use super::partition::PartitionPass;
+use super::context::PartitionPass;
 use crate::archive::error::ArchiveError;
 use crate::archive::summary::Summary;
 use crate::logdir::SegmentFiles;

@@ -30,6 +30,7 @@
 mod broker;
 mod chain;
 mod compare;
+mod context;
 mod evidence;
 mod options;
 mod partition;

@@ -5,6 +5,7 @@
 use super::broker::Broker;
 use super::chain::{claim, create, delete_objects, load_chain, Chain, Claim};
 use super::compare::{compare_with_archive, compared_ranges};
+use super::context::PartitionPass;
 use super::evidence::{record_corrupt, record_divergence};
 use super::options::PassOptions;
 use super::relist::{
@@ -15,7 +16,7 @@ use crate::archive::error::ArchiveError;
 use crate::archive::layout::{self, PartitionKey};
 use crate::archive::manifest::{ObjectRef, Objects, RangeKind, StartRecord, START_FORMAT};
 use crate::archive::store::Store;
-use crate::archive::summary::{summarize_releasing, Refusal, Summary};
+use crate::archive::summary::{summarize_blocking, Refusal, Summary};
 use crate::archive::upload::{put_log_verified, RateLimit};
 use crate::logdir::{PartitionDir, SegmentFiles};
 use crate::sys::now_ms;
@@ -56,16 +57,6 @@ pub(super) async fn archive_partition(
         count_unarchived(&mut report, p, until, high_watermark);
     }
     (report, err)
-}
-
-/// What every step of one partition's pass works with.
-pub(super) struct PartitionPass<'a> {
-    pub(super) store: &'a Store,
-    pub(super) b: &'a Broker,
-    pub(super) p: &'a PartitionDir,
-    pub(super) key: PartitionKey,
-    pub(super) opts: &'a PassOptions,
-    pub(super) rate: Option<Arc<RateLimit>>,
 }
 
 /// Where the walk over the committed segments goes after a step.
@@ -438,21 +429,4 @@ impl PartitionPass<'_> {
         }
         Ok(())
     }
-}
-
-/// [`summarize`](crate::archive::summary::summarize) is CPU work over a whole segment: on a
-/// multi-threaded runtime it runs with `block_in_place`, so the other partitions' uploads keep
-/// their worker threads. The pages the walk has passed are released as it goes, so the
-/// mapping's resident pages stay at a window, not the segment.
-pub(super) fn summarize_blocking(
-    log: &MappedFile,
-    range: std::ops::Range<i64>,
-    frame_bytes: u64,
-) -> Result<Summary, Refusal> {
-    let run = || {
-        let s = summarize_releasing(log, range, frame_bytes, |done| log.release(0..done));
-        log.release(0..log.len());
-        s
-    };
-    crate::sys::blocking(run)
 }

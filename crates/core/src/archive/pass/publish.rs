@@ -1,8 +1,8 @@
 //! A range's objects uploaded, its manifest built, and what follows a won claim.
 
 use super::chain::{drop_unnamed, is_ours, Claim};
+use super::context::PartitionPass;
 use super::options::Published;
-use super::partition::PartitionPass;
 use super::relist::{intact, renamed};
 use super::report::Outcome;
 use crate::archive::error::ArchiveError;

@@ -75,8 +75,7 @@ impl Problem {
     }
     /// From a format error: kind, position and offset come from the error.
     pub(crate) fn from_format(file: &Path, severity: Severity, e: &FormatError) -> Problem {
-        Problem::new(file, severity, e.kind.code(), e.to_string())
-            .at(Some(e.position()), e.offset)
+        Problem::new(file, severity, e.kind.code(), e.to_string()).at(Some(e.position()), e.offset)
     }
 }
 
