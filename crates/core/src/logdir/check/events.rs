@@ -301,3 +301,22 @@ impl Out<'_, '_> {
         (self.sink)(e)
     }
 }
+
+/// Runs `f` with an [`Out`] and returns the kinds of the problems it reported, and the
+/// counts (for the checks' unit tests).
+#[cfg(test)]
+pub(super) fn collect(f: impl FnOnce(&mut Out<'_, '_>)) -> (Vec<&'static str>, SegmentStats) {
+    let mut stats = SegmentStats::default();
+    let mut kinds = Vec::new();
+    let mut sink = |e: Event<'_>| {
+        if let Event::Problem(p) = e {
+            kinds.push(p.kind);
+        }
+    };
+    let mut out = Out {
+        sink: &mut sink,
+        file_stats: &mut stats,
+    };
+    f(&mut out);
+    (kinds, stats)
+}

@@ -489,7 +489,7 @@ impl<'a> TimeIndexCheck<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logdir::check::events::SegmentStats;
+    use crate::logdir::check::events::{collect, SegmentStats};
 
     /// `.index` bytes: (relative offset, position) entries.
     fn offset_index(entries: &[(i32, i32)]) -> Vec<u8> {
@@ -519,24 +519,6 @@ mod tests {
             last,
             max_ts: Some(max_ts),
         }
-    }
-
-    /// Runs `f` with an [`Out`] and returns the kinds of the problems it reported, and the
-    /// counts.
-    fn collect(f: impl FnOnce(&mut Out<'_, '_>)) -> (Vec<&'static str>, SegmentStats) {
-        let mut stats = SegmentStats::default();
-        let mut kinds = Vec::new();
-        let mut sink = |e: Event<'_>| {
-            if let Event::Problem(p) = e {
-                kinds.push(p.kind);
-            }
-        };
-        let mut out = Out {
-            sink: &mut sink,
-            file_stats: &mut stats,
-        };
-        f(&mut out);
-        (kinds, stats)
     }
 
     #[test]

@@ -107,25 +107,7 @@ impl AbortedTxns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logdir::check::events::SegmentStats;
-
-    /// Runs `f` with an [`Out`] and returns the kinds of the problems it reported, and the
-    /// counts.
-    fn collect(f: impl FnOnce(&mut Out<'_, '_>)) -> (Vec<&'static str>, SegmentStats) {
-        let mut stats = SegmentStats::default();
-        let mut kinds = Vec::new();
-        let mut sink = |e: Event<'_>| {
-            if let Event::Problem(p) = e {
-                kinds.push(p.kind);
-            }
-        };
-        let mut out = Out {
-            sink: &mut sink,
-            file_stats: &mut stats,
-        };
-        f(&mut out);
-        (kinds, stats)
-    }
+    use crate::logdir::check::events::collect;
 
     #[test]
     fn aborted_transactions_matched_against_markers() {
