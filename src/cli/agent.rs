@@ -279,16 +279,8 @@ pub fn run(a: AgentArgs) -> i32 {
         }
     };
     init_logging(format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("segvault agent: cannot start the async runtime: {e}");
-            return EXIT_ERROR;
-        }
+    let Some(rt) = super::runtime("agent") else {
+        return EXIT_ERROR;
     };
     let result = rt.block_on(agent::run(cfg));
     // Do not wait for a blocking task (an abandoned pass's verification) to finish.

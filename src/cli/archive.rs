@@ -84,16 +84,8 @@ pub fn run(o: ArchiveArgs) -> i32 {
         gap_after: Duration::from_secs(o.gap_after),
         on_published: None,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("segvault archive: cannot start the async runtime: {e}");
-            return EXIT_ERROR;
-        }
+    let Some(rt) = super::runtime("archive") else {
+        return EXIT_ERROR;
     };
     let report = match rt.block_on(archive::archive_once(&store, &o.log_dirs, &opts)) {
         Ok(r) => r,

@@ -84,6 +84,21 @@ pub enum Payload {
     Base64,
 }
 
+/// The async runtime of a subcommand (two workers); `None` after saying why on stderr.
+pub(crate) fn runtime(cmd: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("segvault {cmd}: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 /// Parses the arguments of the process, runs the command and returns the exit code.
 pub fn run() -> i32 {
     run_with(std::env::args_os())

@@ -1,6 +1,6 @@
 //! `segvault ls` and `segvault restore`: what the archive holds, and log dirs rebuilt from it.
 
-use super::{Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
+use super::{runtime, Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
 use object_store::ObjectStoreExt;
 use segvault_core::archive;
 use segvault_core::restore::catalog::{self, Catalog};
@@ -128,20 +128,6 @@ pub struct RestoreArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-}
-
-fn runtime(cmd: &str) -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("segvault {cmd}: cannot start the async runtime: {e}");
-            None
-        }
-    }
 }
 
 fn read_catalog(cmd: &str, url: &str) -> Result<(archive::Store, Catalog), i32> {

@@ -225,17 +225,6 @@ fn run_job(job: &Job<'_>, opts: VerifyOptions) -> JobResult {
     }
 }
 
-fn problem(file: &Path, severity: Severity, kind: &'static str, message: String) -> Problem {
-    Problem {
-        file: file.to_path_buf(),
-        position: None,
-        offset: None,
-        severity,
-        kind,
-        message,
-    }
-}
-
 /// The files of a listing to check, each a job for the thread pool: every segment, producer
 /// and KRaft snapshot, `quorum-state`, and the root files read as batches or text.
 fn jobs(listing: &LogDirListing) -> Vec<Job<'_>> {
@@ -407,7 +396,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut V
             if s.base_offset <= prev_last {
                 extra.push(Problem {
                     offset: Some(prev_last),
-                    ..problem(&s.log, Severity::Corrupt, "segment_overlap", format!(
+                    ..Problem::new(&s.log, Severity::Corrupt, "segment_overlap", format!(
                         "expected this segment's base offset {} to be above the last offset {prev_last} of the previous segment {}",
                         s.base_offset, prev_path.display()
                     ))
@@ -428,14 +417,14 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut V
     // so this is information.
     for s in p.closed_segments() {
         if s.index.is_none() {
-            extra.push(problem(&s.log, Severity::Note, "index_missing", "no .index next to this closed segment; a broker recovers the segment (re-reading every batch) to rebuild it".into()));
+            extra.push(Problem::new(&s.log, Severity::Note, "index_missing", "no .index next to this closed segment; a broker recovers the segment (re-reading every batch) to rebuild it".into()));
         }
     }
     for o in &p.other {
         if o.is_dir() {
-            extra.push(problem(o, Severity::Corrupt, "unexpected_directory", "expected only files inside a partition directory, found a directory (a broker fails to load a log whose segment or index name is a directory)".into()));
+            extra.push(Problem::new(o, Severity::Corrupt, "unexpected_directory", "expected only files inside a partition directory, found a directory (a broker fails to load a log whose segment or index name is a directory)".into()));
         } else if file_kind(o) == FileKind::Unknown {
-            extra.push(problem(
+            extra.push(Problem::new(
                 o,
                 Severity::Note,
                 "unknown_file",
@@ -445,12 +434,12 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut V
         }
     }
     if p.segments.is_empty() {
-        extra.push(problem(&p.path, Severity::Note, "no_segments", "no .log files in this partition directory; a broker creates an empty segment at the log start offset".into()));
+        extra.push(Problem::new(&p.path, Severity::Note, "no_segments", "no .log files in this partition directory; a broker creates an empty segment at the log start offset".into()));
     }
     let pm = p.path.join("partition.metadata");
     match &p.partition_metadata_error {
         Some(e) => extra.push(Problem::from_format(&pm, Severity::Corrupt, e)),
-        None if p.topic_id.is_none() => extra.push(problem(&pm, Severity::Note, "partition_metadata_missing", "no partition.metadata: a KRaft broker 3.7.1+ treats this log as stray (ZooKeeper-era log dirs may lack it)".into())),
+        None if p.topic_id.is_none() => extra.push(Problem::new(&pm, Severity::Note, "partition_metadata_missing", "no partition.metadata: a KRaft broker 3.7.1+ treats this log as stray (ZooKeeper-era log dirs may lack it)".into())),
         None => {}
     }
     if let Some(e) = &p.leader_epoch_error {
@@ -466,7 +455,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut V
         for &(e, o) in epochs {
             if let Some((pe, po)) = prev {
                 if e <= pe || o < po {
-                    extra.push(problem(&path, Severity::Corrupt, "leader_epoch_order", format!(
+                    extra.push(Problem::new(&path, Severity::Corrupt, "leader_epoch_order", format!(
                         "expected epochs and start offsets increasing, found ({e}, {o}) after ({pe}, {po})"
                     )));
                 }
@@ -475,7 +464,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut V
         }
         if let Some((e, o)) = prev {
             if o > last.saturating_add(1) {
-                extra.push(problem(&path, Severity::Note, "leader_epoch_beyond_log", format!(
+                extra.push(Problem::new(&path, Severity::Note, "leader_epoch_beyond_log", format!(
                     "the latest epoch {e} starts at offset {o}, after the log end offset {}; the broker trims such entries at startup", last.saturating_add(1)
                 )));
             }
@@ -487,7 +476,7 @@ fn partition_checks(p: &PartitionDir, segs: &[Option<SegmentStats>], rep: &mut V
 fn root_checks(listing: &LogDirListing, reports: &[VerifiedPartition]) -> Vec<Problem> {
     let mut out = Vec::new();
     for u in &listing.unreadable {
-        out.push(problem(
+        out.push(Problem::new(
             &u.path,
             Severity::Corrupt,
             "unreadable",
@@ -507,7 +496,7 @@ fn root_checks(listing: &LogDirListing, reports: &[VerifiedPartition]) -> Vec<Pr
             && segvault_format::names::parse_partition_dir(&name).is_none()
             && name != "remote-log-index-cache"
         {
-            out.push(problem(&s.path, Severity::Corrupt, "unparsable_directory", format!(
+            out.push(Problem::new(&s.path, Severity::Corrupt, "unparsable_directory", format!(
                 "expected only <topic>-<partition> directories in a log dir, found {name:?}: a broker aborts loading this log dir"
             )));
         }
@@ -515,7 +504,7 @@ fn root_checks(listing: &LogDirListing, reports: &[VerifiedPartition]) -> Vec<Pr
     let mp = listing.path.join("meta.properties");
     match &listing.meta_properties {
         Some(Err(e)) => out.push(Problem::from_format(&mp, Severity::Corrupt, e)),
-        None if !listing.partitions.is_empty() => out.push(problem(&mp, Severity::Note, "meta_properties_missing", "no meta.properties: a broker would write a new one (and a KRaft broker would refuse to start without a formatted directory)".into())),
+        None if !listing.partitions.is_empty() => out.push(Problem::new(&mp, Severity::Note, "meta_properties_missing", "no meta.properties: a broker would write a new one (and a KRaft broker would refuse to start without a formatted directory)".into())),
         _ => {}
     }
     for (name, cp) in listing.checkpoints.named() {
@@ -538,7 +527,7 @@ fn root_checks(listing: &LogDirListing, reports: &[VerifiedPartition]) -> Vec<Pr
                         };
                         out.push(Problem {
                             offset: Some(o),
-                            ..problem(&path, sev, "checkpoint_beyond_log", format!(
+                            ..Problem::new(&path, sev, "checkpoint_beyond_log", format!(
                                 "{}-{}: expected a checkpointed offset at most the log end offset {leo} found on disk, found {o} ({why})",
                                 rep.topic, rep.partition
                             ))

@@ -53,7 +53,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(super) fn new(
+    /// A problem with a file, at no particular byte or offset (see [`Problem::at`]).
+    pub(crate) fn new(
         file: &Path,
         severity: Severity,
         kind: &'static str,
