@@ -128,62 +128,13 @@ fn inspect_file(path: &Path, opts: &InspectArgs, out: &mut Out) -> i32 {
         let mut only: Option<PathBuf> = None;
         let res = match kind {
             FileKind::Log | FileKind::BatchCheckpoint => {
-                let is_log = kind == FileKind::Log;
-                let input = SegmentInput {
-                    log: path.to_path_buf(),
-                    base_offset: if is_log { base_offset_of(path) } else { None },
-                    index: None,
-                    timeindex: None,
-                    txnindex: None,
-                    active: is_log && is_active_segment(path),
-                };
-                let wo = WalkOptions {
-                    records: if opts.records {
-                        RecordMode::Emit
-                    } else {
-                        RecordMode::Shallow
-                    },
-                    emit_batches: true,
-                    max_bytes: opts.max_bytes,
-                    from_offset: opts.from_offset,
-                    decoder: if is_log {
-                        Decoder::for_file(path)
-                    } else {
-                        Decoder::ClusterMetadata
-                    },
-                    seek_index: if is_log {
-                        Some(path.with_extension("index"))
-                    } else {
-                        None
-                    },
-                    // This thread renders while a helper frames and checks CRCs ahead.
-                    pipeline: true,
-                    ..WalkOptions::default()
-                };
+                let (input, wo) = log_walk(path, kind == FileKind::Log, opts);
                 let mut sink = |e: Event<'_>| render(e, format, pmode, &mut worst, out, None);
                 check_segment(&input, &wo, &mut sink)
             }
             FileKind::Index | FileKind::TimeIndex | FileKind::TxnIndex => {
-                let log = log_beside(path);
-                let has_log = log.is_file();
-                let mut input = SegmentInput {
-                    log: log.clone(),
-                    base_offset: base_offset_of(path),
-                    index: None,
-                    timeindex: None,
-                    txnindex: None,
-                    active: has_log && is_active_segment(&log),
-                };
-                match kind {
-                    FileKind::Index => input.index = Some(path.to_path_buf()),
-                    FileKind::TimeIndex => input.timeindex = Some(path.to_path_buf()),
-                    _ => input.txnindex = Some(path.to_path_buf()),
-                }
-                let wo = WalkOptions {
-                    emit_index_entries: true,
-                    index_only: !has_log,
-                    ..WalkOptions::default()
-                };
+                let (input, wo) = index_walk(path, kind);
+                let (log, has_log) = (input.log.clone(), !wo.index_only);
                 only = Some(path.to_path_buf());
                 let only_ref = only.clone();
                 let mut sink =
@@ -230,6 +181,70 @@ fn inspect_file(path: &Path, opts: &InspectArgs, out: &mut Out) -> i32 {
         Some(s) if s.is_failure() => EXIT_PROBLEM,
         _ => EXIT_OK,
     }
+}
+
+/// What to walk for a `.log` (or a batch-format checkpoint: `is_log` false) and how: every
+/// batch, its records when `--records`, seeking with the segment's `.index` for
+/// `--from-offset`.
+fn log_walk(path: &Path, is_log: bool, opts: &InspectArgs) -> (SegmentInput, WalkOptions) {
+    let input = SegmentInput {
+        log: path.to_path_buf(),
+        base_offset: if is_log { base_offset_of(path) } else { None },
+        index: None,
+        timeindex: None,
+        txnindex: None,
+        active: is_log && is_active_segment(path),
+    };
+    let wo = WalkOptions {
+        records: if opts.records {
+            RecordMode::Emit
+        } else {
+            RecordMode::Shallow
+        },
+        emit_batches: true,
+        max_bytes: opts.max_bytes,
+        from_offset: opts.from_offset,
+        decoder: if is_log {
+            Decoder::for_file(path)
+        } else {
+            Decoder::ClusterMetadata
+        },
+        seek_index: if is_log {
+            Some(path.with_extension("index"))
+        } else {
+            None
+        },
+        // This thread renders while a helper frames and checks CRCs ahead.
+        pipeline: true,
+        ..WalkOptions::default()
+    };
+    (input, wo)
+}
+
+/// What to walk for an index file: its entries, cross-checked against the `.log` beside it
+/// when there is one (`index_only` when there is none).
+fn index_walk(path: &Path, kind: FileKind) -> (SegmentInput, WalkOptions) {
+    let log = log_beside(path);
+    let has_log = log.is_file();
+    let mut input = SegmentInput {
+        log: log.clone(),
+        base_offset: base_offset_of(path),
+        index: None,
+        timeindex: None,
+        txnindex: None,
+        active: has_log && is_active_segment(&log),
+    };
+    match kind {
+        FileKind::Index => input.index = Some(path.to_path_buf()),
+        FileKind::TimeIndex => input.timeindex = Some(path.to_path_buf()),
+        _ => input.txnindex = Some(path.to_path_buf()),
+    }
+    let wo = WalkOptions {
+        emit_index_entries: true,
+        index_only: !has_log,
+        ..WalkOptions::default()
+    };
+    (input, wo)
 }
 
 fn summary(
