@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use serde::Serialize;
 
 use super::output::{push_escaped, push_payload_text, JsonPayload, Out};
-use super::render::{control_json, internal_json};
+use super::render::{control_json, file_info_json, internal_json};
 use super::{Format, Payload, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
 use segvault_core::logdir::check::{
     check_file, check_segment, file_kind, Decoder, Event, FileKind, Problem, RecordMode,
@@ -415,8 +415,8 @@ fn render_json(e: Event<'_>, mode: Payload, out: &mut Out) {
         Event::Record(r) => out.json_line(&record_json(r, mode)),
         Event::IndexEntry(i) => out.json("index_entry", i),
         Event::Problem(p) => out.json("problem", p),
-        Event::Info(v) => {
-            if let Ok(s) = serde_json::to_string(v) {
+        Event::Info { file, info } => {
+            if let Ok(s) = serde_json::to_string(&file_info_json(file, &info)) {
                 out.line(&s)
             }
         }
@@ -547,8 +547,8 @@ fn render_text(e: Event<'_>, mode: Payload, out: &mut Out) {
             out.line(&s);
         }
         Event::Problem(p) => out.line(&problem_text(p)),
-        Event::Info(v) => {
-            let mut v = v.clone();
+        Event::Info { file, info } => {
+            let mut v = file_info_json(file, &info);
             let ty = v
                 .get("type")
                 .and_then(|t| t.as_str())

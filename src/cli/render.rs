@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use segvault_core::logdir::check::InternalRecord;
+use segvault_core::logdir::check::{FileInfo, InternalRecord};
 use segvault_format::control::ControlRecord;
 use segvault_format::kraft::MetadataFields;
 use segvault_format::FormatError;
@@ -153,4 +153,33 @@ fn metadata_json(r: &segvault_format::kraft::MetadataRecord<'_>) -> Value {
         MetadataFields::Other => {}
     }
     v
+}
+
+/// An entry of a small file (see [`FileInfo`]) as one JSON object with its `type` and
+/// `file`; the text output prints the same object without those two.
+pub fn file_info_json(file: &str, info: &FileInfo<'_>) -> Value {
+    match *info {
+        FileInfo::ProducerState(e) => {
+            json!({"type": "producer_state", "file": file, "producer_id": e.producer_id, "producer_epoch": e.epoch,
+            "last_sequence": e.last_sequence, "last_offset": e.last_offset, "offset_delta": e.offset_delta,
+            "timestamp": e.timestamp, "coordinator_epoch": e.coordinator_epoch, "current_txn_first_offset": e.current_txn_first_offset})
+        }
+        FileInfo::CheckpointEntry(e) => {
+            json!({"type": "checkpoint_entry", "file": file, "topic": e.topic, "partition": e.partition, "offset": e.offset})
+        }
+        FileInfo::LeaderEpoch(e) => {
+            json!({"type": "leader_epoch", "file": file, "epoch": e.epoch, "start_offset": e.start_offset})
+        }
+        FileInfo::PartitionMetadata(id) => {
+            json!({"type": "partition_metadata", "file": file, "version": 0, "topic_id": id.to_string()})
+        }
+        FileInfo::MetaProperties(m) => {
+            json!({"type": "meta_properties", "file": file, "version": m.version, "node_id": m.node_id,
+            "cluster_id": m.cluster_id, "directory_id": m.directory_id.map(|d| d.to_string()), "properties": m.properties})
+        }
+        FileInfo::QuorumState(q) => json!({"type": "quorum_state", "file": file, "state": q}),
+        FileInfo::CleanShutdown(epoch) => {
+            json!({"type": "clean_shutdown", "file": file, "broker_epoch": epoch})
+        }
+    }
 }

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use segvault_format::batch::TimestampType;
 use segvault_format::control::ControlRecord;
+use segvault_format::kraft::QuorumState;
 use segvault_format::segment::Batch;
+use segvault_format::snapshot::ProducerEntry;
+use segvault_format::text::{EpochEntry, MetaProperties, OffsetCheckpointEntry, Uuid};
 use segvault_format::FormatError;
 
 use super::internal::InternalRecord;
@@ -203,11 +205,35 @@ pub enum Event<'a> {
     Record(&'a RecordView<'a>),
     /// An index entry.
     IndexEntry(&'a IndexEntryLine),
-    /// Any other structured line (producer state entries, checkpoint entries, parsed
-    /// metadata files); always has a `type` field.
-    Info(&'a Value),
+    /// What a small file holds (producer state entries, checkpoint entries, parsed
+    /// metadata files), one event per entry.
+    Info {
+        /// The file, as a string (lossy for a non-UTF-8 path).
+        file: &'a str,
+        /// The entry.
+        info: FileInfo<'a>,
+    },
     /// A problem.
     Problem(&'a Problem),
+}
+
+/// One entry of a small file, as parsed by segvault-format.
+#[derive(Debug, Clone, Copy)]
+pub enum FileInfo<'a> {
+    /// A producer's state in a `.snapshot`.
+    ProducerState(&'a ProducerEntry),
+    /// An entry of an offset checkpoint (replication, recovery point, log start, cleaner).
+    CheckpointEntry(&'a OffsetCheckpointEntry<'a>),
+    /// An entry of `leader-epoch-checkpoint`.
+    LeaderEpoch(&'a EpochEntry),
+    /// `partition.metadata`: the topic id.
+    PartitionMetadata(Uuid),
+    /// `meta.properties`.
+    MetaProperties(&'a MetaProperties),
+    /// `quorum-state`.
+    QuorumState(&'a QuorumState),
+    /// `.kafka_cleanshutdown`: the broker epoch, when it has one.
+    CleanShutdown(Option<i64>),
 }
 
 /// What the data of one or more files held, counted as it was read: the counters a walk

@@ -3,13 +3,11 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
-
 use segvault_format::kraft::parse_quorum_state;
 use segvault_format::snapshot::parse_producer_snapshot;
 use segvault_format::FormatError;
 
-use super::events::{Event, Out, SegmentStats};
+use super::events::{Event, FileInfo, Out, SegmentStats};
 use super::mapped::{intact, open};
 use super::problem::{Problem, Severity};
 use crate::logdir::Error;
@@ -104,9 +102,10 @@ pub fn check_file(
         file_stats: &mut stats,
     };
     let file = path.to_string_lossy().into_owned();
-    let info = |out: &mut Out<'_, '_>, v: Value| {
+    let file = file.as_str();
+    let info = |out: &mut Out<'_, '_>, info: FileInfo<'_>| {
         if emit {
-            out.emit(Event::Info(&v));
+            out.emit(Event::Info { file, info });
         }
     };
     let corrupt = |out: &mut Out<'_, '_>, e: FormatError| {
@@ -117,12 +116,7 @@ pub fn check_file(
         FileKind::ProducerSnapshot => match parse_producer_snapshot(data) {
             Ok(s) => {
                 for e in &s.entries {
-                    info(
-                        &mut out,
-                        json!({"type": "producer_state", "file": file, "producer_id": e.producer_id, "producer_epoch": e.epoch,
-                        "last_sequence": e.last_sequence, "last_offset": e.last_offset, "offset_delta": e.offset_delta,
-                        "timestamp": e.timestamp, "coordinator_epoch": e.coordinator_epoch, "current_txn_first_offset": e.current_txn_first_offset}),
-                    );
+                    info(&mut out, FileInfo::ProducerState(e));
                 }
                 out.file_stats.data.records = s.entries.len() as u64;
             }
@@ -131,10 +125,7 @@ pub fn check_file(
         FileKind::OffsetCheckpoint => match parse_offset_checkpoint(data) {
             Ok(v) => {
                 for e in &v {
-                    info(
-                        &mut out,
-                        json!({"type": "checkpoint_entry", "file": file, "topic": e.topic, "partition": e.partition, "offset": e.offset}),
-                    );
+                    info(&mut out, FileInfo::CheckpointEntry(e));
                 }
                 out.file_stats.data.records = v.len() as u64;
             }
@@ -143,42 +134,26 @@ pub fn check_file(
         FileKind::LeaderEpochCheckpoint => match parse_leader_epoch_checkpoint(data) {
             Ok(v) => {
                 for e in &v {
-                    info(
-                        &mut out,
-                        json!({"type": "leader_epoch", "file": file, "epoch": e.epoch, "start_offset": e.start_offset}),
-                    );
+                    info(&mut out, FileInfo::LeaderEpoch(e));
                 }
                 out.file_stats.data.records = v.len() as u64;
             }
             Err(e) => corrupt(&mut out, e),
         },
         FileKind::PartitionMetadata => match parse_partition_metadata(data) {
-            Ok(id) => info(
-                &mut out,
-                json!({"type": "partition_metadata", "file": file, "version": 0, "topic_id": id.to_string()}),
-            ),
+            Ok(id) => info(&mut out, FileInfo::PartitionMetadata(id)),
             Err(e) => corrupt(&mut out, e),
         },
         FileKind::MetaProperties => match parse_meta_properties(data) {
-            Ok(m) => info(
-                &mut out,
-                json!({"type": "meta_properties", "file": file, "version": m.version, "node_id": m.node_id,
-                "cluster_id": m.cluster_id, "directory_id": m.directory_id.map(|d| d.to_string()), "properties": m.properties}),
-            ),
+            Ok(m) => info(&mut out, FileInfo::MetaProperties(&m)),
             Err(e) => corrupt(&mut out, e),
         },
         FileKind::QuorumState => match parse_quorum_state(data) {
-            Ok(q) => info(
-                &mut out,
-                json!({"type": "quorum_state", "file": file, "state": q}),
-            ),
+            Ok(q) => info(&mut out, FileInfo::QuorumState(&q)),
             Err(e) => corrupt(&mut out, e),
         },
         FileKind::CleanShutdown => match parse_clean_shutdown(data) {
-            Ok(epoch) => info(
-                &mut out,
-                json!({"type": "clean_shutdown", "file": file, "broker_epoch": epoch}),
-            ),
+            Ok(epoch) => info(&mut out, FileInfo::CleanShutdown(epoch)),
             Err(e) => corrupt(&mut out, e),
         },
         _ => {

@@ -27,7 +27,9 @@ mod records;
 mod segment;
 mod txn;
 
-pub use events::{BatchLine, DataCounts, Event, IndexEntryLine, RecordView, SegmentStats};
+pub use events::{
+    BatchLine, DataCounts, Event, FileInfo, IndexEntryLine, RecordView, SegmentStats,
+};
 pub use file::{check_file, file_kind, FileKind};
 pub use internal::InternalRecord;
 pub use options::{Decoder, RecordMode, SegmentInput, WalkOptions};
