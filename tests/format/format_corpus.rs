@@ -302,6 +302,7 @@ fn spans(name: &str, log: &[u8]) -> Vec<BatchSpan> {
 }
 
 #[test]
+// Over 120 lines on purpose: one walk over every corpus file, a branch per file kind.
 fn every_other_file_parses_and_indexes_match_their_logs() {
     let root = corpus();
     let all = logdir::walk(&root);

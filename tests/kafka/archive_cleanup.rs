@@ -132,6 +132,8 @@ fn keyed_records(topic: &str, from: usize, n: usize, base_ts: i64) -> segvault_h
 }
 
 #[test]
+// Over 120 lines on purpose: one scenario against real brokers, each step working on the
+// state the previous step left (split, its parts could only be called in this order).
 fn compacted_segments_are_archived_whole_and_never_again_after_the_cleaner() {
     let _machine = crate::common::machine::shared();
     const T: &str = "compacted";

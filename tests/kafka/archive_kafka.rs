@@ -111,6 +111,8 @@ fn archives_a_rolling_broker_exactly_once_to_s3() {
 /// latest value of every key is the one last written, at its offset: whichever generation
 /// of each segment a pass read, nothing was lost or misplaced.
 #[test]
+// Over 120 lines on purpose: one scenario against real brokers, each step working on the
+// state the previous step left (split, its parts could only be called in this order).
 fn archives_while_the_log_cleaner_rewrites_segments() {
     let _machine = crate::common::machine::shared();
     const TOPIC: &str = "churn";

@@ -19,6 +19,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
+// Over 120 lines on purpose: one scenario against real brokers, each step working on the
+// state the previous step left (split, its parts could only be called in this order).
 fn agent_through_faults_and_kills_loses_nothing() {
     // Two minutes of load, faults and kills whose interleaving is the point: alone on 2 cores.
     let _machine = crate::common::machine::alone();

@@ -15,6 +15,9 @@
 //! (shallow, deep, index plain, index verify-only), run in parallel with segvault.
 //!
 //! Every disagreement is collected and reported together, with file and offset.
+//!
+//! Over 800 lines on purpose: the tests of one concern and the helpers that build their state
+//! are kept in one file, read together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -140,6 +143,7 @@ fn run_dump_log(dist: &KafkaDist, args: &[&str], files: &[PathBuf]) -> Output {
 }
 
 /// Parses stdout (and stderr, for index complaints) of one kafka-dump-log run.
+// Over 120 lines on purpose: one match over the line kinds of kafka-dump-log's output.
 fn parse_dump(out: &str, err: &str, dump: &mut Dump) -> Vec<Vec<i64>> {
     let mut current: Option<PathBuf> = None;
     for line in out.lines() {
@@ -595,6 +599,8 @@ fn i64_of(v: &Value, k: &str) -> Option<i64> {
 // ---------------------------------------------------------------------------------------
 // comparison
 
+// Over 120 lines on purpose: one field-by-field comparison of a kafka-dump-log batch line
+// with segvault's, every field side by side.
 fn compare_log(
     file: &Path,
     d: &DumpLog,
@@ -892,6 +898,8 @@ fn compare_segments_tsv(dump: &Dump, errs: &mut Vec<String>) {
 }
 
 #[test]
+// Over 120 lines on purpose: one scenario against real brokers, each step working on the
+// state the previous step left (split, its parts could only be called in this order).
 fn inspect_agrees_with_kafka_dump_log() {
     // A kafka-dump-log JVM per file group over the whole corpus: alone on 2 cores.
     let _machine = crate::common::machine::alone();

@@ -21,6 +21,9 @@
 //!    restore from S3 into a copy of the same dir is byte-identical.
 //!
 //! One archive and two clusters per version serve all three checks, to keep the suite short.
+//!
+//! Over 800 lines on purpose: the tests of one concern and the helpers that build their state
+//! are kept in one file, read together.
 
 use crate::common::logdir::{self, partition_dirs};
 use crate::common::now_ms;
@@ -363,6 +366,8 @@ fn log_since(c: &Cluster, from: usize) -> String {
     String::from_utf8_lossy(&log[from.min(log.len())..]).into_owned()
 }
 
+// Over 120 lines on purpose: one scenario against real brokers, each step working on the
+// state the previous step left (split, its parts could only be called in this order).
 fn round_trip(version: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&["archive"]).unwrap();
@@ -825,6 +830,8 @@ fn log_stream(pdir: &Path) -> Vec<u8> {
 /// and catches up: every partition it holds ends up with the same batch bytes as the other
 /// replicas, the restored prefix included, with no divergence and no "Truncation detected".
 #[test]
+// Over 120 lines on purpose: one scenario against real brokers, each step working on the
+// state the previous step left (split, its parts could only be called in this order).
 fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
     let _machine = crate::common::machine::shared();
     let version = "4.3.1";

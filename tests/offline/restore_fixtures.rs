@@ -2,6 +2,9 @@
 //! back is byte for byte what the broker wrote, cuts land on batch boundaries with indexes
 //! rebuilt as the broker builds them, and bad archives, locked or occupied targets and
 //! interruptions are handled without placing anything unverified.
+//!
+//! Over 800 lines on purpose: the tests of one concern and the helpers that build their state
+//! are kept in one file, read together.
 
 use crate::common::logdir::{self, checkpoint, partition_dirs, segments};
 use crate::common::paths::fixture;

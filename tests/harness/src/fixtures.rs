@@ -57,6 +57,8 @@ pub fn generate(out: &Path, versions: &[&str]) -> Result<()> {
     Ok(())
 }
 
+// Over 120 lines on purpose: one scenario against real brokers, each step working on the
+// state the previous step left (split, its parts could only be called in this order).
 fn generate_version(out: &Path, version: &str) -> Result<()> {
     let mut spec = ClusterSpec::combined(version);
     for (k, v) in FIXTURE_BROKER_CONFIG {
