@@ -41,6 +41,13 @@ pub enum ArchiveError {
     /// A store URL that names no store this build can open.
     #[error("store URL {url:?}: {message}")]
     StoreUrl { url: String, message: String },
+    /// The AWS shared config files of an s3:// store could not be read or parsed.
+    #[error("store URL {url:?}: cannot read the AWS config files: {}", error_chain(.source))]
+    AwsConfig {
+        url: String,
+        #[source]
+        source: aws_config::profile::ProfileFileLoadError,
+    },
     /// A store URL that does not parse.
     #[error("store URL {url:?}: {source}")]
     StoreUrlParse {
@@ -214,4 +221,19 @@ mod tests {
         };
         assert_eq!(e.to_string(), "cannot handle SIGTERM: boom");
     }
+}
+
+/// The error and its sources, joined: aws-config's top-level messages alone are terse.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

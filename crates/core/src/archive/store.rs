@@ -135,7 +135,13 @@ pub fn open(url: &str) -> Result<Store, ArchiveError> {
         }
         "s3" | "s3a" => {
             let b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-            let b = aws::apply_profile(b).map_err(bad)?;
+            let b = aws::apply_profile(b).map_err(|e| match e {
+                aws::ProfileError::Load(source) => ArchiveError::AwsConfig {
+                    url: shown.clone(),
+                    source,
+                },
+                aws::ProfileError::Undefined(message) => bad(message),
+            })?;
             (
                 Arc::new(b.build().map_err(backend)?),
                 parsed.path().trim_start_matches('/').to_string(),

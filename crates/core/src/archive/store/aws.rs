@@ -21,6 +21,7 @@
 //! The files are read once when the store is opened; credentials are fetched on the first
 //! request and cached until five minutes before they expire.
 
+use crate::archive::error::error_chain;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::profile::ProfileSet;
 use aws_config::Region;
@@ -38,10 +39,18 @@ use std::time::{Duration, SystemTime};
 /// Credentials are refreshed this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 
+/// Why the AWS profile could not be applied.
+pub(super) enum ProfileError {
+    /// The shared config or credentials file could not be read or parsed.
+    Load(aws_config::profile::ProfileFileLoadError),
+    /// `AWS_PROFILE` names a profile neither file defines (and the environment has no keys).
+    Undefined(String),
+}
+
 /// Applies the selected AWS profile to a builder already configured from the environment.
 /// Errors name the profile and the files: an unreadable or malformed file, or a profile
 /// selected by `AWS_PROFILE` that neither file defines.
-pub(super) fn apply_profile(builder: AmazonS3Builder) -> Result<AmazonS3Builder, String> {
+pub(super) fn apply_profile(builder: AmazonS3Builder) -> Result<AmazonS3Builder, ProfileError> {
     let env = Env::real();
     let env_keys = builder
         .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
@@ -55,7 +64,7 @@ pub(super) fn apply_profile(builder: AmazonS3Builder) -> Result<AmazonS3Builder,
         &EnvConfigFiles::default(),
         None,
     ))
-    .map_err(|e| format!("cannot read the AWS config files: {}", error_chain(&e)))?;
+    .map_err(ProfileError::Load)?;
     let name = profiles.selected_profile().to_string();
     let Some(profile) = profiles.get_profile(&name) else {
         if env.get("AWS_PROFILE").is_ok() {
@@ -69,7 +78,7 @@ pub(super) fn apply_profile(builder: AmazonS3Builder) -> Result<AmazonS3Builder,
                 describe(&file_path(&env, "AWS_CONFIG_FILE", "config")),
             );
             if !env_keys {
-                return Err(message);
+                return Err(ProfileError::Undefined(message));
             }
             // The environment's keys are used as before; the profile would only have added
             // a region or an endpoint.
@@ -159,21 +168,6 @@ fn describe(path: &std::path::Path) -> String {
     } else {
         format!("{} (which does not exist)", path.display())
     }
-}
-
-/// The error and its sources, joined: aws-config's top-level messages alone are terse.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Runs an aws-config future to completion from synchronous code, whether or not the caller
