@@ -716,42 +716,30 @@ fn assert_log_clean(c: &Cluster, id: u32, mark: usize, extra: &[&str], what: &st
 /// Polls until partition dir `d` holds the same batch bytes in every log dir of `dirs`, for
 /// every `d` of `names`.
 fn wait_same_bytes(dirs: &[PathBuf], names: &[String], what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let differ: Vec<&String> = names
-            .iter()
-            .filter(|d| {
-                let first = log_stream(&dirs[0].join(d));
-                dirs[1..].iter().any(|x| log_stream(&x.join(d)) != first)
-            })
-            .collect();
-        if differ.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: replicas still differ: {differ:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_until_agree(names, &format!("{what}: replicas still differ"), |d| {
+        let first = log_stream(&dirs[0].join(d));
+        dirs[1..].iter().any(|x| log_stream(&x.join(d)) != first)
+    });
 }
 
 /// Polls until partition dir `d` ends at the same offset in `a` and `b`, for every `d` of
 /// `names`.
 fn wait_same_end(a: &Path, b: &Path, names: &[String], what: &str) {
+    wait_until_agree(names, &format!("{what}: replicas still end apart"), |d| {
+        log_end(&a.join(d)) != log_end(&b.join(d))
+    });
+}
+
+/// Polls (two minutes at most) until `differs` is false for every name; fails with `failure`
+/// and the names that still differ.
+fn wait_until_agree(names: &[String], failure: &str, differs: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let differ: Vec<&String> = names
-            .iter()
-            .filter(|d| log_end(&a.join(d)) != log_end(&b.join(d)))
-            .collect();
+        let differ: Vec<&String> = names.iter().filter(|d| differs(d)).collect();
         if differ.is_empty() {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: replicas still end apart: {differ:?}"
-        );
+        assert!(Instant::now() < deadline, "{failure}: {differ:?}");
         std::thread::sleep(Duration::from_millis(250));
     }
 }
