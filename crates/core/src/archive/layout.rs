@@ -11,6 +11,8 @@
 //!   topics/<topic>/<topic-id>/<partition>/
 //!     start.json                          the first archived offset (created once)
 //!     chain/<start:020>.json              manifest of the range starting there: COMMIT POINT
+//!     index/<first:020>-<next:020>.json   the manifests of INDEX_SPAN consecutive ranges, first
+//!                                         to next (created once, after they are published)
 //!     data/<start:020>-<next:020>/<node-id>/<attempt>/{log,index,timeindex,txnindex,snapshot}
 //!     corrupt/<base:020>-<node-id>.json   a segment that failed verification (not archived)
 //!     divergence/<start:020>-<node-id>.json  a replica whose bytes differ from the archive
@@ -96,6 +98,14 @@ impl PartitionKey {
     pub fn manifest(&self, start: i64) -> Path {
         self.chain_dir().join(format!("{start:020}.json"))
     }
+    pub fn index_dir(&self) -> Path {
+        self.root().clone().join("index")
+    }
+    /// The chain index holding the manifests of the ranges from `first` up to `next`.
+    pub fn index(&self, first: i64, next: i64) -> Path {
+        self.index_dir()
+            .join(format!("{first:020}-{next:020}.json"))
+    }
     /// The object `file` of one attempt at archiving `[start, next)` from node `node`.
     pub fn data(&self, start: i64, next: i64, node: i32, attempt: &str, file: &str) -> Path {
         self.range_data(start, next)
@@ -150,6 +160,21 @@ fn offset_and_node(name: &str) -> Option<(i64, i32)> {
     Some((start.parse().ok()?, node.parse().ok()?))
 }
 
+/// The (first, next) an `index/<first:020>-<next:020>.json` key names, if it is one.
+pub fn index_span(key: &Path) -> Option<(i64, i64)> {
+    index_name_span(key.filename()?)
+}
+
+fn index_name_span(name: &str) -> Option<(i64, i64)> {
+    let (first, next) = name.strip_suffix(".json")?.split_once('-')?;
+    let digits = |d: &str| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit());
+    if !digits(first) || !digits(next) {
+        return None;
+    }
+    let span = (first.parse().ok()?, next.parse().ok()?);
+    (span.0 < span.1).then_some(span)
+}
+
 /// The start offset a `chain/<start>.json` key names, if it is one.
 pub fn manifest_start(key: &Path) -> Option<i64> {
     manifest_name_start(key.filename()?)
@@ -186,6 +211,8 @@ pub enum Key {
     Start(PartitionKey),
     /// `chain/<start:020>.json` ([`PartitionKey::manifest`]).
     Manifest(PartitionKey, i64),
+    /// `index/<first:020>-<next:020>.json` ([`PartitionKey::index`]).
+    Index(PartitionKey, i64, i64),
     /// `data/<start:020>-<next:020>/<node-id>/<attempt>/<file>` ([`PartitionKey::data`]).
     Data {
         partition: PartitionKey,
@@ -250,6 +277,10 @@ pub fn parse(path: &Path) -> Option<Key> {
             Some(match rest {
                 ["start.json"] => Key::Start(key),
                 ["chain", name] => Key::Manifest(key, manifest_name_start(name)?),
+                ["index", name] => match index_name_span(name) {
+                    Some((first, next)) => Key::Index(key, first, next),
+                    None => Key::Other(key),
+                },
                 ["corrupt", name] => Key::Corrupt(key, offset_and_node(name)),
                 ["divergence", name] => Key::Divergence(key, offset_and_node(name)),
                 ["verified", name] => Key::Verified(key, offset_and_node(name)),

@@ -9,6 +9,25 @@ use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "segvault.manifest.v1";
 pub const START_FORMAT: &str = "segvault.start.v1";
+pub const INDEX_FORMAT: &str = "segvault.chain-index.v1";
+
+/// How many consecutive ranges one chain index holds. Index `k` of a partition holds ranges
+/// `k * INDEX_SPAN .. (k + 1) * INDEX_SPAN` of its chain, counted from `start.json`: every
+/// archiver that builds it builds the same one.
+pub const INDEX_SPAN: usize = 64;
+
+/// `index/<first>-<next>.json`: the manifests of [`INDEX_SPAN`] consecutive published ranges,
+/// `first` to `next`, exactly as stored under `chain/` (so unknown fields survive), in chain
+/// order. Created once (conditionally) after those manifests exist; it never changes and it
+/// never replaces them: a reader finds a partition's ranges from its indexes and the
+/// manifests after the last one, without listing or reading every manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainIndex {
+    pub format: String,
+    pub first_offset: i64,
+    pub next_offset: i64,
+    pub manifests: Vec<Box<serde_json::value::RawValue>>,
+}
 
 /// `start.json`: where a partition's chain begins, created once (conditionally) before its
 /// first range. Every reader checks that the chain's first range begins there: a chain that
