@@ -9,5 +9,6 @@ mod archive_once;
 mod archive_races;
 mod bad_input;
 mod inspect_cli;
+mod metadata_cost;
 mod restore_fixtures;
 mod verify_cli;

@@ -284,7 +284,12 @@ fn classify(
                 starts.push((key, m.location.clone()));
             }
             // data/, verified/: part of the layout, nothing to list.
-            Some(Key::Data { partition: key, .. } | Key::Verified(key, _) | Key::Other(key)) => {
+            Some(
+                Key::Data { partition: key, .. }
+                | Key::Verified(key, _)
+                | Key::Index(key, ..)
+                | Key::Other(key),
+            ) => {
                 entry(parts, &key);
             }
         }
