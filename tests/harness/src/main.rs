@@ -124,6 +124,10 @@ fn main() -> Result<()> {
                 println!("export {k}={v}");
             }
             println!(
+                "# access log (one line per request): {}",
+                s.access_log().display()
+            );
+            println!(
                 "# buckets {buckets:?} under {}; press Enter to stop",
                 s.root.display()
             );

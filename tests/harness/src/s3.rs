@@ -104,6 +104,11 @@ impl S3Server {
         Ok(s)
     }
 
+    /// The server's access log (one line per request, S3's server access log format).
+    pub fn access_log(&self) -> &std::path::Path {
+        &self.access_log
+    }
+
     /// Every request the server has logged so far, in order (its access log).
     pub fn requests(&self) -> Result<Vec<Request>> {
         let text = match std::fs::read_to_string(&self.access_log) {

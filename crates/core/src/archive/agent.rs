@@ -544,3 +544,92 @@ fn outcome_seen(o: &Outcome, at: (&str, &str, i32), metrics: &Metrics, seen: &mu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    fn ev(kind: EventKind, paths: &[&str]) -> notify::Event {
+        let mut e = notify::Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        e
+    }
+
+    #[test]
+    fn what_each_file_event_calls_for() {
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let create = EventKind::Create(CreateKind::File);
+        // The broker's checkpoint rewrite: temp file created, renamed over the old one.
+        for e in [
+            ev(create, &["/d/replication-offset-checkpoint.tmp"]),
+            ev(
+                rename,
+                &[
+                    "/d/replication-offset-checkpoint.tmp",
+                    "/d/replication-offset-checkpoint",
+                ],
+            ),
+            ev(rename, &["/d/recovery-point-offset-checkpoint"]),
+        ] {
+            assert_eq!(trigger(&e), Trigger::Checkpoint, "{e:?}");
+        }
+        // A roll, compaction, retention, a new partition: a pass.
+        for e in [
+            ev(create, &["/d/t-0/00000000000000000100.log"]),
+            ev(
+                rename,
+                &[
+                    "/d/t-0/00000000000000000000.log.swap",
+                    "/d/t-0/00000000000000000000.log",
+                ],
+            ),
+            ev(
+                rename,
+                &[
+                    "/d/t-0/00000000000000000000.log",
+                    "/d/t-0/00000000000000000000.log.deleted",
+                ],
+            ),
+            ev(EventKind::Create(CreateKind::Folder), &["/d/t-1"]),
+            ev(
+                create,
+                &["/d/__cluster_metadata-0/00000000000000000100-0000000001.checkpoint"],
+            ),
+            ev(EventKind::Any, &[]),
+        ] {
+            assert_eq!(trigger(&e), Trigger::Pass, "{e:?}");
+        }
+        // What changes nothing a pass does.
+        for e in [
+            ev(create, &["/d/t-0/00000000000000000100.index"]),
+            ev(create, &["/d/t-0/00000000000000000100.snapshot"]),
+            ev(
+                rename,
+                &[
+                    "/d/t-0/leader-epoch-checkpoint.tmp",
+                    "/d/t-0/leader-epoch-checkpoint",
+                ],
+            ),
+            ev(
+                rename,
+                &[
+                    "/d/__cluster_metadata-0/quorum-state.tmp",
+                    "/d/__cluster_metadata-0/quorum-state",
+                ],
+            ),
+            ev(
+                EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+                &["/d/t-0/00000000000000000100.log"],
+            ),
+            ev(
+                EventKind::Access(notify::event::AccessKind::Any),
+                &["/d/t-0/00000000000000000000.log"],
+            ),
+        ] {
+            assert_eq!(trigger(&e), Trigger::Nothing, "{e:?}");
+        }
+    }
+}

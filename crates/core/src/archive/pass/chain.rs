@@ -522,4 +522,75 @@ mod tests {
         })
         .await;
     }
+
+    #[tokio::test]
+    async fn indexes_hold_every_span_of_64_ranges_and_the_chain_loads_from_the_last_one() {
+        use crate::archive::manifest::{ChainIndex, INDEX_SPAN};
+        use crate::archive::pass::index::write_due_indexes;
+        use crate::archive::pass::memory::PartitionMemory;
+        on_both(|store| async move {
+            let k = key();
+            let start = StartRecord {
+                format: START_FORMAT.into(),
+                start_offset: 0,
+                created_at_ms: 1,
+                node_id: 1,
+            };
+            create(&store, &k.start(), serde_json::to_vec(&start).unwrap())
+                .await
+                .unwrap();
+            // 130 ranges of 10 offsets: two full spans and 2 ranges after them.
+            for r in 0..130 {
+                publish(&store, &manifest(r * 10, r * 10 + 10, 1, r)).await;
+            }
+            let mut state = PartitionMemory::new(load_chain(&store, &k, 0).await.unwrap());
+            assert_eq!(state.chain.indexed_next, Some(0));
+            assert_eq!(state.chain.unindexed().count(), 130);
+            write_due_indexes(&store, &k, &mut state).await.unwrap();
+            assert_eq!(state.chain.indexed_next, Some(1280));
+            let spans: BTreeSet<(i64, i64)> = list_from(&store, &k.index_dir(), None)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|m| layout::index_span(&m.location))
+                .collect();
+            assert_eq!(
+                spans.into_iter().collect::<Vec<_>>(),
+                [(0, 640), (640, 1280)]
+            );
+            // An index holds each manifest exactly as stored under chain/.
+            let bytes = read_bytes(&store, &k.index(640, 1280))
+                .await
+                .unwrap()
+                .unwrap();
+            let index: ChainIndex = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!((index.first_offset, index.next_offset), (640, 1280));
+            assert_eq!(index.manifests.len(), INDEX_SPAN);
+            let stored = read_bytes(&store, &k.manifest(650)).await.unwrap().unwrap();
+            assert_eq!(index.manifests[1].get().as_bytes(), stored.trim_ascii());
+            // A second archiver builds the same index: its create is refused, nothing changes.
+            let mut again = PartitionMemory::new(load_chain(&store, &k, 0).await.unwrap());
+            assert_eq!(again.chain.indexed_next, Some(1280));
+            write_due_indexes(&store, &k, &mut again).await.unwrap();
+            let same = read_bytes(&store, &k.index(640, 1280))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(same, bytes);
+            // A broker whose oldest segment starts at 1290 lists chain/ from the last
+            // index's first range on, not from the chain's start.
+            let chain = load_chain(&store, &k, 1290).await.unwrap();
+            assert_eq!(chain.next, Some(1300));
+            assert_eq!(chain.starts.first(), Some(&640));
+            assert_eq!(chain.starts.len(), 130 - 64);
+            assert_eq!(chain.unindexed().collect::<Vec<_>>(), [1280, 1290]);
+            // Listing from a later offset reads what comes after it only.
+            let mut c = chain.clone();
+            c.next = Some(1290);
+            publish(&store, &manifest(1300, 1310, 2, 200)).await;
+            refresh_chain(&store, &k, &mut c).await.unwrap();
+            assert_eq!((c.next, c.last_written_ms), (Some(1310), 200));
+        })
+        .await;
+    }
 }

@@ -6,7 +6,7 @@
 //! created conditionally and a refused create means it exists already. Manifests stay where
 //! they are: an index adds a way to read them, it never replaces them.
 
-use super::chain::{create, parse_json, read_bytes, Chain};
+use super::chain::{create, exists, parse_json, read_bytes, Chain};
 use super::memory::PartitionMemory;
 use crate::archive::error::ArchiveError;
 use crate::archive::layout::PartitionKey;
@@ -25,6 +25,21 @@ pub(super) async fn write_due_indexes(
         let span: Vec<i64> = state.chain.unindexed().take(INDEX_SPAN).collect();
         if span.len() < INDEX_SPAN || !complete(&state.chain, &span) {
             return Ok(());
+        }
+        // Where the span ends, if the chain holds together: the next range's start.
+        let end = state
+            .chain
+            .starts
+            .range(span[INDEX_SPAN - 1] + 1..)
+            .next()
+            .copied()
+            .or(state.chain.next);
+        if let Some(end) = end {
+            // Another archiver may have stored it (one HEAD per span, not its manifests).
+            if exists(store, &key.index(span[0], end)).await? {
+                advance(state, &span, end);
+                continue;
+            }
         }
         let mut manifests = Vec::with_capacity(INDEX_SPAN);
         for &start in &span {
@@ -47,10 +62,15 @@ pub(super) async fn write_due_indexes(
             })?;
         create(store, &key.index(first, next), bytes).await?;
         tracing::debug!(topic = %key.topic, partition = key.partition, first, next, "chain index stored");
-        state.chain.indexed_next = Some(next);
-        for s in &span {
-            state.held.remove(s);
-        }
+        advance(state, &span, next);
+    }
+}
+
+/// The ranges of `span` are indexed (up to `next`): nothing of them is held any more.
+fn advance(state: &mut PartitionMemory, span: &[i64], next: i64) {
+    state.chain.indexed_next = Some(next);
+    for s in span {
+        state.held.remove(s);
     }
 }
 

@@ -21,6 +21,15 @@ use std::sync::{Arc, Mutex};
 /// the index is built from the store instead (one GET per manifest not held).
 const HELD_BYTES_CAP: usize = 16 << 20;
 
+/// Ranges after the chain's end (as first read) under which an archiver that won them looks
+/// for leftovers of interrupted attempts (a GET reading its manifest back, a LIST of the
+/// range's data). An interrupted archiver (a crash, a kill) had uploaded at most one batch
+/// of ranges (`MAX_BATCH`) past the end it had read; its successor on the same log dir reads
+/// the same end, so the leftovers lie within this many ranges of it. Past them, a range's
+/// objects are this process's own and it deletes those itself: no more requests per range.
+/// Leftovers an archiver elsewhere left further on stay until `check` finds them as orphans.
+pub(super) const SWEPT_RANGES: usize = 256;
+
 /// What the agent remembers (shared by the passes it runs; cheap to clone).
 #[derive(Clone, Default)]
 pub struct Memory(Arc<Mutex<Known>>);
@@ -55,8 +64,10 @@ pub(super) struct PartitionMemory {
     /// without looking first (a replica that lost looks whether the range is taken before
     /// uploading it).
     pub(super) won_last: bool,
-    /// Whether this process has dropped leftovers of interrupted attempts in this partition.
-    pub(super) swept: bool,
+    /// How many more ranges this process publishes in this partition before it stops
+    /// looking for leftovers of interrupted attempts under each range it wins (see
+    /// [`SWEPT_RANGES`]).
+    pub(super) sweeps_left: usize,
     /// Manifest bytes this node published or read, by start offset, for the next index.
     pub(super) held: HashMap<i64, Arc<Vec<u8>>>,
 }
@@ -67,7 +78,7 @@ impl PartitionMemory {
             chain,
             compared: BTreeSet::new(),
             won_last: false,
-            swept: false,
+            sweeps_left: SWEPT_RANGES,
             held: HashMap::new(),
         }
     }

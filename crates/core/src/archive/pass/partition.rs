@@ -24,6 +24,7 @@ use crate::archive::summary::{summarize_blocking, Refusal, Summary};
 use crate::archive::upload::{put_log_verified, RateLimit};
 use crate::logdir::{PartitionDir, SegmentFiles};
 use crate::sys::now_ms;
+use futures::StreamExt;
 use segvault_format::mapped::MappedFile;
 use segvault_format::text::Uuid;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub(super) async fn archive_partition(
     }
     (report, err)
 }
+
+/// The most ranges prepared before the listing is confirmed and they are claimed.
+pub(super) const MAX_BATCH: usize = super::memory::SWEPT_RANGES;
 
 /// A range verified and its objects uploaded (see [`PartitionPass::prepare`]), not yet
 /// published.
@@ -374,9 +378,9 @@ impl PartitionPass<'_> {
 
     /// Archives the ranges from `chain_next` on: `[chain_next, next_base)` from the first
     /// of `todo` (committed segments, each with its successor's base), and with it the
-    /// whole segments after it, up to `--concurrency` at once. They are verified and their
-    /// objects uploaded concurrently, the listing is confirmed once for all of them, and
-    /// they are claimed one after another in chain order. Returns how many of `todo` are
+    /// whole segments after it (a batch of up to [`MAX_BATCH`]). They are verified and their
+    /// objects uploaded `--concurrency` at a time, the listing is confirmed once for all of
+    /// them, and they are claimed one after another in chain order. Returns how many of `todo` are
     /// done with.
     async fn ranges(
         &self,
@@ -385,14 +389,21 @@ impl PartitionPass<'_> {
         todo: &[(usize, i64)],
         chain_next: i64,
     ) -> Result<(Step, usize), ArchiveError> {
-        let width = self.opts.concurrency.max(1).min(todo.len());
+        let width = self.opts.concurrency.max(1);
+        // A backlog is confirmed in batches that grow with it (one look at the partition
+        // directory per batch, not per range); a few new segments go one batch each.
+        let batch = (todo.len() / 8).clamp(width, MAX_BATCH).min(todo.len());
         let mut starts = vec![chain_next];
-        starts.extend(todo[..width - 1].iter().map(|&(_, next)| next));
-        let batch = todo[..width]
-            .iter()
-            .zip(starts)
-            .map(|(&(i, next), start)| self.prepare(i, start, next));
-        let mut results = futures::future::join_all(batch).await.into_iter();
+        starts.extend(todo[..batch - 1].iter().map(|&(_, next)| next));
+        let mut prepared = Vec::with_capacity(batch);
+        for (&(i, next), start) in todo[..batch].iter().zip(starts) {
+            prepared.push(Box::pin(self.prepare(i, start, next)));
+        }
+        let mut results = futures::stream::iter(prepared)
+            .buffered(width)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter();
         let mut ready = Vec::new();
         let mut halt = None;
         for r in results.by_ref() {
@@ -533,12 +544,12 @@ impl PartitionPass<'_> {
         let sent = serde_json::to_vec_pretty(&m).unwrap_or_default();
         let claimed = claim(store, &mkey, sent.clone()).await?;
         if claimed != Claim::Lost {
-            // Leftovers of interrupted attempts: looked for once per partition by an agent
-            // (at its first range; later ones are its own, and it removes those itself),
-            // at every range by a one-off pass.
-            let sweep = self.opts.memory.is_none() || !state.swept || claimed == Claim::ReadBack;
+            // Leftovers of interrupted attempts: looked for under the first ranges after
+            // the chain's end as read (see SWEPT_RANGES), and whenever our own retried
+            // create was answered "exists".
+            let sweep = state.sweeps_left > 0 || claimed == Claim::ReadBack;
             let o = self.won(claimed, &m, &sent, r.renamed, sweep).await?;
-            state.swept = true;
+            state.sweeps_left = state.sweeps_left.saturating_sub(1);
             report.outcomes.push(o);
             let chain = &mut state.chain;
             chain.next = Some(next_base);
