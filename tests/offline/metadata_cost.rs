@@ -39,6 +39,16 @@ fn wait_metric(port: u16, name: &str, want: f64, log: &Path) -> String {
         .unwrap_or_else(|| panic!("metrics gone:\n{}", std::fs::read_to_string(log).unwrap()))
 }
 
+/// An agent killed if the test fails before it stops it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -64,7 +74,7 @@ fn an_agent_beside_an_idle_broker_makes_no_store_request_until_a_segment_is_comm
     let s3 = S3Server::start(&["archive"]).unwrap();
     let port = free_port();
     let log = dir.path().join("agent.log");
-    let mut agent = spawn_agent(
+    let mut agent = Running(spawn_agent(
         &logs,
         "s3://archive/kafka",
         &s3.env(),
@@ -77,7 +87,7 @@ fn an_agent_beside_an_idle_broker_makes_no_store_request_until_a_segment_is_comm
             &format!("127.0.0.1:{port}"),
         ],
         &log,
-    );
+    ));
     // The first pass archives every closed segment.
     let body = wait_metric(port, "segvault_uploaded_segments_total", ranges, &log);
     let passes = metric(&body, "segvault_passes_total");
@@ -149,6 +159,6 @@ fn an_agent_beside_an_idle_broker_makes_no_store_request_until_a_segment_is_comm
         "the manifest of [40, 60) of {topic}-2: {puts:#?}"
     );
 
-    sigterm(&agent);
-    assert!(wait_exit(&mut agent, WITHIN).success());
+    sigterm(&agent.0);
+    assert!(wait_exit(&mut agent.0, WITHIN).success());
 }

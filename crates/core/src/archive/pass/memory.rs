@@ -118,6 +118,21 @@ impl Memory {
         k.partitions.insert((log_dir.to_path_buf(), key.clone()), m);
     }
 
+    /// Forgets the partitions of `log_dir` that `present` (its listing's (topic, partition)
+    /// pairs) no longer holds: deleted topics, moved replicas.
+    pub(super) fn retain(&self, log_dir: &std::path::Path, present: &std::collections::BTreeSet<(String, i32)>) {
+        let mut k = self.known();
+        let mut freed = 0;
+        k.partitions.retain(|(dir, key), m| {
+            let keep = dir != log_dir || present.contains(&(key.topic.clone(), key.partition));
+            if !keep {
+                freed += held_size(m);
+            }
+            keep
+        });
+        k.held_bytes -= freed;
+    }
+
     /// Whether the broker file at `key` was last stored with digest `d`.
     pub(super) fn broker_file_is(&self, key: &str, d: &[u8; 32]) -> bool {
         self.known().broker_files.get(key) == Some(d)

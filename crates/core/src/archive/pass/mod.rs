@@ -18,14 +18,18 @@
 //! when that later segment's base offset is at or below the partition's high watermark in
 //! `replication-offset-checkpoint`: a follower's truncation can then never change it.
 //!
-//! **State** lives in the store only: a restarted agent lists `chain/`, reads the last
-//! manifest, and continues. Nothing is uploaded twice and nothing is missed.
+//! **State.** The truth is in the store: a restarted agent lists `index/` and `chain/` from
+//! the last index (or its oldest segment on disk), reads the last manifest, and continues.
+//! Nothing is uploaded twice and nothing is missed. An agent also remembers each partition
+//! between passes (`memory`), so a partition with nothing new costs no request; chain
+//! indexes (`index`) let readers find ranges without reading every manifest.
 //!
 //! The pass, by concern: `options` (what it is told), `report` (what it reports),
 //! `broker` (the log dir's broker and its own files), `chain` (the claim chain),
 //! `partition` (one partition's walk over its committed segments), `publish` (a range's
 //! objects and manifest), `compare` (a replica against the archived copy), `evidence`
-//! (corrupt and divergence records), `relist` (looking again at what the listing said).
+//! (corrupt and divergence records), `relist` (looking again at what the listing said),
+//! `memory` (what an agent keeps between passes), `index` (chain indexes).
 
 mod broker;
 mod chain;
@@ -99,6 +103,8 @@ async fn archive_dir(
     let mut results = archive_partitions(store, &broker, listing, opts, rate).await;
     if let Some(m) = memory {
         m.set_waiting(&broker.log_dir, waiting(listing));
+        let present = listing.partitions.iter().map(|p| p.topic_partition()).collect();
+        m.retain(&broker.log_dir, &present);
     }
     let failure = |partition: String, error: String| Failure {
         log_dir: listing.path.display().to_string(),
@@ -245,7 +251,7 @@ fn waiting(listing: &LogDirListing) -> logdir::OffsetMap {
         let closed = p.closed_segments().len();
         let first_waiting = (1..=closed)
             .map(|i| p.segments[i].base_offset)
-            .find(|&next| !hw.is_some_and(|hw| next <= hw));
+            .find(|&next| hw.is_none_or(|hw| next > hw));
         if let Some(next) = first_waiting {
             out.insert(tp, next);
         }

@@ -226,7 +226,7 @@ async fn put_file(
     path: &std::path::Path,
     rate: Option<&RateLimit>,
 ) -> Result<Option<ObjectRef>, ArchiveError> {
-    let f = match crate::sys::map(&path) {
+    let f = match crate::sys::map(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

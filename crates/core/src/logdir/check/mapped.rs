@@ -9,7 +9,7 @@ use crate::logdir::Error;
 
 /// Maps a file; only a regular file (`MappedFile::open` checks the opened file).
 pub(super) fn open(path: &Path) -> Result<MappedFile, Error> {
-    crate::sys::map(&path).map_err(|source| Error::Unreadable {
+    crate::sys::map(path).map_err(|source| Error::Unreadable {
         path: path.to_path_buf(),
         source,
     })
