@@ -7,6 +7,7 @@ use segvault_core::restore::catalog::{self, Catalog, ClusterCatalog, Filter, Par
 use segvault_core::restore::plan::{self, Cut, Mode, Plan, Planner, Selection};
 use segvault_core::restore::write::{self, WriteOptions};
 use segvault_core::restore::RestoreError;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 pub const LS_HELP: &str = "\
@@ -219,7 +220,7 @@ async fn ls_streamed(store: &archive::Store, filter: &Filter, o: &LsArgs) -> i32
         let printed = catalog::for_each_partition(store, keys, |p| {
             problems += p.problems.len() + p.corrupt.len();
             print_partition(cid, &p, o.format);
-            Ok(())
+            ControlFlow::Continue(())
         });
         if let Err(e) = printed.await {
             eprintln!("segvault ls: {e} (what is printed above is incomplete)");
@@ -484,7 +485,11 @@ async fn plan_restore(store: &archive::Store, sel: &Selection) -> Result<Plan, (
     .into_iter()
     .filter(|k| planner.wants(&k.topic, k.partition, hosted_fn))
     .collect();
-    catalog::for_each_partition(store, keys, |p| planner.add(p, hosted_fn))
+    let add = |p| match planner.add(p, hosted_fn) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => ControlFlow::Break(e),
+    };
+    catalog::for_each_partition(store, keys, add)
         .await
         .map_err(plan_err)?;
     planner.finish().map_err(plan_err)

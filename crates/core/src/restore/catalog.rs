@@ -25,6 +25,7 @@ use list::{list_dir, list_tree};
 use object_store::path::Path;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 /// How many partitions are read at once.
 pub const PARTITION_WINDOW: usize = 16;
@@ -291,16 +292,18 @@ pub fn read_partitions(
         .buffered(PARTITION_WINDOW)
 }
 
-/// [`read_partitions`], each partition handed to `f` as it comes, in order; the first error
-/// (reading, or `f`'s) ends the read.
+/// [`read_partitions`], each partition handed to `f` as it comes, in order, until `f`
+/// breaks with an error: the first error (reading, or `f`'s) ends the read.
 pub async fn for_each_partition(
     store: &Store,
     keys: Vec<PartitionKey>,
-    mut f: impl FnMut(PartitionCatalog) -> Result<(), RestoreError>,
+    mut f: impl FnMut(PartitionCatalog) -> ControlFlow<RestoreError>,
 ) -> Result<(), RestoreError> {
     let mut parts = std::pin::pin!(read_partitions(store, keys));
     while let Some(p) = parts.next().await {
-        f(p?)?;
+        if let ControlFlow::Break(e) = f(p?) {
+            return Err(e);
+        }
     }
     Ok(())
 }
