@@ -553,3 +553,58 @@ fn a_restore_fetches_only_the_producer_snapshot_it_places() {
     assert!(err.contains(&key) && err.contains("SHA-256"), "{err}");
     assert!(!cut.join("codec-none-0").exists());
 }
+
+/// Files and directories whose names are not UTF-8, at every level the catalog lists
+/// (`clusters/`, a cluster, `brokers/`, `topics/`, a topic, a partition, its `chain/`,
+/// `index/` and `data/`), are left out of a local store's listings: `ls` says exactly what it
+/// said without them and a restore still succeeds.
+#[test]
+fn names_that_are_not_utf8_hide_nothing_at_any_level() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&fixture(VERSION), &src, &[]).unwrap();
+    let url = archive(tmp.path(), &src);
+    let store = tmp.path().join("store");
+    let ls = |format: &str| {
+        let out = run(&["ls", &url, "--format", format]);
+        assert_exit(&out, 0);
+        text(&out)
+    };
+    let before = (ls("text"), ls("json"));
+    let topics = topics_dir(&store);
+    let part = partition_dir(&store, "codec-none", 0);
+    fs::create_dir_all(part.join("index")).unwrap();
+    for (i, dir) in [
+        store.join("segvault/v1/clusters"),
+        topics.parent().unwrap().to_path_buf(),
+        topics.parent().unwrap().join("brokers"),
+        topics.clone(),
+        topics.join("codec-none"),
+        part.clone(),
+        part.join("chain"),
+        part.join("index"),
+        part.join("data"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let odd = |tail: &[u8]| dir.join(OsStr::from_bytes(&[b"odd-\xff", tail].concat()));
+        fs::write(odd(format!("{i}").as_bytes()), b"x").unwrap();
+        fs::create_dir_all(odd(format!("{i}-dir").as_bytes())).unwrap();
+        fs::write(odd(format!("{i}-dir").as_bytes()).join("f"), b"x").unwrap();
+    }
+    assert_eq!((ls("text"), ls("json")), before);
+    let dst = tmp.path().join("dst");
+    let out = run(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--topic",
+        "^codec-none$",
+    ]);
+    assert_exit(&out, 0);
+    assert!(dst.join("codec-none-0").is_dir());
+}
