@@ -337,6 +337,19 @@ fn a_chain_index_that_disagrees_is_a_problem_naming_its_key() {
                 span + 1
             ),
         ),
+        (
+            "an object an indexed manifest names is gone",
+            Box::new(|part, ix| {
+                let range = part.join(format!("data/{:020}-{:020}", 5, 6));
+                let log = walk(&range)
+                    .into_iter()
+                    .find(|p| p.file_name().is_some_and(|n| n == "log"))
+                    .unwrap();
+                fs::remove_file(log).unwrap();
+                ix[0].clone()
+            }),
+            "the manifest of range [5, 6) in index ".to_string(),
+        ),
     ];
     for (what, damage, want) in cases {
         let case = tmp.path().join(what.replace(' ', "-"));

@@ -63,17 +63,18 @@ pub(super) async fn read_partition(
         subtree("divergence")
     )?;
     let start_at = start.as_ref().and_then(|s| s.as_ref().ok().copied());
-    let (mut ranges, after) = match has_index {
+    let (mut ranges, indexes) = match has_index {
         true => read_indexes(store, &key, start_at, &mut p.problems).await?,
-        false => (Vec::new(), None),
+        false => (Vec::new(), Vec::new()),
     };
+    let after = indexes.last().map(|i| i.1);
     if has_chain {
         read_chain(store, &key, after, &mut ranges, &mut p.problems).await?;
     }
     let sizes: HashMap<&str, u64> = data.iter().map(|m| (m.location.as_ref(), m.size)).collect();
     let suspects: Vec<(String, u64, String)> = ranges
         .iter()
-        .flat_map(|m| check_objects(&key, m, &sizes))
+        .flat_map(|m| check_objects(&origin(&key, &indexes, m), m, &sizes))
         .collect();
     p.problems.extend(confirm(store, suspects).await);
     for m in corrupt.iter().chain(&divergence) {
@@ -90,8 +91,24 @@ pub(super) async fn read_partition(
     Ok(p)
 }
 
-/// The ranges the partition's chain indexes hold, in order, and the offset after the last
-/// index that holds together (`None` if none does). Indexes are used from the first on
+/// Where manifest `m` was read: its `chain/` key, or the index (of `indexes`, as
+/// `(first, next, key)`) that holds it.
+fn origin(key: &PartitionKey, indexes: &[(i64, i64, Path)], m: &Manifest) -> String {
+    match indexes
+        .iter()
+        .find(|i| i.0 <= m.start_offset && m.start_offset < i.1)
+    {
+        Some((_, _, path)) => format!(
+            "the manifest of range [{}, {}) in index {path}",
+            m.start_offset, m.next_offset
+        ),
+        None => format!("manifest {}", key.manifest(m.start_offset)),
+    }
+}
+
+/// The ranges the partition's chain indexes hold, in order, and the indexes that hold
+/// together (`(first, next, key)`, in order: the ranges from the last one's `next` on are
+/// read from `chain/`). Indexes are used from the first on
 /// while each agrees with its key, its entries, `start.json` (`start`, when it could be
 /// read) and the one before it; the first that does not is a problem, and it and every
 /// index after it are left to `chain/`.
@@ -100,7 +117,7 @@ async fn read_indexes(
     key: &PartitionKey,
     start: Option<i64>,
     problems: &mut Vec<String>,
-) -> Result<(Vec<Manifest>, Option<i64>), RestoreError> {
+) -> Result<(Vec<Manifest>, Vec<(i64, i64, Path)>), RestoreError> {
     let listed = list_tree(store, &key.index_dir(), None).await?;
     let mut spans: Vec<(i64, i64, Path)> = listed
         .objects
@@ -120,8 +137,9 @@ async fn read_indexes(
     }))
     .buffered(WINDOW);
     let mut ranges = Vec::new();
-    let mut after: Option<i64> = None;
+    let mut good: Vec<(i64, i64, Path)> = Vec::new();
     while let Some((first, next, path, got)) = fetched.next().await {
+        let after = good.last().map(|i| i.1);
         let expected = after.or(start);
         let checked = got
             .map_err(|e| format!("index {path}: {e}"))
@@ -129,7 +147,7 @@ async fn read_indexes(
         match checked {
             Ok(mut entries) => {
                 ranges.append(&mut entries);
-                after = Some(next);
+                good.push((first, next, path));
             }
             Err(e) => {
                 problems.push(e);
@@ -137,7 +155,7 @@ async fn read_indexes(
             }
         }
     }
-    Ok((ranges, after))
+    Ok((ranges, good))
 }
 
 /// One chain index, checked: its format, its offsets against its key's `span`, its first
@@ -322,24 +340,19 @@ fn check_chain(key: &PartitionKey, p: &mut PartitionCatalog, start: StartRead) {
     }
 }
 
-/// Every object a manifest names must be in the listing, with the size the manifest records.
-/// Returns `(key, recorded size, problem)` of each that is not.
-fn check_objects(
-    key: &PartitionKey,
-    m: &Manifest,
-    sizes: &HashMap<&str, u64>,
-) -> Vec<(String, u64, String)> {
-    let at = key.manifest(m.start_offset);
+/// Every object a manifest (`at` says where it was read) names must be in the listing, with
+/// the size the manifest records. Returns `(key, recorded size, problem)` of each that is not.
+fn check_objects(at: &str, m: &Manifest, sizes: &HashMap<&str, u64>) -> Vec<(String, u64, String)> {
     m.objects
         .iter()
         .filter_map(|r| {
             let msg = match sizes.get(r.key.as_str()) {
                 None => format!(
-                    "manifest {at} names object {}, which is not in the store: range [{}, {}) cannot be restored",
+                    "{at} names object {}, which is not in the store: range [{}, {}) cannot be restored",
                     r.key, m.start_offset, m.next_offset
                 ),
                 Some(&n) if n != r.stored_size => format!(
-                    "manifest {at} names object {} of {} bytes, but the store holds {n} bytes: range [{}, {}) cannot be restored",
+                    "{at} names object {} of {} bytes, but the store holds {n} bytes: range [{}, {}) cannot be restored",
                     r.key, r.stored_size, m.start_offset, m.next_offset
                 ),
                 Some(_) => return None,
