@@ -54,6 +54,9 @@ after every pass, failed or not):
   segvault_divergences_total             distinct ranges where a replica differs from the archive
   segvault_gaps_total                    ranges recorded as gaps (offsets no replica had)
   segvault_passes_total                  passes finished, successful or not
+  segvault_checkpoint_rewrites_ignored_total
+                                         checkpoint rewrites that committed no waiting segment
+                                         (no pass was started for them)
   segvault_archive_lag_segments          closed segments not yet archived, committed or not
   segvault_archive_lag_seconds           seconds since the last pass that left no closed
                                          committed segment unarchived; 0 when caught up
@@ -223,6 +226,7 @@ fn merge(a: AgentArgs) -> Result<(Config, Format), String> {
         rate_limit: a.rate_limit.or(f.rate_limit),
         gap_after: Duration::from_secs(a.gap_after.or(f.gap_after).unwrap_or(600)),
         on_published: None,
+        memory: None,
     };
     let rescan_interval = secs(
         "rescan interval",

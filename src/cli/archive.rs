@@ -83,6 +83,7 @@ pub fn run(o: ArchiveArgs) -> i32 {
         rate_limit: o.rate_limit,
         gap_after: Duration::from_secs(o.gap_after),
         on_published: None,
+        memory: None,
     };
     let Some(rt) = super::runtime("archive") else {
         return EXIT_ERROR;

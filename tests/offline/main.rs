@@ -10,5 +10,6 @@ mod archive_races;
 mod bad_input;
 mod catalog_reads;
 mod inspect_cli;
+mod metadata_cost;
 mod restore_fixtures;
 mod verify_cli;

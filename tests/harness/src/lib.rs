@@ -17,10 +17,11 @@ pub mod dist;
 pub mod faults;
 pub mod fixtures;
 pub mod s3;
+pub mod wide;
 pub mod workload;
 
 pub use client::{Client, Isolation, PartitionDigest, Plan, Record, Send};
 pub use cluster::{Cluster, ClusterSpec, Shape};
 pub use dist::{KafkaDist, KAFKA_VERSIONS};
 pub use faults::{FaultProxy, Toxiproxy};
-pub use s3::S3Server;
+pub use s3::{Request, S3Server};

@@ -5,6 +5,8 @@
 //!                                     start a cluster, print where it is, run until Enter/EOF
 //!   harness s3 [--bucket B]...        start versitygw, print its endpoint and AWS variables
 //!   harness fixtures [--out DIR]      regenerate fixtures/ from real brokers
+//!   harness wide --out DIR --topics T --partitions P --segments S
+//!                                     a synthetic log dir of T*P partitions of S segments
 
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
@@ -51,6 +53,21 @@ enum Cmd {
         /// Only these versions (default: every pinned version).
         #[arg(long = "version")]
         versions: Vec<String>,
+    },
+    /// Write a wide synthetic log dir (see `wide`): T topics of P partitions, each with S
+    /// closed, committed segments cloned from a real fixture segment, and an active one.
+    Wide {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        topics: usize,
+        #[arg(long, default_value_t = 1)]
+        partitions: usize,
+        #[arg(long, default_value_t = 1)]
+        segments: usize,
+        /// The fixture log dir the segment is cloned from.
+        #[arg(long, default_value = "fixtures/kafka-4.3.1/clean")]
+        fixture: PathBuf,
     },
 }
 
@@ -107,6 +124,10 @@ fn main() -> Result<()> {
                 println!("export {k}={v}");
             }
             println!(
+                "# access log (one line per request): {}",
+                s.access_log().display()
+            );
+            println!(
                 "# buckets {buckets:?} under {}; press Enter to stop",
                 s.root.display()
             );
@@ -120,6 +141,21 @@ fn main() -> Result<()> {
             };
             fixtures::generate(&out, &vs)?;
             println!("fixtures written to {}", out.display());
+        }
+        Cmd::Wide {
+            out,
+            topics,
+            partitions,
+            segments,
+            fixture,
+        } => {
+            let shape = segvault_harness::wide::Wide {
+                topics,
+                partitions_per_topic: partitions,
+                segments,
+            };
+            segvault_harness::wide::write(&out, &fixture, shape)?;
+            println!("{}", out.display());
         }
     }
     Ok(())

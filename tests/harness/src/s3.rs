@@ -34,8 +34,35 @@ pub struct S3Server {
     child: Child,
     _dir: tempfile::TempDir,
     log_file: PathBuf,
+    /// versitygw's own access log: one line per request it served (see [`S3Server::requests`]).
+    access_log: PathBuf,
 }
 
+/// One request the server logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// versitygw's name of the S3 action: `s3_GetObject`, `s3_ListObjectsV2`, ...
+    pub operation: String,
+    /// The object key (`-` for none).
+    pub key: String,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+impl Request {
+    /// What the request is, for counting: `LIST`, `GET`, `HEAD`, `PUT`, `DELETE`, or the
+    /// S3 action's name for anything else.
+    pub fn kind(&self) -> &str {
+        match self.operation.as_str() {
+            "s3_ListObjectsV2" | "s3_ListObjects" => "LIST",
+            "s3_GetObject" => "GET",
+            "s3_HeadObject" => "HEAD",
+            "s3_PutObject" => "PUT",
+            "s3_DeleteObject" | "s3_DeleteObjects" => "DELETE",
+            other => other,
+        }
+    }
+}
 impl S3Server {
     /// Starts a server on a free loopback port with buckets `buckets` created.
     pub fn start(buckets: &[&str]) -> Result<S3Server> {
@@ -49,11 +76,14 @@ impl S3Server {
         }
         let port = free_port()?;
         let log_file = dir.path().join("versitygw.out");
+        let access_log = dir.path().join("access.log");
         let log = std::fs::File::create(&log_file)?;
         let child = Command::new(&bin)
             .args([
                 "--access", ACCESS_KEY, "--secret", SECRET_KEY, "--region", REGION,
             ])
+            .arg("--access-log")
+            .arg(&access_log)
             .args(["--port", &format!("127.0.0.1:{port}")])
             .arg("posix")
             .arg(&root)
@@ -68,9 +98,31 @@ impl S3Server {
             child,
             _dir: dir,
             log_file,
+            access_log,
         };
         wait_listening("versitygw", &mut s.child, port, &s.log_file)?;
         Ok(s)
+    }
+
+    /// The server's access log (one line per request, S3's server access log format).
+    pub fn access_log(&self) -> &std::path::Path {
+        &self.access_log
+    }
+
+    /// Every request the server has logged so far, in order (its access log).
+    pub fn requests(&self) -> Result<Vec<Request>> {
+        let text = match std::fs::read_to_string(&self.access_log) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).context("reading versitygw's access log"),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("log starts"))
+            .map(|line| {
+                parse_request(line)
+                    .with_context(|| format!("versitygw access log line {line:?}: expected owner bucket [time] ip requester id operation key uri status ..."))
+            })
+            .collect()
     }
 
     /// Environment for an S3 client of this server (the standard AWS variable names).
@@ -109,6 +161,18 @@ impl S3Server {
             .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
             .build()?)
     }
+}
+
+/// A line of the access log (S3's server access log format: owner, bucket, `[time]`, then
+/// remote IP, requester, request id, operation, key, request URI, status, ...).
+fn parse_request(line: &str) -> Option<Request> {
+    let (_, rest) = line.split_once("] ")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(Request {
+        operation: f.get(3)?.to_string(),
+        key: f.get(4)?.to_string(),
+        status: f.get(6)?.parse().ok()?,
+    })
 }
 
 impl Drop for S3Server {

@@ -6,8 +6,16 @@
 //!   checkpoint replaced, retention) schedules a pass after a short debounce; further events
 //!   within that window, or during a pass, are coalesced into one more pass. Appends to
 //!   existing files and reads (including the agent's own) are ignored: they cannot close or
-//!   commit a segment. A full rescan also runs every `rescan_interval`, as a safety net
-//!   against dropped events (inotify queue overflow, watch limits, network file systems).
+//!   commit a segment. Files that change nothing archivable (a segment's indexes and
+//!   producer snapshots, written with its `.log`; `leader-epoch-checkpoint`; `quorum-state`)
+//!   are ignored too. A rewrite of a root checkpoint (`replication-offset-checkpoint`, every
+//!   5 s on a live broker) starts a pass only if a high watermark in it now commits a closed
+//!   segment that was waiting for it (the agent remembers, per partition, the offset it
+//!   waits for). A full rescan also runs every `rescan_interval`, as a safety net against
+//!   dropped events (inotify queue overflow, watch limits, network file systems).
+//! - **State.** The agent remembers each partition's chain between passes (see
+//!   [`Memory`](super::pass::Memory)), so a pass over partitions with nothing new makes no
+//!   store request; the store stays the truth, read again where memory may be behind.
 //! - **One pass at a time.** Passes never overlap. A failed pass (store unreachable, a log
 //!   dir gone) is logged and counted, and the next trigger retries; the agent never exits on
 //!   a pass error. All archive state is in the store, so nothing is lost between passes.
@@ -91,7 +99,7 @@ pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
     });
     let server = serve_metrics(cfg.metrics_addr, &metrics).await?;
 
-    let (watcher, mut events) = watch(&cfg.log_dirs)?;
+    let (watcher, mut events, mut checkpoints) = watch(&cfg.log_dirs)?;
     tracing::info!(
         store = %store.url,
         log_dirs = ?cfg.log_dirs,
@@ -105,6 +113,8 @@ pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
     // the pass afterwards (a later failure, the grace period running out).
     let mut options = cfg.options.clone();
     options.on_published = Some(publish_hook(metrics.clone()));
+    let memory = pass::Memory::default();
+    options.memory = Some(memory.clone());
     let opts = Arc::new(options);
     let mut seen = Seen::default();
     // The pass in flight. It runs inside this task (not spawned: the pass future is not
@@ -125,6 +135,16 @@ pub async fn run(cfg: Config) -> Result<(), ArchiveError> {
             Some(()) = events.recv() => {
                 if due.is_none() {
                     due = Some(Instant::now() + cfg.debounce);
+                }
+            }
+            Some(()) = checkpoints.recv() => {
+                // With a pass already due, it sees the new checkpoint anyway.
+                if due.is_none() {
+                    if commits_something(&log_dirs, &memory) {
+                        due = Some(Instant::now() + cfg.debounce);
+                    } else {
+                        metrics.checkpoint_rewrites_ignored.fetch_add(1, Relaxed);
+                    }
                 }
             }
             res = async { (&mut running.as_mut().unwrap().0).await }, if running.is_some() => {
@@ -202,19 +222,30 @@ async fn serve_metrics(
     Ok(Some(tokio::spawn(serve)))
 }
 
-/// Watches every log dir (recursively) for events that can change what is archivable: the
-/// receiver holds at most one "something changed".
-fn watch(
-    log_dirs: &[PathBuf],
-) -> Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>), ArchiveError> {
-    // File system events: a capacity-1 channel is a coalescing "something changed" flag.
+/// The receivers of [`watch`]: each holds at most one "something changed".
+type Triggers = (
+    notify::RecommendedWatcher,
+    tokio::sync::mpsc::Receiver<()>,
+    tokio::sync::mpsc::Receiver<()>,
+);
+
+/// Watches every log dir (recursively) for events that can change what is archivable (the
+/// first receiver) and for rewrites of the root checkpoints (the second).
+fn watch(log_dirs: &[PathBuf]) -> Result<Triggers, ArchiveError> {
+    // File system events: capacity-1 channels are coalescing "something changed" flags.
     let (tx, events) = tokio::sync::mpsc::channel::<()>(1);
+    let (cp_tx, checkpoints) = tokio::sync::mpsc::channel::<()>(1);
     let mut watcher =
         notify::recommended_watcher(move |ev: notify::Result<notify::Event>| match ev {
-            Ok(ev) if relevant(&ev) => {
-                let _ = tx.try_send(());
-            }
-            Ok(_) => {}
+            Ok(ev) => match trigger(&ev) {
+                Trigger::Pass => {
+                    let _ = tx.try_send(());
+                }
+                Trigger::Checkpoint => {
+                    let _ = cp_tx.try_send(());
+                }
+                Trigger::Nothing => {}
+            },
             Err(e) => {
                 // E.g. the inotify queue overflowed: events were lost, so rescan.
                 tracing::warn!(error = %e, "file watch error; scheduling a full pass");
@@ -229,7 +260,22 @@ fn watch(
             tracing::warn!(log_dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
         }
     }
-    Ok((watcher, events))
+    Ok((watcher, events, checkpoints))
+}
+
+/// Whether the high watermarks now in any log dir's `replication-offset-checkpoint` commit
+/// a segment that was waiting for them (or cannot be read: then a pass says why).
+fn commits_something(log_dirs: &[PathBuf], memory: &pass::Memory) -> bool {
+    log_dirs.iter().any(|dir| {
+        let path = dir.join("replication-offset-checkpoint");
+        match crate::logdir::read_checkpoint(&path) {
+            Ok(Some(Ok(hws))) => {
+                let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+                memory.commits_something(&dir, &hws)
+            }
+            _ => true,
+        }
+    })
 }
 
 /// Counts and logs every range the moment it is published.
@@ -250,19 +296,66 @@ fn publish_hook(metrics: Arc<Metrics>) -> pass::PublishHook {
     }))
 }
 
-/// Whether a file system event can change what is archivable.
-fn relevant(ev: &notify::Event) -> bool {
+/// What a file system event calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum Trigger {
+    /// It can change what is archivable: a pass.
+    Pass,
+    /// A root checkpoint was rewritten: a pass if a high watermark commits something new.
+    Checkpoint,
+    Nothing,
+}
+
+/// The root checkpoints a broker rewrites periodically (temp file, then rename).
+const ROOT_CHECKPOINTS: [&str; 4] = [
+    "replication-offset-checkpoint",
+    "recovery-point-offset-checkpoint",
+    "log-start-offset-checkpoint",
+    "cleaner-offset-checkpoint",
+];
+
+fn trigger(ev: &notify::Event) -> Trigger {
     use notify::event::ModifyKind;
     match &ev.kind {
         // Opens and closes, ours included: reading never changes anything.
-        EventKind::Access(_) => false,
+        EventKind::Access(_) => return Trigger::Nothing,
         // Appends and attribute changes: a segment is closed by a new segment being created,
         // and committed by a checkpoint being replaced (write a temp file, rename).
         EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Metadata(_)) => {
-            false
+            return Trigger::Nothing
         }
-        _ => true,
+        _ => {}
     }
+    let names: Vec<&str> = ev
+        .paths
+        .iter()
+        .map(|p| p.file_name().and_then(|n| n.to_str()).unwrap_or(""))
+        .collect();
+    if names.is_empty() {
+        return Trigger::Pass;
+    }
+    let bare = |n: &str| n.strip_suffix(".tmp").unwrap_or(n).to_string();
+    if names
+        .iter()
+        .all(|n| ROOT_CHECKPOINTS.contains(&bare(n).as_str()))
+    {
+        return Trigger::Checkpoint;
+    }
+    if names.iter().all(|n| inert(&bare(n))) {
+        return Trigger::Nothing;
+    }
+    Trigger::Pass
+}
+
+/// Files whose creation, rename or removal changes nothing a pass does: a segment's indexes
+/// and its producer snapshot (written with its `.log`, which triggers the pass), and the
+/// partition's epoch and quorum state. Their transient names (`.swap`, `.deleted`,
+/// `.cleaned`) do not count: compaction and retention rename the `.log` too.
+fn inert(name: &str) -> bool {
+    matches!(name, "leader-epoch-checkpoint" | "quorum-state")
+        || [".index", ".timeindex", ".txnindex", ".snapshot"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
 }
 
 /// What was already reported, so that a corrupt segment or a divergence that every pass sees
@@ -448,6 +541,95 @@ fn outcome_seen(o: &Outcome, at: (&str, &str, i32), metrics: &Metrics, seen: &mu
         }
         Outcome::Changed { base, message } => {
             tracing::info!(log_dir = dir, topic, partition = part, segment = base, message = %message, "segment {meaning}; next pass");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    fn ev(kind: EventKind, paths: &[&str]) -> notify::Event {
+        let mut e = notify::Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        e
+    }
+
+    #[test]
+    fn what_each_file_event_calls_for() {
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let create = EventKind::Create(CreateKind::File);
+        // The broker's checkpoint rewrite: temp file created, renamed over the old one.
+        for e in [
+            ev(create, &["/d/replication-offset-checkpoint.tmp"]),
+            ev(
+                rename,
+                &[
+                    "/d/replication-offset-checkpoint.tmp",
+                    "/d/replication-offset-checkpoint",
+                ],
+            ),
+            ev(rename, &["/d/recovery-point-offset-checkpoint"]),
+        ] {
+            assert_eq!(trigger(&e), Trigger::Checkpoint, "{e:?}");
+        }
+        // A roll, compaction, retention, a new partition: a pass.
+        for e in [
+            ev(create, &["/d/t-0/00000000000000000100.log"]),
+            ev(
+                rename,
+                &[
+                    "/d/t-0/00000000000000000000.log.swap",
+                    "/d/t-0/00000000000000000000.log",
+                ],
+            ),
+            ev(
+                rename,
+                &[
+                    "/d/t-0/00000000000000000000.log",
+                    "/d/t-0/00000000000000000000.log.deleted",
+                ],
+            ),
+            ev(EventKind::Create(CreateKind::Folder), &["/d/t-1"]),
+            ev(
+                create,
+                &["/d/__cluster_metadata-0/00000000000000000100-0000000001.checkpoint"],
+            ),
+            ev(EventKind::Any, &[]),
+        ] {
+            assert_eq!(trigger(&e), Trigger::Pass, "{e:?}");
+        }
+        // What changes nothing a pass does.
+        for e in [
+            ev(create, &["/d/t-0/00000000000000000100.index"]),
+            ev(create, &["/d/t-0/00000000000000000100.snapshot"]),
+            ev(
+                rename,
+                &[
+                    "/d/t-0/leader-epoch-checkpoint.tmp",
+                    "/d/t-0/leader-epoch-checkpoint",
+                ],
+            ),
+            ev(
+                rename,
+                &[
+                    "/d/__cluster_metadata-0/quorum-state.tmp",
+                    "/d/__cluster_metadata-0/quorum-state",
+                ],
+            ),
+            ev(
+                EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+                &["/d/t-0/00000000000000000100.log"],
+            ),
+            ev(
+                EventKind::Access(notify::event::AccessKind::Any),
+                &["/d/t-0/00000000000000000000.log"],
+            ),
+        ] {
+            assert_eq!(trigger(&e), Trigger::Nothing, "{e:?}");
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn cluster(cluster_id: &str) -> Path {
 }
 
 /// Where one partition's archive lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PartitionKey {
     pub cluster_id: String,
     pub topic: String,

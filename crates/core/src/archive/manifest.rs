@@ -157,3 +157,25 @@ pub struct Manifest {
     pub objects: Objects,
     pub source: Source,
 }
+
+/// The bytes of the chain index holding `manifests` (each exactly as stored under
+/// `chain/`), the ranges from `first` up to `next`.
+pub fn chain_index_bytes<M: AsRef<[u8]>>(
+    first: i64,
+    next: i64,
+    manifests: &[M],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let manifests = manifests
+        .iter()
+        .map(|m| {
+            let text = String::from_utf8_lossy(m.as_ref()).trim().to_string();
+            serde_json::value::RawValue::from_string(text)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    serde_json::to_vec(&ChainIndex {
+        format: INDEX_FORMAT.into(),
+        first_offset: first,
+        next_offset: next,
+        manifests,
+    })
+}

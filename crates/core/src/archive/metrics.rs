@@ -19,6 +19,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("segvault_divergences_total", "counter", "Distinct ranges where a replica holds other batches than the archive (each counted once per agent run)."),
     ("segvault_gaps_total", "counter", "Ranges recorded as gaps: offsets no replica had when the archive reached them."),
     ("segvault_passes_total", "counter", "Passes finished, successful or not."),
+    ("segvault_checkpoint_rewrites_ignored_total", "counter", "Rewrites of a root checkpoint (replication-offset-checkpoint every few seconds on a live broker) that committed no closed segment waiting for it: no pass was started for them."),
     ("segvault_archive_lag_segments", "gauge", "Closed segments not yet archived, committed or not (the active segment is never counted), from the log dir listing after every pass, failed or not."),
     ("segvault_archive_lag_seconds", "gauge", "Seconds since the last successful pass that left no closed committed segment unarchived (since the agent started if none has yet); 0 when the last pass caught up."),
     ("segvault_oldest_unarchived_segment_age_seconds", "gauge", "Now minus the .log mtime of the oldest closed segment not archived after the last pass; 0 if none."),
@@ -36,6 +37,7 @@ pub struct Metrics {
     pub divergences: AtomicU64,
     pub gaps: AtomicU64,
     pub passes: AtomicU64,
+    pub checkpoint_rewrites_ignored: AtomicU64,
     pub lag_segments: AtomicU64,
     /// When the archive was last caught up (ms since the epoch).
     pub caught_up_at_ms: AtomicI64,
@@ -77,6 +79,7 @@ impl Default for Metrics {
             divergences: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             passes: AtomicU64::new(0),
+            checkpoint_rewrites_ignored: AtomicU64::new(0),
             lag_segments: AtomicU64::new(0),
             caught_up_at_ms: AtomicI64::new(now_ms()),
             caught_up: AtomicBool::new(false),
@@ -183,7 +186,7 @@ impl Metrics {
         } else {
             secs((now - oldest).max(0))
         };
-        let values: [String; 12] = [
+        let values: [String; 13] = [
             self.uploaded_bytes.load(Relaxed).to_string(),
             self.uploaded_segments.load(Relaxed).to_string(),
             self.pass_failures.load(Relaxed).to_string(),
@@ -191,6 +194,7 @@ impl Metrics {
             self.divergences.load(Relaxed).to_string(),
             self.gaps.load(Relaxed).to_string(),
             self.passes.load(Relaxed).to_string(),
+            self.checkpoint_rewrites_ignored.load(Relaxed).to_string(),
             self.lag_segments.load(Relaxed).to_string(),
             format!("{lag_seconds:.3}"),
             format!("{oldest_age:.3}"),

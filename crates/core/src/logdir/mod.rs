@@ -206,7 +206,8 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+/// Reads one root offset checkpoint file (`None` if absent).
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
     if !path.is_file() {
         return Ok(None);
     }

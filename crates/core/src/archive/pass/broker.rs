@@ -2,6 +2,7 @@
 //! the KRaft snapshots, stored beside the partitions' chains.
 
 use super::chain::create;
+use super::memory::Memory;
 use crate::archive::error::ArchiveError;
 use crate::archive::layout;
 use crate::archive::store::Store;
@@ -66,10 +67,13 @@ pub(crate) fn check_log_dir(dir: &std::path::Path) -> Result<(), ArchiveError> {
     broker_of(&logdir::scan(dir)?).map(|_| ())
 }
 
+/// Stores the latest copy of the log dir's own files; with `memory`, only those whose bytes
+/// changed since this agent last stored them.
 pub(super) async fn upload_broker_files(
     store: &Store,
     b: &Broker,
     listing: &LogDirListing,
+    memory: Option<&Memory>,
 ) -> Result<(), ArchiveError> {
     let mut files: Vec<String> = vec!["meta.properties".into()];
     files.extend(
@@ -87,11 +91,18 @@ pub(super) async fn upload_broker_files(
             continue;
         };
         let key = layout::broker_file(&b.cluster_id, b.node_id, &b.log_dir_id, &name);
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if memory.is_some_and(|m| m.broker_file_is(key.as_ref(), &digest)) {
+            continue;
+        }
         store
             .inner
             .put(&key, PutPayload::from(bytes))
             .await
             .map_err(store.err(&key))?;
+        if let Some(m) = memory {
+            m.broker_file_stored(key.as_ref(), digest);
+        }
     }
     Ok(())
 }
@@ -102,6 +113,7 @@ pub(super) async fn upload_kraft_snapshots(
     store: &Store,
     b: &Broker,
     listing: &LogDirListing,
+    memory: Option<&Memory>,
 ) -> Result<(), ArchiveError> {
     let Some(meta) = listing.partitions.iter().find(|p| p.is_metadata_log()) else {
         return Ok(());
@@ -111,7 +123,13 @@ pub(super) async fn upload_kraft_snapshots(
             continue;
         };
         let key = layout::metadata_snapshot(&b.cluster_id, b.node_id, name);
+        if memory.is_some_and(|m| m.snapshot_known(key.as_ref())) {
+            continue;
+        }
         if store.inner.head(&key).await.is_ok() {
+            if let Some(m) = memory {
+                m.snapshot_stored(key.as_ref());
+            }
             continue;
         }
         // The controller deletes old snapshots: one that vanished meanwhile is skipped.
@@ -119,6 +137,9 @@ pub(super) async fn upload_kraft_snapshots(
             continue;
         };
         create(store, &key, bytes).await?;
+        if let Some(m) = memory {
+            m.snapshot_stored(key.as_ref());
+        }
     }
     Ok(())
 }

@@ -16,14 +16,26 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use std::collections::BTreeSet;
 
 /// The chain's state for one partition, as the store says.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Chain {
     /// Offset the next range must start at; `None` if the chain has not started.
     pub(super) next: Option<i64>,
-    /// Start offsets of every range.
+    /// Start offsets of the ranges from where the chain was listed from (at or before the
+    /// oldest segment on disk, and at or before the last index's first range) to its end.
     pub(super) starts: BTreeSet<i64>,
     /// When the last range (or the start) was written, ms since the epoch.
     pub(super) last_written_ms: i64,
+    /// Where the ranges no chain index holds yet begin (the last index's next offset, or the
+    /// chain's start); `None` if the chain has not started.
+    pub(super) indexed_next: Option<i64>,
+}
+
+impl Chain {
+    /// Start offsets of the ranges no index holds yet, in order.
+    pub(super) fn unindexed(&self) -> impl Iterator<Item = i64> + '_ {
+        let from = self.indexed_next.unwrap_or(i64::MAX);
+        self.starts.range(from..).copied()
+    }
 }
 
 /// The JSON record at `key`, `None` if there is none.
@@ -31,66 +43,164 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     store: &Store,
     key: &Path,
 ) -> Result<Option<T>, ArchiveError> {
+    Ok(match read_bytes(store, key).await? {
+        Some(bytes) => Some(parse_json(store, key, &bytes)?),
+        None => None,
+    })
+}
+
+/// The bytes stored at `key`, `None` if there is none.
+pub(super) async fn read_bytes(
+    store: &Store,
+    key: &Path,
+) -> Result<Option<bytes::Bytes>, ArchiveError> {
     match store.inner.get(key).await {
-        Ok(r) => {
-            let bytes = r.bytes().await.map_err(store.err(key))?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| ArchiveError::NotARecord {
-                    url: store.url.clone(),
-                    key: key.to_string(),
-                    source,
-                })
-        }
+        Ok(r) => Ok(Some(r.bytes().await.map_err(store.err(key))?)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(store.err(key)(e)),
     }
 }
 
-/// Lists `chain/` and reads its last manifest (or `start.json` if it holds none).
-pub(super) async fn load_chain(store: &Store, key: &PartitionKey) -> Result<Chain, ArchiveError> {
-    let dir = key.chain_dir();
-    let metas: Vec<_> = store
-        .inner
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(store.err(&dir))?;
-    let starts: BTreeSet<i64> = metas
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    key: &Path,
+    bytes: &[u8],
+) -> Result<T, ArchiveError> {
+    serde_json::from_slice(bytes).map_err(|source| ArchiveError::NotARecord {
+        url: store.url.clone(),
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// Every key under `prefix` whose name sorts at or after `from`'s (S3 `start-after`), or all
+/// of them if `from` is `None`.
+async fn list_from(
+    store: &Store,
+    prefix: &Path,
+    from: Option<Path>,
+) -> Result<Vec<object_store::ObjectMeta>, ArchiveError> {
+    let listing = match &from {
+        Some(offset) => store.inner.list_with_offset(Some(prefix), offset),
+        None => store.inner.list(Some(prefix)),
+    };
+    listing.try_collect().await.map_err(store.err(prefix))
+}
+
+/// The key just before `name` in `prefix` (`name` with its last byte decremented and padded
+/// high), so that listing after it starts at `name` itself.
+pub(super) fn just_before(prefix: &Path, name: &str) -> Path {
+    let mut b = name.as_bytes().to_vec();
+    match b.last_mut() {
+        Some(last) if *last > 0 => *last -= 1,
+        _ => {}
+    }
+    let mut s = String::from_utf8_lossy(&b).into_owned();
+    s.push('~');
+    prefix.clone().join(s)
+}
+
+/// The chain as the store holds it, for a broker whose oldest segment on disk starts at
+/// `from`: the chain indexes are listed (names only), then `chain/` from the last index's
+/// first range or from `from`, whichever is lower, and the last manifest is read (or
+/// `start.json` if there is none). An archive without indexes lists all of `chain/`.
+pub(super) async fn load_chain(
+    store: &Store,
+    key: &PartitionKey,
+    from: i64,
+) -> Result<Chain, ArchiveError> {
+    let spans: BTreeSet<(i64, i64)> = list_from(store, &key.index_dir(), None)
+        .await?
+        .iter()
+        .filter_map(|m| layout::index_span(&m.location))
+        .collect();
+    let last_index = spans.last().copied();
+    let list_at = last_index.map(|(first, _)| first.min(from).max(0));
+    let after = list_at.map(|at| just_before(&key.chain_dir(), &format!("{at:020}.json")));
+    let starts: BTreeSet<i64> = list_from(store, &key.chain_dir(), after)
+        .await?
         .iter()
         .filter_map(|m| layout::manifest_start(&m.location))
         .collect();
+    let indexed_next = last_index.map(|(_, next)| next).or(starts.first().copied());
     if let Some(&last) = starts.last() {
-        let loc = key.manifest(last);
-        let m: Manifest = read_json(store, &loc)
-            .await?
-            .ok_or_else(|| ArchiveError::Store {
-                url: store.url.clone(),
-                key: Some(loc.to_string()),
-                source: object_store::Error::NotFound {
-                    path: loc.to_string(),
-                    source: "listed but gone".into(),
-                },
-            })?;
+        let m = read_manifest(store, key, last).await?;
         return Ok(Chain {
             next: Some(m.next_offset),
             starts,
             last_written_ms: m.source.archived_at_ms,
+            indexed_next,
         });
     }
     let start: Option<StartRecord> = read_json(store, &key.start()).await?;
     Ok(match start {
         Some(s) => Chain {
-            next: Some(s.start_offset),
+            next: Some(last_index.map_or(s.start_offset, |(_, next)| next)),
             starts,
             last_written_ms: s.created_at_ms,
+            indexed_next: Some(last_index.map_or(s.start_offset, |(_, next)| next)),
         },
         None => Chain {
             next: None,
             starts,
             last_written_ms: now_ms(),
+            indexed_next: None,
         },
     })
+}
+
+/// The chain as it stands past `chain.next`, which another archiver has taken: `chain/`
+/// listed from there, the last manifest read.
+pub(super) async fn refresh_chain(
+    store: &Store,
+    key: &PartitionKey,
+    chain: &mut Chain,
+) -> Result<(), ArchiveError> {
+    let Some(at) = chain.next else {
+        *chain = load_chain(store, key, i64::MAX).await?;
+        return Ok(());
+    };
+    let after = just_before(&key.chain_dir(), &format!("{at:020}.json"));
+    let more: Vec<i64> = list_from(store, &key.chain_dir(), Some(after))
+        .await?
+        .iter()
+        .filter_map(|m| layout::manifest_start(&m.location))
+        .collect();
+    if let Some(&last) = more.iter().max() {
+        let m = read_manifest(store, key, last).await?;
+        chain.starts.extend(more);
+        chain.next = Some(m.next_offset);
+        chain.last_written_ms = m.source.archived_at_ms;
+    }
+    Ok(())
+}
+
+/// The manifest `chain/<start>.json`, which a listing showed.
+async fn read_manifest(
+    store: &Store,
+    key: &PartitionKey,
+    start: i64,
+) -> Result<Manifest, ArchiveError> {
+    let loc = key.manifest(start);
+    read_json(store, &loc)
+        .await?
+        .ok_or_else(|| ArchiveError::Store {
+            url: store.url.clone(),
+            key: Some(loc.to_string()),
+            source: object_store::Error::NotFound {
+                path: loc.to_string(),
+                source: "listed but gone".into(),
+            },
+        })
+}
+
+/// Whether `key` exists (a HEAD).
+pub(super) async fn exists(store: &Store, key: &Path) -> Result<bool, ArchiveError> {
+    match store.inner.head(key).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(store.err(key)(e)),
+    }
 }
 
 /// Creates `key` with `bytes` if absent: `true` if this call created it, `false` if the
@@ -326,7 +436,7 @@ mod tests {
     async fn the_chain_loads_what_was_published_in_order() {
         on_both(|store| async move {
             let k = key();
-            let empty = load_chain(&store, &k).await.unwrap();
+            let empty = load_chain(&store, &k, 0).await.unwrap();
             assert_eq!(empty.next, None);
             assert!(empty.starts.is_empty());
 
@@ -341,7 +451,7 @@ mod tests {
                     .await
                     .unwrap()
             );
-            let started = load_chain(&store, &k).await.unwrap();
+            let started = load_chain(&store, &k, 0).await.unwrap();
             assert_eq!((started.next, started.last_written_ms), (Some(10), 5));
             assert!(started.starts.is_empty());
 
@@ -351,7 +461,7 @@ mod tests {
                     Claim::Created
                 );
             }
-            let chain = load_chain(&store, &k).await.unwrap();
+            let chain = load_chain(&store, &k, 0).await.unwrap();
             assert_eq!(chain.next, Some(121));
             assert_eq!(chain.last_written_ms, 9);
             assert_eq!(chain.starts.into_iter().collect::<Vec<_>>(), [10, 50, 120]);
@@ -368,7 +478,7 @@ mod tests {
                 .put(&k.manifest(0), PutPayload::from_static(b"not json"))
                 .await
                 .unwrap();
-            let e = load_chain(&store, &k).await.unwrap_err();
+            let e = load_chain(&store, &k, 0).await.unwrap_err();
             assert!(matches!(e, ArchiveError::NotARecord { .. }), "{e:?}");
             assert!(
                 e.to_string().contains("expected a segvault manifest"),
@@ -409,6 +519,77 @@ mod tests {
             assert!(store.inner.head(&elsewhere).await.is_ok());
             delete_objects(&store, &objects).await;
             assert!(store.inner.head(&named).await.is_err());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn indexes_hold_every_span_of_64_ranges_and_the_chain_loads_from_the_last_one() {
+        use crate::archive::manifest::{ChainIndex, INDEX_SPAN};
+        use crate::archive::pass::index::write_due_indexes;
+        use crate::archive::pass::memory::PartitionMemory;
+        on_both(|store| async move {
+            let k = key();
+            let start = StartRecord {
+                format: START_FORMAT.into(),
+                start_offset: 0,
+                created_at_ms: 1,
+                node_id: 1,
+            };
+            create(&store, &k.start(), serde_json::to_vec(&start).unwrap())
+                .await
+                .unwrap();
+            // 130 ranges of 10 offsets: two full spans and 2 ranges after them.
+            for r in 0..130 {
+                publish(&store, &manifest(r * 10, r * 10 + 10, 1, r)).await;
+            }
+            let mut state = PartitionMemory::new(load_chain(&store, &k, 0).await.unwrap());
+            assert_eq!(state.chain.indexed_next, Some(0));
+            assert_eq!(state.chain.unindexed().count(), 130);
+            write_due_indexes(&store, &k, &mut state).await.unwrap();
+            assert_eq!(state.chain.indexed_next, Some(1280));
+            let spans: BTreeSet<(i64, i64)> = list_from(&store, &k.index_dir(), None)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|m| layout::index_span(&m.location))
+                .collect();
+            assert_eq!(
+                spans.into_iter().collect::<Vec<_>>(),
+                [(0, 640), (640, 1280)]
+            );
+            // An index holds each manifest exactly as stored under chain/.
+            let bytes = read_bytes(&store, &k.index(640, 1280))
+                .await
+                .unwrap()
+                .unwrap();
+            let index: ChainIndex = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!((index.first_offset, index.next_offset), (640, 1280));
+            assert_eq!(index.manifests.len(), INDEX_SPAN);
+            let stored = read_bytes(&store, &k.manifest(650)).await.unwrap().unwrap();
+            assert_eq!(index.manifests[1].get().as_bytes(), stored.trim_ascii());
+            // A second archiver builds the same index: its create is refused, nothing changes.
+            let mut again = PartitionMemory::new(load_chain(&store, &k, 0).await.unwrap());
+            assert_eq!(again.chain.indexed_next, Some(1280));
+            write_due_indexes(&store, &k, &mut again).await.unwrap();
+            let same = read_bytes(&store, &k.index(640, 1280))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(same, bytes);
+            // A broker whose oldest segment starts at 1290 lists chain/ from the last
+            // index's first range on, not from the chain's start.
+            let chain = load_chain(&store, &k, 1290).await.unwrap();
+            assert_eq!(chain.next, Some(1300));
+            assert_eq!(chain.starts.first(), Some(&640));
+            assert_eq!(chain.starts.len(), 130 - 64);
+            assert_eq!(chain.unindexed().collect::<Vec<_>>(), [1280, 1290]);
+            // Listing from a later offset reads what comes after it only.
+            let mut c = chain.clone();
+            c.next = Some(1290);
+            publish(&store, &manifest(1300, 1310, 2, 200)).await;
+            refresh_chain(&store, &k, &mut c).await.unwrap();
+            assert_eq!((c.next, c.last_written_ms), (Some(1310), 200));
         })
         .await;
     }

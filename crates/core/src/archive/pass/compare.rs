@@ -2,7 +2,7 @@
 //! range and node: a match or a reason not to compare is marked under `verified/`, a
 //! difference recorded under `divergence/`.
 
-use super::chain::{create, drop_unnamed, read_json};
+use super::chain::{create, drop_unnamed, just_before, read_json};
 use super::context::PartitionPass;
 use super::evidence::record_divergence;
 use super::relist::{changed_since_listing, gone, open_listed};
@@ -29,17 +29,21 @@ const BOUNDARIES_DIFFER: &[u8] = b"boundaries differ; not compared";
 /// The marker of a replica's range whose batches are the archived copy's.
 const MATCH: &[u8] = b"match";
 
-/// The ranges node `node` has compared already (a marker or a divergence of its own).
+/// The ranges from `from` on that node `node` has compared already (a marker or a
+/// divergence of its own): the markers of ranges below the oldest segment on disk are not
+/// listed.
 pub(super) async fn compared_ranges(
     store: &Store,
     key: &PartitionKey,
     node: i32,
+    from: i64,
 ) -> Result<BTreeSet<i64>, ArchiveError> {
     let mut out = BTreeSet::new();
     for prefix in key.compared_prefixes() {
+        let after = just_before(&prefix, &format!("{:020}", from.max(0)));
         let metas: Vec<_> = store
             .inner
-            .list(Some(&prefix))
+            .list_with_offset(Some(&prefix), &after)
             .try_collect()
             .await
             .map_err(store.err(&prefix))?;

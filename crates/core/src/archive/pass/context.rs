@@ -19,4 +19,6 @@ pub(super) struct PartitionPass<'a> {
     pub(super) key: PartitionKey,
     pub(super) opts: &'a PassOptions,
     pub(super) rate: Option<Arc<RateLimit>>,
+    /// The pass's `--concurrency`: one permit per range being verified and uploaded.
+    pub(super) permits: Arc<tokio::sync::Semaphore>,
 }

@@ -32,6 +32,8 @@ mod chain;
 mod compare;
 mod context;
 mod evidence;
+pub(super) mod index;
+pub(super) mod memory;
 mod options;
 mod partition;
 mod publish;
@@ -40,7 +42,7 @@ mod report;
 
 pub use super::error::ArchiveError;
 pub(crate) use broker::check_log_dir;
-pub use options::{PassOptions, PublishHook, Published};
+pub use options::{Memory, PassOptions, PublishHook, Published};
 pub(crate) use report::unarchived;
 pub use report::{ArchivedPartition, Failure, Outcome, Report};
 
@@ -91,9 +93,13 @@ async fn archive_dir(
     report: &mut Report,
 ) -> Result<(), ArchiveError> {
     let broker = broker_of(listing)?;
-    upload_broker_files(store, &broker, listing).await?;
-    upload_kraft_snapshots(store, &broker, listing).await?;
+    let memory = opts.memory.as_ref();
+    upload_broker_files(store, &broker, listing, memory).await?;
+    upload_kraft_snapshots(store, &broker, listing, memory).await?;
     let mut results = archive_partitions(store, &broker, listing, opts, rate).await;
+    if let Some(m) = memory {
+        m.set_waiting(&broker.log_dir, waiting(listing));
+    }
     let failure = |partition: String, error: String| Failure {
         log_dir: listing.path.display().to_string(),
         partition,
@@ -147,6 +153,7 @@ async fn archive_partitions(
     let mut tasks = tokio::task::JoinSet::new();
     let mut results: Vec<Done> = Vec::new();
     let width = opts.concurrency.max(1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(width));
     for (n, p) in listing.partitions.iter().enumerate() {
         // The metadata log has no high watermark in the checkpoint: its closed segments
         // are committed by the Raft quorum before they roll.
@@ -160,15 +167,17 @@ async fn archive_partitions(
                 results.push(joined(done, &listing.path));
             }
         }
-        let (store, broker, p, opts, rate) = (
+        let (store, broker, p, opts, rate, permits) = (
             store.clone(),
             broker.clone(),
             p.clone(),
             opts.clone(),
             rate.clone(),
+            permits.clone(),
         );
         tasks.spawn(async move {
-            let r = archive_partition(&store, &broker, &p, high_watermark, &opts, rate).await;
+            let r =
+                archive_partition(&store, &broker, &p, high_watermark, &opts, rate, permits).await;
             (n, r)
         });
     }
@@ -221,6 +230,27 @@ fn joined(
             }),
         ),
     }
+}
+
+/// For each partition, the high watermark at which its first closed segment not yet
+/// committed becomes committed (what a checkpoint rewrite must reach to give a pass work).
+fn waiting(listing: &LogDirListing) -> logdir::OffsetMap {
+    let mut out = logdir::OffsetMap::new();
+    for p in &listing.partitions {
+        if p.is_metadata_log() {
+            continue;
+        }
+        let tp = p.topic_partition();
+        let hw = hw_lookup(&tp, listing);
+        let closed = p.closed_segments().len();
+        let first_waiting = (1..=closed)
+            .map(|i| p.segments[i].base_offset)
+            .find(|&next| !hw.is_some_and(|hw| next <= hw));
+        if let Some(next) = first_waiting {
+            out.insert(tp, next);
+        }
+    }
+    out
 }
 
 fn hw_lookup(tp: &(String, i32), listing: &LogDirListing) -> Option<i64> {

@@ -1,6 +1,7 @@
 //! What a pass is told: compression, concurrency, rate, the gap delay, and the hook called as
 //! each range is published.
 
+pub use super::memory::Memory;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub struct PassOptions {
     /// pass goes on: what is published is counted and logged even if the pass later fails
     /// or is abandoned.
     pub on_published: Option<PublishHook>,
+    /// What an agent remembers between passes (see [`Memory`]); `None` for a one-off pass,
+    /// which reads what it needs from the store.
+    pub memory: Option<Memory>,
 }
 
 /// A range this pass has just published (see [`PassOptions::on_published`]).
@@ -56,6 +60,7 @@ impl Default for PassOptions {
             rate_limit: None,
             gap_after: Duration::from_secs(600),
             on_published: None,
+            memory: None,
         }
     }
 }

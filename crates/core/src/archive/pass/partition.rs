@@ -3,10 +3,14 @@
 //! the next range to verify, upload and claim.
 
 use super::broker::Broker;
-use super::chain::{claim, create, delete_objects, load_chain, Chain, Claim};
+use super::chain::{
+    claim, create, delete_objects, exists, load_chain, refresh_chain, Chain, Claim,
+};
 use super::compare::{compare_with_archive, compared_ranges};
 use super::context::PartitionPass;
 use super::evidence::{record_corrupt, record_divergence};
+use super::index::write_due_indexes;
+use super::memory::PartitionMemory;
 use super::options::PassOptions;
 use super::relist::{
     changed_since_listing, gone, intact, listing_confirmed, open_listed, unconfirmed,
@@ -20,10 +24,11 @@ use crate::archive::summary::{summarize_blocking, Refusal, Summary};
 use crate::archive::upload::{put_log_verified, RateLimit};
 use crate::logdir::{PartitionDir, SegmentFiles};
 use crate::sys::now_ms;
+use futures::StreamExt;
 use segvault_format::mapped::MappedFile;
 use segvault_format::text::Uuid;
-use std::collections::BTreeSet;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// Archives one partition. On an error, the report still holds what was published before
 /// it (those ranges are archived for good and must be counted).
@@ -34,6 +39,7 @@ pub(super) async fn archive_partition(
     high_watermark: Option<i64>,
     opts: &PassOptions,
     rate: Option<Arc<RateLimit>>,
+    permits: Arc<Semaphore>,
 ) -> (ArchivedPartition, Option<ArchiveError>) {
     let mut report = ArchivedPartition {
         log_dir: b.log_dir.display().to_string(),
@@ -47,7 +53,15 @@ pub(super) async fn archive_partition(
         oldest_unarchived_mtime_ms: None,
         skipped: None,
     };
-    let err = archive_partition_into(&mut report, store, b, p, high_watermark, opts, rate)
+    let pass = PassOf {
+        store,
+        b,
+        p,
+        opts,
+        rate,
+        permits,
+    };
+    let err = archive_partition_into(&mut report, pass, high_watermark)
         .await
         .err();
     if err.is_some() {
@@ -57,6 +71,33 @@ pub(super) async fn archive_partition(
         count_unarchived(&mut report, p, until, high_watermark);
     }
     (report, err)
+}
+
+/// The most ranges prepared before the listing is confirmed and they are claimed.
+pub(super) const MAX_BATCH: usize = super::memory::SWEPT_RANGES;
+
+/// A range verified and its objects uploaded (see [`PartitionPass::prepare`]), not yet
+/// published.
+struct Prepared {
+    /// The segment's index in the listing.
+    i: usize,
+    start: i64,
+    next: i64,
+    summary: Summary,
+    objects: Objects,
+    renamed: bool,
+}
+
+/// Why a range was not prepared: its segment is gone, or the walk refused it.
+enum Halt {
+    Gone(usize),
+    Refused {
+        i: usize,
+        start: i64,
+        next: i64,
+        log: MappedFile,
+        refusal: Refusal,
+    },
 }
 
 /// Where the walk over the committed segments goes after a step.
@@ -69,15 +110,29 @@ enum Step {
     Stop,
 }
 
+/// What a partition's pass is given.
+struct PassOf<'a> {
+    store: &'a Store,
+    b: &'a Broker,
+    p: &'a PartitionDir,
+    opts: &'a PassOptions,
+    rate: Option<Arc<RateLimit>>,
+    permits: Arc<Semaphore>,
+}
+
 async fn archive_partition_into(
     report: &mut ArchivedPartition,
-    store: &Store,
-    b: &Broker,
-    p: &PartitionDir,
+    given: PassOf<'_>,
     high_watermark: Option<i64>,
-    opts: &PassOptions,
-    rate: Option<Arc<RateLimit>>,
 ) -> Result<(), ArchiveError> {
+    let PassOf {
+        store,
+        b,
+        p,
+        opts,
+        rate,
+        permits,
+    } = given;
     let Some(key) = partition_key(report, b, p) else {
         return Ok(());
     };
@@ -101,27 +156,54 @@ async fn archive_partition_into(
         key,
         opts,
         rate,
+        permits,
     };
-    let Some(mut chain) = pass.started_chain(report).await? else {
-        count_unarchived(report, p, None, high_watermark);
-        return Ok(());
+    let remembered = opts
+        .memory
+        .as_ref()
+        .and_then(|m| m.take(&b.log_dir, &pass.key));
+    let from_memory = remembered.is_some();
+    let mut state = match remembered {
+        Some(m) => m,
+        None => {
+            let Some(chain) = pass.started_chain(report).await? else {
+                count_unarchived(report, p, None, high_watermark);
+                return Ok(());
+            };
+            let mut m = PartitionMemory::new(chain);
+            m.compared =
+                compared_ranges(store, &pass.key, b.node_id, p.segments[0].base_offset).await?;
+            m
+        }
     };
-    let mut compared = compared_ranges(store, &pass.key, b.node_id).await?;
+    report.archived_until = state.chain.next;
+    // Remembered state may be behind the store (a replica's agent extended the chain): an
+    // archiver that did not publish the last range looks before it uploads the next.
+    let mut look_first = from_memory && !state.won_last;
     let mut idx = 0;
     while idx < committed.len() {
         let (i, next_base) = committed[idx];
         let seg = &p.segments[i];
-        let chain_next = chain.next.unwrap_or(seg.base_offset);
+        let chain_next = state.chain.next.unwrap_or(seg.base_offset);
         let step = if next_base <= chain_next {
-            pass.archived(report, &chain, &mut compared, seg, next_base)
-                .await?
+            pass.archived(report, &mut state, seg, next_base).await?
         } else if seg.base_offset > chain_next {
             // Offsets [chain_next, base) are not on this broker any more.
-            pass.gap(report, &mut chain, seg, chain_next).await?
+            pass.gap(report, &mut state.chain, seg, chain_next).await?
+        } else if look_first {
+            look_first = false;
+            pass.looked(report, &mut state).await?
         } else {
-            // seg.base <= chain_next < next_base: archive [chain_next, next_base) from it.
-            pass.range(report, &mut chain, &mut compared, i, chain_next, next_base)
-                .await?
+            // seg.base <= chain_next < next_base: archive [chain_next, next_base) from it,
+            // and the segments after it with it.
+            let (step, done) = pass
+                .ranges(report, &mut state, &committed[idx..], chain_next)
+                .await?;
+            idx += done;
+            match step {
+                Step::Next => continue,
+                step => step,
+            }
         };
         match step {
             Step::Next => idx += 1,
@@ -129,9 +211,22 @@ async fn archive_partition_into(
             Step::Stop => break,
         }
     }
-    report.archived_until = chain.next;
-    count_unarchived(report, p, chain.next, high_watermark);
+    write_due_indexes(store, &pass.key, &mut state).await?;
+    report.archived_until = state.chain.next;
+    count_unarchived(report, p, state.chain.next, high_watermark);
+    if let Some(m) = &opts.memory {
+        forget_below(&mut state, p.segments[0].base_offset);
+        m.put(&b.log_dir, &pass.key, state);
+    }
     Ok(())
+}
+
+/// What no later pass needs: segments below `oldest` (the oldest on disk) are gone from the
+/// broker, and starts below both it and the unindexed ranges are never looked up again.
+fn forget_below(state: &mut PartitionMemory, oldest: i64) {
+    state.compared = state.compared.split_off(&oldest);
+    let keep_from = oldest.min(state.chain.indexed_next.unwrap_or(oldest));
+    state.chain.starts = state.chain.starts.split_off(&keep_from);
 }
 
 /// Where the partition's archive lives, or `None` (and why, in the report) if it cannot
@@ -169,7 +264,8 @@ impl PartitionPass<'_> {
         report: &mut ArchivedPartition,
     ) -> Result<Option<Chain>, ArchiveError> {
         let (store, key, p) = (self.store, &self.key, self.p);
-        let chain = load_chain(store, key).await?;
+        let from = p.segments[0].base_offset;
+        let chain = load_chain(store, key, from).await?;
         report.archived_until = chain.next;
         if chain.next.is_some() {
             return Ok(Some(chain));
@@ -192,32 +288,52 @@ impl PartitionPass<'_> {
             serde_json::to_vec(&start).unwrap_or_default(),
         )
         .await?;
-        let chain = load_chain(store, key).await?;
+        let chain = load_chain(store, key, from).await?;
         report.archived_until = chain.next;
         Ok(Some(chain))
     }
 
     /// `seg` is already archived, by us or from a replica. A replica compares its own
     /// batches with the archived copy once per range (the marker keeps that state in the
-    /// store).
+    /// store, and memory keeps it between an agent's passes).
     async fn archived(
         &self,
         report: &mut ArchivedPartition,
-        chain: &Chain,
-        compared: &mut BTreeSet<i64>,
+        state: &mut PartitionMemory,
         seg: &SegmentFiles,
         next_base: i64,
     ) -> Result<Step, ArchiveError> {
-        if chain.starts.contains(&seg.base_offset) && !compared.contains(&seg.base_offset) {
+        let base = seg.base_offset;
+        if state.compared.contains(&base) {
+            return Ok(Step::Next);
+        }
+        if state.chain.starts.contains(&base) {
             let o = compare_with_archive(self, seg, next_base).await?;
             if let Some(o @ Outcome::Changed { .. }) = o {
                 report.outcomes.push(o); // compared by a later pass
                 return Ok(Step::Stop);
             }
             report.outcomes.extend(o);
-            compared.insert(seg.base_offset);
         }
+        state.compared.insert(base);
         Ok(Step::Next)
+    }
+
+    /// Remembered state said the chain ends at `chain.next`: whether it still does (a HEAD
+    /// of the manifest that would start there), the chain read on from there if not.
+    async fn looked(
+        &self,
+        report: &mut ArchivedPartition,
+        state: &mut PartitionMemory,
+    ) -> Result<Step, ArchiveError> {
+        let Some(at) = state.chain.next else {
+            return Ok(Step::Again);
+        };
+        if exists(self.store, &self.key.manifest(at)).await? {
+            refresh_chain(self.store, &self.key, &mut state.chain).await?;
+            report.archived_until = state.chain.next;
+        }
+        Ok(Step::Again)
     }
 
     /// Offsets `[chain_next, seg.base)` are not on this broker any more: recorded as a gap
@@ -255,80 +371,202 @@ impl PartitionPass<'_> {
                 next: seg.base_offset,
             });
         }
-        *chain = load_chain(self.store, &self.key).await?;
+        *chain = load_chain(self.store, &self.key, self.p.segments[0].base_offset).await?;
         report.archived_until = chain.next;
         Ok(Step::Again)
     }
 
-    /// Archives `[chain_next, next_base)` from segment `i`: verified (and, uncompressed,
-    /// uploaded in the same walk), its objects uploaded, and claimed.
-    async fn range(
+    /// Archives the ranges from `chain_next` on: `[chain_next, next_base)` from the first
+    /// of `todo` (committed segments, each with its successor's base), and with it the
+    /// whole segments after it (a batch of up to [`MAX_BATCH`]). They are verified and their
+    /// objects uploaded `--concurrency` at a time, the listing is confirmed once for all of
+    /// them, and they are claimed one after another in chain order. Returns how many of `todo` are
+    /// done with.
+    async fn ranges(
         &self,
         report: &mut ArchivedPartition,
-        chain: &mut Chain,
-        compared: &mut BTreeSet<i64>,
-        i: usize,
+        state: &mut PartitionMemory,
+        todo: &[(usize, i64)],
         chain_next: i64,
-        next_base: i64,
-    ) -> Result<Step, ArchiveError> {
-        let (store, p) = (self.store, self.p);
-        let seg = &p.segments[i];
+    ) -> Result<(Step, usize), ArchiveError> {
+        let width = self.opts.concurrency.max(1);
+        // A backlog is confirmed in batches that grow with it (one look at the partition
+        // directory per batch, not per range); a few new segments go one batch each.
+        let batch = (todo.len() / 8).clamp(width, MAX_BATCH).min(todo.len());
+        let mut starts = vec![chain_next];
+        starts.extend(todo[..batch - 1].iter().map(|&(_, next)| next));
+        let mut prepared = Vec::with_capacity(batch);
+        for (&(i, next), start) in todo[..batch].iter().zip(starts) {
+            prepared.push(Box::pin(self.prepare(i, start, next)));
+        }
+        let mut results = futures::stream::iter(prepared)
+            .buffered(width)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter();
+        let mut ready = Vec::new();
+        let mut halt = None;
+        for r in results.by_ref() {
+            match r {
+                Ok(Ok(prepared)) => ready.push(prepared),
+                other => {
+                    halt = Some(other);
+                    break;
+                }
+            }
+        }
+        // What follows the first range that could not be prepared is not published now.
+        for r in results.flatten().flatten() {
+            delete_objects(self.store, &r.objects).await;
+        }
+        let mut done = 0;
+        let mut step = Step::Next;
+        if let (Some(first), Some(last)) = (ready.first(), ready.last()) {
+            // The ranges end where the listing's next segments begin: publish them only if
+            // no segment between has shown up since (a listing torn by the broker's renames).
+            let first_base = self.p.segments[first.i].base_offset;
+            if !listing_confirmed(self.p, first_base + 1, last.next) {
+                for r in &ready {
+                    delete_objects(self.store, &r.objects).await;
+                }
+                report.outcomes.push(unconfirmed(self.p, first_base));
+                return Ok((Step::Stop, 0));
+            }
+            let mut ready = ready.into_iter();
+            for r in ready.by_ref() {
+                step = self.publish(report, state, r).await?;
+                if !matches!(step, Step::Next) {
+                    break;
+                }
+                done += 1;
+            }
+            for r in ready {
+                delete_objects(self.store, &r.objects).await;
+            }
+        }
+        if !matches!(step, Step::Next) {
+            return Ok((step, done));
+        }
+        match halt {
+            None => Ok((Step::Next, done)),
+            Some(Err(e)) => Err(e),
+            Some(Ok(Err(halted))) => {
+                self.halted(report, halted).await?;
+                Ok((Step::Stop, done))
+            }
+            Some(Ok(Ok(_))) => unreachable!("prepared ranges are published above"),
+        }
+    }
+
+    /// Verifies `[start, next)` from segment `i` (and, uncompressed, uploads it in the same
+    /// walk) and uploads its other objects, within the pass's concurrency.
+    async fn prepare(
+        &self,
+        i: usize,
+        start: i64,
+        next: i64,
+    ) -> Result<Result<Prepared, Halt>, ArchiveError> {
+        let _permit = self.permits.acquire().await.ok();
+        let seg = &self.p.segments[i];
         let Some(log) = open_listed(seg)? else {
-            report.outcomes.push(gone(seg));
-            return Ok(Step::Stop);
+            return Ok(Err(Halt::Gone(i)));
         };
         let attempt = layout::attempt_id();
-        let verified = self.verify(&log, &attempt, chain_next, next_base).await?;
+        let verified = self.verify(&log, &attempt, start, next).await?;
         // Truncated while read: what the walk saw past the new end was zeros, not the
         // segment. Neither a result nor corruption: an I/O error naming the file.
         intact(&log, &seg.log)?;
         let (log_object, summary) = match verified {
             Ok(v) => v,
             Err(r) => {
-                self.refused(report, seg, chain_next, next_base, &log, r)
-                    .await?;
-                return Ok(Step::Stop);
+                return Ok(Err(Halt::Refused {
+                    i,
+                    start,
+                    next,
+                    log,
+                    refusal: r,
+                }))
             }
         };
         let (objects, renamed) = self
-            .upload_objects(
-                i, chain_next, next_base, &attempt, &log, &summary, log_object,
-            )
+            .upload_objects(i, start, next, &attempt, &log, &summary, log_object)
             .await?;
         // The zstd path reads the log again while compressing: still the file?
         intact(&log, &seg.log)?;
-        // The range ends where the listing's next segment begins: publish it only if no
-        // segment between them has shown up since (a listing torn by the broker's renames).
-        if !listing_confirmed(p, seg.base_offset + 1, next_base) {
-            delete_objects(store, &objects).await;
-            report.outcomes.push(unconfirmed(p, seg.base_offset));
-            return Ok(Step::Stop);
+        Ok(Ok(Prepared {
+            i,
+            start,
+            next,
+            summary,
+            objects,
+            renamed,
+        }))
+    }
+
+    /// Why a range could not be prepared, into the report (and the store's evidence).
+    async fn halted(&self, report: &mut ArchivedPartition, h: Halt) -> Result<(), ArchiveError> {
+        match h {
+            Halt::Gone(i) => report.outcomes.push(gone(&self.p.segments[i])),
+            Halt::Refused {
+                i,
+                start,
+                next,
+                log,
+                refusal,
+            } => {
+                let seg = &self.p.segments[i];
+                self.refused(report, seg, start, next, &log, refusal)
+                    .await?
+            }
         }
+        Ok(())
+    }
+
+    /// Claims a prepared range at the chain's end.
+    async fn publish(
+        &self,
+        report: &mut ArchivedPartition,
+        state: &mut PartitionMemory,
+        r: Prepared,
+    ) -> Result<Step, ArchiveError> {
+        let (store, p) = (self.store, self.p);
+        let (chain_next, next_base) = (r.start, r.next);
+        let seg = &p.segments[r.i];
         let m = self.range_manifest(
             RangeKind::Segment,
             chain_next,
             next_base,
             seg.base_offset,
-            Some(&summary),
-            objects,
+            Some(&r.summary),
+            r.objects,
         );
         let mkey = self.key.manifest(chain_next);
         let sent = serde_json::to_vec_pretty(&m).unwrap_or_default();
         let claimed = claim(store, &mkey, sent.clone()).await?;
         if claimed != Claim::Lost {
-            let o = self.won(claimed, &m, &sent, renamed).await?;
+            // Leftovers of interrupted attempts: looked for under the first ranges after
+            // the chain's end as read (see SWEPT_RANGES), and whenever our own retried
+            // create was answered "exists".
+            let sweep = state.sweeps_left > 0 || claimed == Claim::ReadBack;
+            let o = self.won(claimed, &m, &sent, r.renamed, sweep).await?;
+            state.sweeps_left = state.sweeps_left.saturating_sub(1);
             report.outcomes.push(o);
+            let chain = &mut state.chain;
             chain.next = Some(next_base);
             report.archived_until = chain.next;
             chain.starts.insert(chain_next);
             chain.last_written_ms = m.source.archived_at_ms;
+            state.won_last = true;
+            state.compared.insert(seg.base_offset);
+            state.held.insert(chain_next, Arc::new(sent));
             Ok(Step::Next)
         } else {
-            let o = self.lost(chain_next, next_base, &summary).await?;
-            compared.insert(chain_next);
+            let o = self.lost(chain_next, next_base, &r.summary).await?;
+            state.compared.insert(chain_next);
+            state.won_last = false;
             report.outcomes.push(o);
-            *chain = load_chain(store, &self.key).await?;
-            report.archived_until = chain.next;
+            state.chain = load_chain(store, &self.key, p.segments[0].base_offset).await?;
+            report.archived_until = state.chain.next;
             Ok(Step::Again)
         }
     }

@@ -169,14 +169,15 @@ impl PartitionPass<'_> {
         Ok((objects, renamed))
     }
 
-    /// The claim of `m` (sent as `sent`) was ours: the attempt's leftovers dropped, the
-    /// range logged and handed to the publish hook.
+    /// The claim of `m` (sent as `sent`) was ours: the leftovers of interrupted attempts
+    /// dropped if `sweep`, the range logged and handed to the publish hook.
     pub(super) async fn won(
         &self,
         claimed: Claim,
         m: &Manifest,
         sent: &[u8],
         renamed: bool,
+        sweep: bool,
     ) -> Result<Outcome, ArchiveError> {
         let (start, next) = (m.start_offset, m.next_offset);
         let mkey = self.key.manifest(start);
@@ -184,7 +185,7 @@ impl PartitionPass<'_> {
         // Objects of interrupted attempts at this range can never be published now. Only
         // once the stored manifest has been read back as ours: a store that did not honour
         // the conditional create could hold another archiver's manifest there by now.
-        if claimed == Claim::ReadBack || is_ours(self.store, &mkey, sent).await? {
+        if sweep && (claimed == Claim::ReadBack || is_ours(self.store, &mkey, sent).await?) {
             drop_unnamed(self.store, &self.key, start, next, &m.objects).await;
         }
         let p = self.p;

@@ -69,26 +69,36 @@ pub(super) fn changed_since_listing(
 /// them for good. (`.deleted` files do not count: they are gone from the log.)
 pub(super) fn listing_confirmed(p: &PartitionDir, lo: i64, hi: i64) -> bool {
     use segvault_format::names::{parse_file_name, FileName, SegmentFileKind, TransientSuffix};
-    let Ok(now) = logdir::scan_partition(&p.path, &p.topic, p.partition) else {
+    // Names only (one directory read, no file opened): this runs once per batch of ranges.
+    let Ok(entries) = std::fs::read_dir(&p.path) else {
         return false;
     };
     let within = |b: i64| b >= lo && b < hi;
-    let listed: std::collections::BTreeSet<i64> =
-        p.segments.iter().map(|s| s.base_offset).collect();
-    let unlisted = now
-        .segments
-        .iter()
-        .any(|s| within(s.base_offset) && !listed.contains(&s.base_offset));
-    let swapping = now.transient.iter().any(|t| {
-        let name = t.path.file_name().map(|n| n.to_string_lossy().into_owned());
-        matches!(
-            name.as_deref().map(parse_file_name),
-            Some(FileName::Segment(s)) if s.kind == SegmentFileKind::Log
-                && s.suffix == Some(TransientSuffix::Swap)
-                && within(s.offset)
-        )
-    });
-    !(unlisted || swapping)
+    let listed = |b: i64| {
+        p.segments
+            .binary_search_by_key(&b, |s| s.base_offset)
+            .is_ok()
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if let FileName::Segment(s) = parse_file_name(name) {
+            if s.kind != SegmentFileKind::Log || !within(s.offset) {
+                continue;
+            }
+            match s.suffix {
+                None if !listed(s.offset) => return false,
+                Some(TransientSuffix::Swap) => return false,
+                _ => {}
+            }
+        }
+    }
+    true
 }
 
 /// The outcome of a listing [`listing_confirmed`] did not confirm.
