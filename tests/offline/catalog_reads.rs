@@ -692,3 +692,101 @@ fn over_s3_an_indexed_chain_reads_as_the_whole_chain() {
     }
     assert_eq!(read(&tmp.path().join("dst-after")), before);
 }
+
+/// Requests by kind (`LIST`, `GET`, `HEAD`, ...), and the keys of those that name one.
+fn requests_since(
+    s3: &segvault_harness::S3Server,
+    mark: usize,
+) -> (std::collections::BTreeMap<String, usize>, Vec<String>) {
+    let reqs = s3.requests().unwrap().split_off(mark);
+    let mut kinds = std::collections::BTreeMap::new();
+    for r in &reqs {
+        *kinds.entry(r.kind().to_string()).or_insert(0) += 1;
+    }
+    let keys = reqs
+        .iter()
+        .filter(|r| r.key != "-")
+        .map(|r| r.key.clone())
+        .collect();
+    (kinds, keys)
+}
+
+/// Counted by the store itself (versitygw's access log), in an archive of 60 partitions:
+/// `ls` of one partition makes 8 LISTs (clusters, brokers, topics, the topic's ids, the
+/// topic id's partitions, the partition, its `chain/`, its `data/`) and 3 GETs (its
+/// `start.json` and its 2 manifests), whatever the other partitions hold; a restore of it
+/// adds the node's checkpoint and meta.properties and the objects restored (one producer
+/// snapshot of the two), and names no other partition's key.
+#[test]
+fn ls_and_a_restore_of_one_partition_read_only_that_partition() {
+    use segvault_harness::wide::{self, Wide};
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    let shape = Wide {
+        topics: 12,
+        partitions_per_topic: 5,
+        segments: 2,
+    };
+    wide::write(&logs, &fixture(VERSION), shape).unwrap();
+    let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
+    let url = "s3://archive/kafka";
+    let on_s3 = |args: &[&str]| output(segvault().args(args).envs(s3.env()));
+    let dir = logs.to_str().unwrap();
+    assert_exit(
+        &on_s3(&["archive", "--once", "--store", url, "--log-dir", dir]),
+        0,
+    );
+    let topic = Wide::topic(3);
+    let sel = [
+        "--topic".to_string(),
+        format!("^{topic}$"),
+        "--partition".into(),
+        "2".into(),
+    ];
+    let sel: Vec<&str> = sel.iter().map(String::as_str).collect();
+    let mark = s3.requests().unwrap().len();
+    let out = on_s3(&[&["ls", url, "--format", "json"][..], &sel].concat());
+    assert_exit(&out, 0);
+    let parts = json_lines(&out.stdout)
+        .into_iter()
+        .filter(|l| l["type"] == "partition")
+        .count();
+    assert_eq!(parts, 1);
+    let (kinds, keys) = requests_since(&s3, mark);
+    let want: std::collections::BTreeMap<String, usize> =
+        [("GET".to_string(), 3), ("LIST".to_string(), 8)].into();
+    assert_eq!(kinds, want, "{keys:#?}");
+    let mine = format!("/topics/{topic}/");
+    assert!(
+        keys.iter().all(|k| k.contains(&mine) && k.contains("/2/")),
+        "{keys:#?}"
+    );
+
+    let mark = s3.requests().unwrap().len();
+    let dst = tmp.path().join("dst");
+    let to = dst.to_str().unwrap();
+    let out = on_s3(&[&["restore", url, "--to", to][..], &sel].concat());
+    assert_exit(&out, 0);
+    let (kinds, keys) = requests_since(&s3, mark);
+    // The same 8 LISTs and 3 GETs, the node's checkpoint and meta.properties, and the 7
+    // objects restored: 2 ranges' log, index and timeindex, and one producer snapshot (the
+    // last range's; the first range's is not fetched).
+    let want: std::collections::BTreeMap<String, usize> =
+        [("GET".to_string(), 3 + 2 + 7), ("LIST".to_string(), 8)].into();
+    assert_eq!(kinds, want, "{keys:#?}");
+    let snapshots = keys.iter().filter(|k| k.ends_with("/snapshot")).count();
+    assert_eq!(snapshots, 1, "{keys:#?}");
+    let other: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains("/topics/") && !(k.contains(&mine) && k.contains("/2/")))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "keys of other partitions read: {other:#?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with("/replication-offset-checkpoint")),
+        "{keys:#?}"
+    );
+}
