@@ -3,10 +3,11 @@
 use super::{runtime, Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
 use object_store::ObjectStoreExt;
 use segvault_core::archive;
-use segvault_core::restore::catalog::{self, Catalog};
-use segvault_core::restore::plan::{self, Cut, Mode, Plan, Selection};
+use segvault_core::restore::catalog::{self, Catalog, ClusterCatalog, Filter, PartitionCatalog};
+use segvault_core::restore::plan::{self, Cut, Mode, Plan, Planner, Selection};
 use segvault_core::restore::write::{self, WriteOptions};
 use segvault_core::restore::RestoreError;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 pub const LS_HELP: &str = "\
@@ -14,8 +15,13 @@ Show what an archive holds, read from the store alone: clusters, brokers with th
 files, topics with their ids, partitions with their offset ranges, time ranges, sizes, gaps,
 divergences and corrupt segments.
 
+Only what is selected is read: with --topic (repeatable) and --partition, the store is
+listed and read under the selected topics alone, and each partition is printed as soon as it
+is read.
+
 Examples:
   segvault ls file:///backup/kafka
+  segvault ls s3://bucket/kafka --topic '^orders$' --partition 3
   segvault ls s3://bucket/kafka --format json | jq 'select(.type == \"partition\")'
 
 Exit codes: 0 the archive is consistent, 1 a partition's chain is broken or a manifest does
@@ -62,9 +68,38 @@ pub struct LsArgs {
     /// The archive: file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
     #[arg(value_name = "STORE", env = "SEGVAULT_STORE")]
     pub store: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `--topic` and `--partition`: which partitions `ls` shows and `restore` restores (the same
+/// flags, help and meaning for both). Only the selected topics are listed and read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectArgs {
+    /// Only topics matching this regular expression (repeatable: a topic matching any).
+    #[arg(long, value_name = "REGEX")]
+    pub topic: Vec<String>,
+    /// Only this partition number.
+    #[arg(long, value_name = "N")]
+    pub partition: Option<i32>,
+}
+
+impl SelectArgs {
+    /// The selection, or why a `--topic` is not a regular expression.
+    pub fn filter(&self) -> Result<Filter, String> {
+        let topics = self
+            .topic
+            .iter()
+            .map(|t| regex::Regex::new(t).map_err(|e| format!("--topic: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Filter {
+            topics,
+            partition: self.partition,
+        })
+    }
 }
 
 /// `--mode`: the restore modes as the command line names them (the library's [`Mode`] knows
@@ -104,12 +139,8 @@ pub struct RestoreArgs {
     /// Bare-metal: the node id to rebuild (needed when the archive holds several).
     #[arg(long, value_name = "N")]
     pub node: Option<i32>,
-    /// Only topics matching this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    pub topic: Option<String>,
-    /// Only this partition number.
-    #[arg(long, value_name = "N")]
-    pub partition: Option<i32>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Keep only batches whose offsets are all below N.
     #[arg(long, value_name = "N", conflicts_with = "until_time")]
     pub until_offset: Option<i64>,
@@ -130,19 +161,6 @@ pub struct RestoreArgs {
     pub format: Format,
 }
 
-fn read_catalog(cmd: &str, url: &str) -> Result<(archive::Store, Catalog), i32> {
-    let store = archive::open(url).map_err(|e| {
-        eprintln!("segvault {cmd}: {e}");
-        EXIT_ERROR
-    })?;
-    let rt = runtime(cmd).ok_or(EXIT_ERROR)?;
-    let cat = rt.block_on(catalog::read(&store)).map_err(|e| {
-        eprintln!("segvault {cmd}: {e}");
-        EXIT_ERROR
-    })?;
-    Ok((store, cat))
-}
-
 fn fmt_ts(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map_or("-".into(), |t| {
@@ -151,80 +169,62 @@ fn fmt_ts(ms: Option<i64>) -> String {
 }
 
 pub fn ls(o: LsArgs) -> i32 {
-    let (_, cat) = match read_catalog("ls", &o.store) {
-        Ok(x) => x,
-        Err(code) => return code,
+    let filter = match o.select.filter() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("segvault ls: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let store = match archive::open(&o.store) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("segvault ls: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let Some(rt) = runtime("ls") else {
+        return EXIT_ERROR;
+    };
+    rt.block_on(ls_streamed(&store, &filter, &o))
+}
+
+/// `ls`: each cluster's line and its brokers, then its selected partitions, each printed as
+/// soon as it is read (at most [`catalog::PARTITION_WINDOW`] held at once).
+async fn ls_streamed(store: &archive::Store, filter: &Filter, o: &LsArgs) -> i32 {
+    let cat = match catalog::clusters(store).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("segvault ls: {e}");
+            return EXIT_ERROR;
+        }
     };
     let mut problems = 0;
     for (cid, c) in &cat.clusters {
-        match o.format {
-            Format::Json => println!(
-                "{}",
-                serde_json::json!({"type": "cluster", "cluster_id": cid,
-                    "brokers": c.brokers.len(), "partitions": c.partitions.len()})
-            ),
-            Format::Text => println!("cluster {cid}"),
-        }
-        for (node, b) in &c.brokers {
-            match o.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({"type": "broker", "cluster_id": cid, "node_id": node,
-                        "log_dirs": b.log_dirs, "metadata_snapshots": b.metadata_snapshots})
-                ),
-                Format::Text => println!(
-                    "  broker {node}: log dirs {}; {} metadata snapshots",
-                    b.log_dirs
-                        .iter()
-                        .map(|(d, f)| format!("{d} ({} files)", f.len()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    b.metadata_snapshots.len()
-                ),
+        let topics = c.topics.iter().map(String::as_str);
+        let keys = match catalog::partitions(
+            store,
+            cid,
+            topics.filter(|t| filter.topic(t)),
+            filter.partition,
+        )
+        .await
+        {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("segvault ls: {e}");
+                return EXIT_ERROR;
             }
-        }
-        for p in &c.partitions {
+        };
+        print_cluster(cid, c, keys.len(), o.format);
+        let printed = catalog::for_each_partition(store, keys, |p| {
             problems += p.problems.len() + p.corrupt.len();
-            let (tmin, tmax) = p.time_range();
-            match o.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({"type": "partition", "cluster_id": cid, "topic": p.topic,
-                        "topic_id": p.topic_id, "partition": p.partition,
-                        "start_offset": p.start_offset(), "end_offset": p.end_offset(),
-                        "ranges": p.ranges.len(), "min_timestamp": tmin, "max_timestamp": tmax,
-                        "log_bytes": p.log_bytes(), "stored_bytes": p.stored_bytes(),
-                        "gaps": p.gaps(), "divergences": p.divergences, "corrupt": p.corrupt,
-                        "problems": p.problems})
-                ),
-                Format::Text => {
-                    println!(
-                        "  {}-{} (topic id {}): offsets [{}, {}) in {} ranges, {} bytes ({} stored), time {} .. {}",
-                        p.topic,
-                        p.partition,
-                        p.topic_id,
-                        p.start_offset().map_or("-".into(), |o| o.to_string()),
-                        p.end_offset().map_or("-".into(), |o| o.to_string()),
-                        p.ranges.len(),
-                        p.log_bytes(),
-                        p.stored_bytes(),
-                        fmt_ts(tmin),
-                        fmt_ts(tmax)
-                    );
-                    for (s, n) in p.gaps() {
-                        println!("    GAP [{s}, {n}): no replica had these offsets when they were archived");
-                    }
-                    for d in &p.divergences {
-                        println!("    DIVERGENCE evidence {d}");
-                    }
-                    for d in &p.corrupt {
-                        println!("    CORRUPT segment evidence {d}");
-                    }
-                    for d in &p.problems {
-                        println!("    PROBLEM {d}");
-                    }
-                }
-            }
+            print_partition(cid, &p, o.format);
+            ControlFlow::Continue(())
+        });
+        if let Err(e) = printed.await {
+            eprintln!("segvault ls: {e} (what is printed above is incomplete)");
+            return EXIT_ERROR;
         }
     }
     if cat.clusters.is_empty() {
@@ -237,6 +237,82 @@ pub fn ls(o: LsArgs) -> i32 {
         EXIT_PROBLEM
     } else {
         EXIT_OK
+    }
+}
+
+/// A cluster's line (with its count of `partitions` listed) and its brokers'.
+fn print_cluster(cid: &str, c: &ClusterCatalog, partitions: usize, format: Format) {
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"type": "cluster", "cluster_id": cid,
+                "brokers": c.brokers.len(), "partitions": partitions})
+        ),
+        Format::Text => println!("cluster {cid}"),
+    }
+    for (node, b) in &c.brokers {
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"type": "broker", "cluster_id": cid, "node_id": node,
+                    "log_dirs": b.log_dirs, "metadata_snapshots": b.metadata_snapshots})
+            ),
+            Format::Text => println!(
+                "  broker {node}: log dirs {}; {} metadata snapshots",
+                b.log_dirs
+                    .iter()
+                    .map(|(d, f)| format!("{d} ({} files)", f.len()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                b.metadata_snapshots.len()
+            ),
+        }
+    }
+}
+
+/// One partition of `ls`: a JSON line, or its text line and those of its gaps and evidence.
+fn print_partition(cid: &str, p: &PartitionCatalog, format: Format) {
+    let (tmin, tmax) = p.time_range();
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"type": "partition", "cluster_id": cid, "topic": p.topic,
+                "topic_id": p.topic_id, "partition": p.partition,
+                "start_offset": p.start_offset(), "end_offset": p.end_offset(),
+                "ranges": p.ranges.len(), "min_timestamp": tmin, "max_timestamp": tmax,
+                "log_bytes": p.log_bytes(), "stored_bytes": p.stored_bytes(),
+                "gaps": p.gaps(), "divergences": p.divergences, "corrupt": p.corrupt,
+                "problems": p.problems})
+        ),
+        Format::Text => {
+            println!(
+                "  {}-{} (topic id {}): offsets [{}, {}) in {} ranges, {} bytes ({} stored), time {} .. {}",
+                p.topic,
+                p.partition,
+                p.topic_id,
+                p.start_offset().map_or("-".into(), |o| o.to_string()),
+                p.end_offset().map_or("-".into(), |o| o.to_string()),
+                p.ranges.len(),
+                p.log_bytes(),
+                p.stored_bytes(),
+                fmt_ts(tmin),
+                fmt_ts(tmax)
+            );
+            for (s, n) in p.gaps() {
+                println!(
+                    "    GAP [{s}, {n}): no replica had these offsets when they were archived"
+                );
+            }
+            for d in &p.divergences {
+                println!("    DIVERGENCE evidence {d}");
+            }
+            for d in &p.corrupt {
+                println!("    CORRUPT segment evidence {d}");
+            }
+            for d in &p.problems {
+                println!("    PROBLEM {d}");
+            }
+        }
     }
 }
 
@@ -283,9 +359,9 @@ pub fn restore(o: RestoreArgs) -> i32 {
             return fail("--until-offset and --until-time exclude each other".into())
         }
     };
-    let topic = match o.topic.as_deref().map(regex::Regex::new).transpose() {
-        Ok(r) => r,
-        Err(e) => return fail(format!("--topic: {e}")),
+    let filter = match o.select.filter() {
+        Ok(f) => f,
+        Err(e) => return fail(e),
     };
     let topic_id = match o
         .topic_id
@@ -296,15 +372,14 @@ pub fn restore(o: RestoreArgs) -> i32 {
         Ok(u) => u,
         Err(e) => return fail(format!("--topic-id: {e}")),
     };
-    let (store, cat) = match read_catalog("restore", &o.store) {
-        Ok(x) => x,
-        Err(code) => return code,
+    let store = match archive::open(&o.store) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
     };
     let sel = Selection {
         cluster_id: o.cluster.clone(),
         node_id: o.node,
-        topic,
-        partition: o.partition,
+        filter,
         cut,
         mode: o.mode.into(),
     };
@@ -312,27 +387,12 @@ pub fn restore(o: RestoreArgs) -> i32 {
         Some(rt) => rt,
         None => return EXIT_ERROR,
     };
-    // Bare-metal: the partitions the node held, from its archived replication checkpoint.
-    let hosted = match sel.mode {
-        Mode::NewCluster => None,
-        Mode::BareMetal => match rt.block_on(hosted_partitions(&store, &cat, &sel)) {
-            Ok(h) => h,
-            Err((code, e)) => {
-                eprintln!("segvault restore: {e}");
-                return code;
-            }
-        },
-    };
-    let hosted_fn = hosted
-        .as_ref()
-        .map(|h| move |t: &str, p: i32| h.contains(&(t.to_string(), p)));
-    let plan = match plan::plan(&cat, &sel, hosted_fn.as_ref().map(|f| f as &plan::Hosted)) {
+    let plan = match rt.block_on(plan_restore(&store, &sel)) {
         Ok(p) => p,
-        Err(e @ RestoreError::Damaged(_)) => {
+        Err((code, e)) => {
             eprintln!("segvault restore: {e}");
-            return EXIT_PROBLEM;
+            return code;
         }
-        Err(e) => return fail(e.to_string()),
     };
     if plan.partitions.is_empty() {
         return fail(format!(
@@ -381,6 +441,58 @@ pub fn restore(o: RestoreArgs) -> i32 {
     }
     print_report(&report, &o.to, o.format);
     EXIT_OK
+}
+
+/// The plan, reading only what it restores: the clusters' broker files and topic names, in
+/// bare-metal mode the node's replication checkpoint, then the partitions selected (and held
+/// by the node), each planned as it is read. The error carries its exit code.
+async fn plan_restore(store: &archive::Store, sel: &Selection) -> Result<Plan, (i32, String)> {
+    let cat = catalog::clusters(store)
+        .await
+        .map_err(|e| (EXIT_ERROR, e.to_string()))?;
+    // Bare-metal: the partitions the node held, from its archived replication checkpoint.
+    let hosted = match sel.mode {
+        Mode::NewCluster => None,
+        Mode::BareMetal => hosted_partitions(store, &cat, sel).await?,
+    };
+    let hosted_fn = hosted
+        .as_ref()
+        .map(|h| move |t: &str, p: i32| h.contains(&(t.to_string(), p)));
+    let hosted_fn = hosted_fn.as_ref().map(|f| f as &plan::Hosted);
+    let plan_err = |e: RestoreError| match e {
+        RestoreError::Damaged(_) => (EXIT_PROBLEM, e.to_string()),
+        e => (EXIT_ERROR, e.to_string()),
+    };
+    let mut planner = Planner::new(&cat, sel).map_err(plan_err)?;
+    let cid = planner.cluster_id().to_string();
+    let topics = cat.clusters[&cid].topics.iter().filter(|t| {
+        sel.filter.topic(t)
+            && hosted.as_ref().is_none_or(|h| {
+                let t = t.to_string();
+                h.range((t.clone(), i32::MIN)..=(t, i32::MAX))
+                    .next()
+                    .is_some()
+            })
+    });
+    let keys = catalog::partitions(
+        store,
+        &cid,
+        topics.map(String::as_str),
+        sel.filter.partition,
+    )
+    .await
+    .map_err(|e| (EXIT_ERROR, e.to_string()))?
+    .into_iter()
+    .filter(|k| planner.wants(&k.topic, k.partition, hosted_fn))
+    .collect();
+    let add = |p| match planner.add(p, hosted_fn) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => ControlFlow::Break(e),
+    };
+    catalog::for_each_partition(store, keys, add)
+        .await
+        .map_err(plan_err)?;
+    planner.finish().map_err(plan_err)
 }
 
 /// The partitions the node being restored held, from its archived

@@ -8,6 +8,7 @@ mod common;
 mod archive_once;
 mod archive_races;
 mod bad_input;
+mod catalog_reads;
 mod inspect_cli;
 mod metadata_cost;
 mod restore_fixtures;

@@ -3,7 +3,7 @@
 //! bytes, and what cannot be restored as it was (gaps, epoch breaks, divergences). `--dry-run`
 //! prints this plan; the writer carries it out.
 
-use super::catalog::{Catalog, ClusterCatalog, PartitionCatalog};
+use super::catalog::{Catalog, ClusterCatalog, Filter, PartitionCatalog};
 use crate::archive::manifest::{Manifest, RangeKind};
 use crate::restore::RestoreError;
 use serde::Serialize;
@@ -33,8 +33,8 @@ pub enum Cut {
 pub struct Selection {
     pub cluster_id: Option<String>,
     pub node_id: Option<i32>,
-    pub topic: Option<regex::Regex>,
-    pub partition: Option<i32>,
+    /// The topics and partition restored (the same selection `ls` takes).
+    pub filter: Filter,
     pub cut: Option<Cut>,
     pub mode: Mode,
 }
@@ -164,23 +164,64 @@ pub fn target_node<'a>(
 /// Whether the node being rebuilt held `(topic, partition)`.
 pub type Hosted<'a> = dyn Fn(&str, i32) -> bool + 'a;
 
-/// Plans a restore. In bare-metal mode the partitions are those the chosen broker held (its
-/// archived `replication-offset-checkpoint` names them) or, failing that, every partition.
-pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<Plan, RestoreError> {
-    let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
-    let (_, node_id, log_dir_id) = target_node(cat, sel)?;
-    let mut partitions = Vec::new();
-    for p in &cluster.partitions {
-        if !selected(p, sel) {
-            continue;
-        }
-        if let Some(h) = hosted {
-            if !h(&p.topic, p.partition) {
-                continue;
-            }
-        }
-        if p.topic == "__cluster_metadata" {
-            continue; // restored from its snapshots, not as a partition
+/// A restore's plan, built one partition at a time: each partition is planned as it is read
+/// and only what it restores is kept (ranges past the cut are dropped at once).
+pub struct Planner<'s> {
+    sel: &'s Selection,
+    cluster_id: String,
+    node_id: Option<i32>,
+    log_dir_id: Option<String>,
+    metadata_snapshot: Option<String>,
+    partitions: Vec<PartitionPlan>,
+}
+
+impl<'s> Planner<'s> {
+    /// The cluster, the node and its log dir and KRaft snapshot, from the selection and the
+    /// archive's broker files alone (`cat` need hold no partition).
+    pub fn new(cat: &Catalog, sel: &'s Selection) -> Result<Planner<'s>, RestoreError> {
+        let (cluster_id, cluster) = choose_cluster(cat, sel.cluster_id.as_deref())?;
+        let (_, node_id, log_dir_id) = target_node(cat, sel)?;
+        // Snapshot names are `<offset:020>-<epoch:010>.checkpoint`: the newest sorts last.
+        let metadata_snapshot = node_id.and_then(|n| {
+            cluster.brokers[&n]
+                .metadata_snapshots
+                .iter()
+                .filter(|s| s.ends_with(".checkpoint"))
+                .max()
+                .cloned()
+        });
+        Ok(Planner {
+            sel,
+            cluster_id: cluster_id.clone(),
+            node_id,
+            log_dir_id,
+            metadata_snapshot,
+            partitions: Vec::new(),
+        })
+    }
+
+    /// The cluster restored.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Whether partition `partition` of `topic` is restored: selected, held by the node
+    /// being rebuilt (`hosted`, in bare-metal mode), and not the metadata log (restored from
+    /// its snapshots, not as a partition). Only those need be read.
+    pub fn wants(&self, topic: &str, partition: i32, hosted: Option<&Hosted>) -> bool {
+        self.sel.filter.selects(topic, partition)
+            && hosted.is_none_or(|h| h(topic, partition))
+            && topic != "__cluster_metadata"
+    }
+
+    /// Plans partition `p` if it is wanted; a damaged one fails the plan.
+    pub fn add(
+        &mut self,
+        p: PartitionCatalog,
+        hosted: Option<&Hosted>,
+    ) -> Result<(), RestoreError> {
+        if !self.wants(&p.topic, p.partition, hosted) {
+            return Ok(());
         }
         if !p.problems.is_empty() {
             return Err(RestoreError::Damaged(format!(
@@ -191,55 +232,66 @@ pub fn plan(cat: &Catalog, sel: &Selection, hosted: Option<&Hosted>) -> Result<P
                 p.problems.join("; ")
             )));
         }
-        partitions.push(plan_partition(p, sel.cut));
+        self.partitions.push(plan_partition(p, self.sel.cut));
+        Ok(())
     }
-    // Two topic ids for one name (a topic deleted and re-created): the newest archive wins
-    // only if the user says so; refuse to guess.
-    for w in partitions.windows(2) {
-        if w[0].topic == w[1].topic && w[0].partition == w[1].partition {
-            return Err(RestoreError::Choose(format!(
-                "{}-{} is archived under two topic ids ({} and {}): the topic was re-created; select one with --topic-id",
-                w[0].topic, w[0].partition, w[0].archived_topic_id, w[1].archived_topic_id
-            )));
+
+    /// The plan of the partitions added (in the order they were added: topic, partition,
+    /// topic id).
+    pub fn finish(self) -> Result<Plan, RestoreError> {
+        let partitions = self.partitions;
+        // Two topic ids for one name (a topic deleted and re-created): the newest archive
+        // wins only if the user says so; refuse to guess.
+        for w in partitions.windows(2) {
+            if w[0].topic == w[1].topic && w[0].partition == w[1].partition {
+                return Err(RestoreError::Choose(format!(
+                    "{}-{} is archived under two topic ids ({} and {}): the topic was re-created; select one with --topic-id",
+                    w[0].topic, w[0].partition, w[0].archived_topic_id, w[1].archived_topic_id
+                )));
+            }
         }
-    }
-    let fetch_bytes = partitions.iter().map(|p| p.fetch_bytes).sum();
-    let objects = partitions
-        .iter()
-        .flat_map(|p| &p.ranges)
-        .map(|m| m.objects.iter().count())
-        .sum();
-    // Snapshot names are `<offset:020>-<epoch:010>.checkpoint`: the newest sorts last.
-    let metadata_snapshot = node_id.and_then(|n| {
-        cluster.brokers[&n]
-            .metadata_snapshots
+        let fetch_bytes = partitions.iter().map(|p| p.fetch_bytes).sum();
+        let objects = partitions
             .iter()
-            .filter(|s| s.ends_with(".checkpoint"))
-            .max()
-            .cloned()
-    });
-    Ok(Plan {
-        cluster_id: cluster_id.clone(),
-        mode: sel.mode,
-        node_id,
-        log_dir_id,
-        metadata_snapshot,
-        cut: sel.cut,
-        partitions,
-        fetch_bytes,
-        objects,
-    })
+            .flat_map(|p| &p.ranges)
+            .map(|m| m.objects.iter().count())
+            .sum();
+        Ok(Plan {
+            cluster_id: self.cluster_id,
+            mode: self.sel.mode,
+            node_id: self.node_id,
+            log_dir_id: self.log_dir_id,
+            metadata_snapshot: self.metadata_snapshot,
+            cut: self.sel.cut,
+            partitions,
+            fetch_bytes,
+            objects,
+        })
+    }
 }
 
-fn selected(p: &PartitionCatalog, sel: &Selection) -> bool {
-    sel.topic.as_ref().is_none_or(|r| r.is_match(&p.topic))
-        && sel.partition.is_none_or(|n| n == p.partition)
+/// Plans a restore from a catalog read whole. In bare-metal mode the partitions are those the
+/// chosen broker held (`hosted`: its archived `replication-offset-checkpoint` names them).
+pub fn plan(
+    mut cat: Catalog,
+    sel: &Selection,
+    hosted: Option<&Hosted>,
+) -> Result<Plan, RestoreError> {
+    let mut planner = Planner::new(&cat, sel)?;
+    let cluster_id = planner.cluster_id.clone();
+    let cluster = cat.clusters.remove(&cluster_id).unwrap_or_default();
+    for p in cluster.partitions {
+        planner.add(p, hosted)?;
+    }
+    planner.finish()
 }
 
-fn plan_partition(p: &PartitionCatalog, cut: Option<Cut>) -> PartitionPlan {
+/// What of partition `p` is restored: its ranges up to the cut (moved, not copied; the rest
+/// dropped).
+fn plan_partition(p: PartitionCatalog, cut: Option<Cut>) -> PartitionPlan {
     let mut ranges = Vec::new();
     let mut trim_last = false;
-    for m in &p.ranges {
+    for m in p.ranges {
         let whole = match cut {
             None => true,
             Some(Cut::Offset(o)) => {
@@ -254,9 +306,10 @@ fn plan_partition(p: &PartitionCatalog, cut: Option<Cut>) -> PartitionPlan {
                 m.kind == RangeKind::Gap || m.stats.max_timestamp.is_none_or(|mx| mx < t)
             }
         };
-        ranges.push(m.clone());
+        let segment = m.kind == RangeKind::Segment;
+        ranges.push(m);
         if !whole {
-            trim_last = m.kind == RangeKind::Segment;
+            trim_last = segment;
             break;
         }
     }
@@ -284,9 +337,9 @@ fn plan_partition(p: &PartitionCatalog, cut: Option<Cut>) -> PartitionPlan {
         .map(|m| m.objects.iter().map(|r| r.stored_size).sum::<u64>())
         .sum();
     PartitionPlan {
-        topic: p.topic.clone(),
+        topic: p.topic,
         partition: p.partition,
-        archived_topic_id: p.topic_id.clone(),
+        archived_topic_id: p.topic_id,
         ranges,
         gaps,
         epochs,

@@ -62,7 +62,8 @@ pub(super) async fn build_partition(
             break;
         }
     }
-    let first = b.small_files(plan, p, topic_id)?;
+    let snapshot = b.producer_snapshot(store, plan).await?;
+    let first = b.small_files(plan, p, topic_id, snapshot)?;
     b.sync()?;
     Ok((
         RestoredPartition {
@@ -115,8 +116,10 @@ struct Build<'s> {
     cut_at: Option<i64>,
     /// The log end so far.
     end: i64,
-    /// The producer snapshot at the end of the last whole range: (its offset, its bytes).
-    snapshot: Option<(i64, Vec<u8>)>,
+    /// The producer snapshot at the end of the last whole range: (its offset, its object).
+    /// Only this one is fetched, once the partition's segments are in (see
+    /// `producer_snapshot`): the earlier ranges' snapshots are never placed.
+    snapshot: Option<(i64, ObjectRef)>,
     /// Base offsets of the segments kept.
     bases: Vec<i64>,
     log_bytes: u64,
@@ -209,7 +212,7 @@ impl Build<'_> {
             return Ok(Kept::Cut);
         }
         if let Some(s) = &m.objects.producer_snapshot {
-            self.snapshot = Some((m.next_offset, fetch_small(store, s).await?));
+            self.snapshot = Some((m.next_offset, s.clone()));
         }
         Ok(Kept::Whole)
     }
@@ -297,6 +300,22 @@ impl Build<'_> {
         })
     }
 
+    /// The producer snapshot placed (bare-metal only: a new cluster starts with none), as
+    /// `(its offset, its bytes)`: the one at the end of the last whole range, if the log
+    /// reaches it. The only snapshot object a restore fetches.
+    async fn producer_snapshot(
+        &mut self,
+        store: &Store,
+        plan: &Plan,
+    ) -> Result<Option<(i64, Vec<u8>)>, RestoreError> {
+        match self.snapshot.take() {
+            Some((at, r)) if plan.mode == Mode::BareMetal && at <= self.end => {
+                Ok(Some((at, fetch_small(store, &r).await?)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The small files beside the log: the producer snapshot, the leader-epoch checkpoint,
     /// `partition.metadata`, and an empty `.log` when nothing before the cut is kept.
     /// Returns the log start offset.
@@ -305,10 +324,11 @@ impl Build<'_> {
         plan: &Plan,
         p: &PartitionPlan,
         topic_id: &str,
+        snapshot: Option<(i64, Vec<u8>)>,
     ) -> Result<i64, RestoreError> {
         match plan.mode {
             Mode::BareMetal => {
-                if let Some((at, bytes)) = self.snapshot.take().filter(|(at, _)| *at <= self.end) {
+                if let Some((at, bytes)) = snapshot {
                     self.small(self.stage.join(format!("{at:020}.snapshot")), &bytes)?;
                 }
             }

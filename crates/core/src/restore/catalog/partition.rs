@@ -1,0 +1,421 @@
+//! One partition's catalog, read from its own prefix only: one delimiter listing of the
+//! partition, its `start.json`, its chain index objects (`index/`, each the manifests of
+//! consecutive ranges), the `chain/` manifests after the last index (a listing that starts
+//! after it), the `data/` listing the manifests' objects are checked against, and its
+//! evidence (`corrupt/`, `divergence/`). A partition written before chain indexes existed
+//! (no `index/`) is read from `chain/` alone, as before.
+//!
+//! Every check holds whichever way a range was found: a manifest (from `chain/` or from an
+//! index) must describe the range its position names in the partition it is under, the
+//! ranges must tile the offsets from `start.json` on, and every object a manifest names must
+//! be in the partition's `data/` at its size. An index must agree with its key, with its
+//! entries, with `start.json` (the first) and with the index before it; one that does not is
+//! a problem naming its key, and the ranges from there on are read from `chain/`.
+
+use super::list::{list_dir, list_tree};
+use super::PartitionCatalog;
+use crate::archive::layout::{self, Key, PartitionKey};
+use crate::archive::manifest::{ChainIndex, Manifest, RangeKind, StartRecord, INDEX_FORMAT};
+use crate::archive::store::Store;
+use crate::restore::RestoreError;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+use std::collections::HashMap;
+
+/// How many objects of one partition are asked for at once.
+const WINDOW: usize = 16;
+
+/// A start record as read: `None` if absent, `Some(Err)` if not a start record.
+type StartRead = Option<Result<i64, String>>;
+
+/// Reads one partition. A store error (other than an object found missing) fails the read:
+/// an I/O error, not damage. Damage is a problem of the partition.
+pub(super) async fn read_partition(
+    store: &Store,
+    key: PartitionKey,
+) -> Result<PartitionCatalog, RestoreError> {
+    let mut p = PartitionCatalog::empty(&key);
+    let root = list_dir(store, &key.root()).await?;
+    let start_key = key.start();
+    let has_start = root.objects.iter().any(|m| m.location == start_key);
+    let (has_index, has_chain) = (root.has_dir("index"), root.has_dir("chain"));
+    let subtree = |name: &'static str| {
+        let (store, dir) = (store.clone(), key.root().clone().join(name));
+        let wanted = root.has_dir(name);
+        async move {
+            match wanted {
+                true => list_tree(&store, &dir, None).await.map(|l| l.objects),
+                false => Ok(Vec::new()),
+            }
+        }
+    };
+    let start_fut = async {
+        match has_start || has_index || has_chain {
+            true => fetch_start(store, &start_key).await,
+            false => Ok(None),
+        }
+    };
+    let (start, data, corrupt, divergence) = futures::try_join!(
+        start_fut,
+        subtree("data"),
+        subtree("corrupt"),
+        subtree("divergence")
+    )?;
+    let start_at = start.as_ref().and_then(|s| s.as_ref().ok().copied());
+    let (mut ranges, indexes) = match has_index {
+        true => read_indexes(store, &key, start_at, &mut p.problems).await?,
+        false => (Vec::new(), Vec::new()),
+    };
+    let after = indexes.last().map(|i| i.1);
+    if has_chain {
+        read_chain(store, &key, after, &mut ranges, &mut p.problems).await?;
+    }
+    let sizes: HashMap<&str, u64> = data.iter().map(|m| (m.location.as_ref(), m.size)).collect();
+    let suspects: Vec<(String, u64, String)> = ranges
+        .iter()
+        .flat_map(|m| check_objects(&origin(&key, &indexes, m), m, &sizes))
+        .collect();
+    p.problems.extend(confirm(store, suspects).await);
+    for m in corrupt.iter().chain(&divergence) {
+        match layout::parse(&m.location) {
+            Some(Key::Corrupt(..)) => p.corrupt.push(m.location.to_string()),
+            Some(Key::Divergence(..)) => p.divergences.push(m.location.to_string()),
+            _ => {}
+        }
+    }
+    p.ranges = ranges;
+    check_chain(&key, &mut p, start);
+    p.divergences.sort();
+    p.corrupt.sort();
+    Ok(p)
+}
+
+/// Where manifest `m` was read: its `chain/` key, or the index (of `indexes`, as
+/// `(first, next, key)`) that holds it.
+fn origin(key: &PartitionKey, indexes: &[(i64, i64, Path)], m: &Manifest) -> String {
+    match indexes
+        .iter()
+        .find(|i| i.0 <= m.start_offset && m.start_offset < i.1)
+    {
+        Some((_, _, path)) => format!(
+            "the manifest of range [{}, {}) in index {path}",
+            m.start_offset, m.next_offset
+        ),
+        None => format!("manifest {}", key.manifest(m.start_offset)),
+    }
+}
+
+/// The ranges the partition's chain indexes hold, in order, and the indexes that hold
+/// together (`(first, next, key)`, in order: the ranges from the last one's `next` on are
+/// read from `chain/`). Indexes are used from the first on
+/// while each agrees with its key, its entries, `start.json` (`start`, when it could be
+/// read) and the one before it; the first that does not is a problem, and it and every
+/// index after it are left to `chain/`.
+async fn read_indexes(
+    store: &Store,
+    key: &PartitionKey,
+    start: Option<i64>,
+    problems: &mut Vec<String>,
+) -> Result<(Vec<Manifest>, Vec<(i64, i64, Path)>), RestoreError> {
+    let listed = list_tree(store, &key.index_dir(), None).await?;
+    let mut spans: Vec<(i64, i64, Path)> = listed
+        .objects
+        .into_iter()
+        .filter_map(|m| match layout::parse(&m.location) {
+            Some(Key::Index(k, first, next)) if k == *key => Some((first, next, m.location)),
+            _ => None,
+        })
+        .collect();
+    spans.sort_by_key(|s| (s.0, s.1));
+    let mut fetched = futures::stream::iter(spans.into_iter().map(|(first, next, path)| {
+        let store = store.clone();
+        async move {
+            let got = get_bytes(&store, &path).await;
+            (first, next, path, got)
+        }
+    }))
+    .buffered(WINDOW);
+    let mut ranges = Vec::new();
+    let mut good: Vec<(i64, i64, Path)> = Vec::new();
+    while let Some((first, next, path, got)) = fetched.next().await {
+        let after = good.last().map(|i| i.1);
+        let expected = after.or(start);
+        let checked = got
+            .map_err(|e| format!("index {path}: {e}"))
+            .and_then(|bytes| check_index(key, &path, (first, next), expected, after, &bytes));
+        match checked {
+            Ok(mut entries) => {
+                ranges.append(&mut entries);
+                good.push((first, next, path));
+            }
+            Err(e) => {
+                problems.push(e);
+                break;
+            }
+        }
+    }
+    Ok((ranges, good))
+}
+
+/// One chain index, checked: its format, its offsets against its key's `span`, its first
+/// offset against `expected` (the previous index's end when `after_index`, else the
+/// partition's start), and its entries as manifests that tile the span in order.
+fn check_index(
+    key: &PartitionKey,
+    path: &Path,
+    (first, next): (i64, i64),
+    expected: Option<i64>,
+    after_index: Option<i64>,
+    bytes: &[u8],
+) -> Result<Vec<Manifest>, String> {
+    let at = format!("index {path}");
+    let idx: ChainIndex = serde_json::from_slice(bytes)
+        .map_err(|e| format!("{at}: expected a segvault chain index ({INDEX_FORMAT}): {e}"))?;
+    if idx.format != INDEX_FORMAT {
+        return Err(format!(
+            "{at}: format {:?}, expected {INDEX_FORMAT:?}",
+            idx.format
+        ));
+    }
+    if (idx.first_offset, idx.next_offset) != (first, next) {
+        return Err(format!(
+            "{at}: holds the ranges from {} to {}, but its key names {first} to {next}",
+            idx.first_offset, idx.next_offset
+        ));
+    }
+    match (expected, after_index) {
+        (Some(e), Some(_)) if e != first => {
+            return Err(format!(
+                "{at}: begins at offset {first}, but the index before it ends at {e}"
+            ))
+        }
+        (Some(s), None) if s != first => {
+            return Err(format!(
+                "{at}: begins at offset {first}, but {} says the archive begins at offset {s}",
+                key.start()
+            ))
+        }
+        _ => {}
+    }
+    if idx.manifests.is_empty() {
+        return Err(format!("{at}: holds no manifest"));
+    }
+    let mut pos = first;
+    let mut out = Vec::with_capacity(idx.manifests.len());
+    for (i, raw) in idx.manifests.iter().enumerate() {
+        let entry = format!("{at}, manifest {i} (of the range at {pos})");
+        let m: Manifest = serde_json::from_str(raw.get())
+            .map_err(|e| format!("{entry}: expected a segvault manifest: {e}"))?;
+        let m = check_manifest(&entry, key, pos, m)?;
+        pos = m.next_offset;
+        out.push(m);
+    }
+    if pos != next {
+        return Err(format!(
+            "{at}: its manifests end at offset {pos}, but its key names {next}"
+        ));
+    }
+    Ok(out)
+}
+
+/// The `chain/` manifests from `after` on (all when `None`), listed from there and read
+/// `WINDOW` at a time, each checked against its key: appended to `ranges`, or a problem.
+async fn read_chain(
+    store: &Store,
+    key: &PartitionKey,
+    after: Option<i64>,
+    ranges: &mut Vec<Manifest>,
+    problems: &mut Vec<String>,
+) -> Result<(), RestoreError> {
+    // Keys sort by offset (20 digits): listing after the key of `after - 1` skips every
+    // manifest an index already gave, and nothing at or after `after`.
+    let from = after.map(|a| key.manifest(a - 1));
+    let listed = list_tree(store, &key.chain_dir(), from.as_ref()).await?;
+    let mut manifests: Vec<(i64, Path)> = listed
+        .objects
+        .into_iter()
+        .filter_map(|m| match layout::parse(&m.location) {
+            Some(Key::Manifest(k, start)) if k == *key => Some((start, m.location)),
+            _ => None,
+        })
+        .collect();
+    manifests.sort_by_key(|m| m.0);
+    let mut fetched = futures::stream::iter(manifests.into_iter().map(|(start, path)| {
+        let store = store.clone();
+        async move {
+            let r = get_bytes(&store, &path)
+                .await
+                .and_then(|b| serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string()));
+            (start, path, r)
+        }
+    }))
+    .buffered(WINDOW);
+    while let Some((start, path, r)) = fetched.next().await {
+        let at = format!("manifest {path}");
+        match r
+            .map_err(|e| format!("{at}: {e}"))
+            .and_then(|m| check_manifest(&at, key, start, m))
+        {
+            Ok(m) => ranges.push(m),
+            Err(e) => problems.push(e),
+        }
+    }
+    Ok(())
+}
+
+/// An object's bytes, or why they could not be had.
+async fn get_bytes(store: &Store, path: &Path) -> Result<bytes::Bytes, String> {
+    match store.inner.get(path).await {
+        Ok(g) => g.bytes().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reads `start.json`: `None` if it is not there, `Some(Err)` if it is not a start record.
+/// A store error other than "not found" fails the whole read (an I/O error, not damage).
+async fn fetch_start(store: &Store, path: &Path) -> Result<StartRead, RestoreError> {
+    let r = match store.inner.get(path).await {
+        Ok(g) => g.bytes().await.map(|b| {
+            Some(
+                serde_json::from_slice::<StartRecord>(&b)
+                    .map(|s| s.start_offset)
+                    .map_err(|e| format!("{path}: expected a segvault start record: {e}")),
+            )
+        }),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    };
+    r.map_err(|source| RestoreError::Store {
+        url: store.url.clone(),
+        key: path.to_string(),
+        source,
+    })
+}
+
+/// A listing is not a snapshot (a local store walks directories one by one while an
+/// archiver writes): what looks missing or short (`(key, size, problem)`) is asked for
+/// directly. Returns the problems confirmed.
+async fn confirm(store: &Store, suspects: Vec<(String, u64, String)>) -> Vec<String> {
+    futures::stream::iter(suspects.into_iter().map(|(k, size, msg)| {
+        let store = store.clone();
+        async move {
+            match store.inner.head(&Path::from(k.as_str())).await {
+                Ok(meta) if meta.size == size => None,
+                _ => Some(msg),
+            }
+        }
+    }))
+    .buffered(WINDOW)
+    .filter_map(futures::future::ready)
+    .collect()
+    .await
+}
+
+/// The chain's ranges in order, and where it does not hold together: its start record
+/// (`start`, as read) missing or elsewhere, a hole or an overlap between two ranges.
+fn check_chain(key: &PartitionKey, p: &mut PartitionCatalog, start: StartRead) {
+    p.ranges.sort_by_key(|m| m.start_offset);
+    let start_key = key.start();
+    match (p.ranges.first(), start) {
+        (None, _) => {}
+        (Some(first), None) => p.problems.push(format!(
+            "{start_key} is missing: the chain's first range begins at {}, and where the archive began is unknown (earlier ranges may be lost)",
+            first.start_offset
+        )),
+        (Some(_), Some(Err(e))) => p.problems.push(e),
+        (Some(first), Some(Ok(s))) if first.start_offset != s => p.problems.push(format!(
+            "the chain is broken at its start: {start_key} says the archive begins at offset {s}, but its first range begins at {}: offsets [{s}, {}) are missing",
+            first.start_offset, first.start_offset
+        )),
+        _ => {}
+    }
+    for w in p.ranges.windows(2) {
+        if w[0].next_offset != w[1].start_offset {
+            p.problems.push(format!(
+                "the chain is broken: range [{}, {}) is followed by one starting at {}",
+                w[0].start_offset, w[0].next_offset, w[1].start_offset
+            ));
+        }
+    }
+}
+
+/// Every object a manifest (`at` says where it was read) names must be in the listing, with
+/// the size the manifest records. Returns `(key, recorded size, problem)` of each that is not.
+fn check_objects(at: &str, m: &Manifest, sizes: &HashMap<&str, u64>) -> Vec<(String, u64, String)> {
+    m.objects
+        .iter()
+        .filter_map(|r| {
+            let msg = match sizes.get(r.key.as_str()) {
+                None => format!(
+                    "{at} names object {}, which is not in the store: range [{}, {}) cannot be restored",
+                    r.key, m.start_offset, m.next_offset
+                ),
+                Some(&n) if n != r.stored_size => format!(
+                    "{at} names object {} of {} bytes, but the store holds {n} bytes: range [{}, {}) cannot be restored",
+                    r.key, r.stored_size, m.start_offset, m.next_offset
+                ),
+                Some(_) => return None,
+            };
+            Some((r.key.clone(), r.stored_size, msg))
+        })
+        .collect()
+}
+
+/// The largest file a broker writes (`Integer.MAX_VALUE`).
+const MAX_FILE: u64 = i32::MAX as u64;
+
+/// A manifest (`at` names where it was read) must describe the range its position names
+/// (starting at `start`), in the partition it is under, and every object it lists must lie
+/// under that partition's `data/` for that range.
+fn check_manifest(
+    at: &str,
+    key: &PartitionKey,
+    start: i64,
+    m: Manifest,
+) -> Result<Manifest, String> {
+    if m.cluster_id != key.cluster_id
+        || m.topic != key.topic
+        || m.topic_id != key.topic_id
+        || m.partition != key.partition
+        || m.start_offset != start
+    {
+        return Err(format!(
+            "{at}: describes {}/{}/{}-{} at {}, not what its key names",
+            m.cluster_id, m.topic_id, m.topic, m.partition, m.start_offset
+        ));
+    }
+    if m.next_offset <= m.start_offset {
+        return Err(format!(
+            "{at}: empty or backward range [{}, {})",
+            m.start_offset, m.next_offset
+        ));
+    }
+    let data = format!("{}/", key.range_data(m.start_offset, m.next_offset));
+    let o = &m.objects;
+    for r in o.iter() {
+        let p = Path::parse(&r.key).map_err(|e| {
+            format!(
+                "{at}: object key {:?} is not a key under {data}, it lies outside its partition: {e}",
+                r.key
+            )
+        })?;
+        if !p.as_ref().starts_with(&data) || p.as_ref() != r.key {
+            return Err(format!("{at}: object key {:?} lies outside {data}", r.key));
+        }
+    }
+    for r in o.iter() {
+        // Kafka's files are at most 2 GiB (sizes and positions are Java ints); zstd frames
+        // add little to incompressible data.
+        if r.size > MAX_FILE || r.stored_size > MAX_FILE + MAX_FILE / 8 {
+            return Err(format!(
+                "{at}: object {} declares {} bytes ({} stored); a Kafka file is at most {MAX_FILE} bytes",
+                r.key, r.size, r.stored_size
+            ));
+        }
+    }
+    if m.kind == RangeKind::Segment && o.log.is_none() {
+        return Err(format!("{at}: a segment range without a log object"));
+    }
+    Ok(m)
+}
