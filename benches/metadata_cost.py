@@ -310,7 +310,14 @@ def one_of_many(binaries, harness, s3, env, work, p):
     logdir = wide(harness, work, f"steady-{p}", p // 5 or 1, min(p, 5), 1)
     topic = "wide-00007"
     for name, binary in binaries:
-        store = f"s3://bench/{name}-steady-{p}"
+        store = f"s3://bench/{name}-one-{p}"
+        m0 = s3.mark()
+        wall, cpu, rss, rc, out, err = run(
+            [binary, "archive", "--once", "--log-dir", logdir, "--store", store], env)
+        reqs = s3.since(m0)
+        record(f"P={p} first archive (archive --once)", name, rc=rc,
+               requests=sum(reqs.values()), by_kind=dict(reqs), wall_s=round(wall, 2),
+               cpu_s=round(cpu, 2))
         if supports_ls_filters(binary):
             m0 = s3.mark()
             wall, cpu, rss, rc, out, err = run(

@@ -120,7 +120,11 @@ impl Memory {
 
     /// Forgets the partitions of `log_dir` that `present` (its listing's (topic, partition)
     /// pairs) no longer holds: deleted topics, moved replicas.
-    pub(super) fn retain(&self, log_dir: &std::path::Path, present: &std::collections::BTreeSet<(String, i32)>) {
+    pub(super) fn retain(
+        &self,
+        log_dir: &std::path::Path,
+        present: &std::collections::BTreeSet<(String, i32)>,
+    ) {
         let mut k = self.known();
         let mut freed = 0;
         k.partitions.retain(|(dir, key), m| {

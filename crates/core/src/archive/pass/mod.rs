@@ -103,7 +103,11 @@ async fn archive_dir(
     let mut results = archive_partitions(store, &broker, listing, opts, rate).await;
     if let Some(m) = memory {
         m.set_waiting(&broker.log_dir, waiting(listing));
-        let present = listing.partitions.iter().map(|p| p.topic_partition()).collect();
+        let present = listing
+            .partitions
+            .iter()
+            .map(|p| p.topic_partition())
+            .collect();
         m.retain(&broker.log_dir, &present);
     }
     let failure = |partition: String, error: String| Failure {
