@@ -712,9 +712,10 @@ fn requests_since(
 }
 
 /// Counted by the store itself (versitygw's access log), in an archive of 60 partitions:
-/// `ls` of one partition makes 8 LISTs (clusters, brokers, topics, the topic's ids, the
-/// topic id's partitions, the partition, its `chain/`, its `data/`) and 3 GETs (its
-/// `start.json` and its 2 manifests), whatever the other partitions hold; a restore of it
+/// `ls` of one partition makes 6 LISTs (clusters, brokers, topics, the topic's ids, the
+/// topic id's partitions, and the partition: one listing of it all, as it holds fewer than
+/// 1,000 objects) and 3 GETs (its `start.json` and its 2 manifests), whatever the other
+/// partitions hold; a restore of it
 /// adds the node's checkpoint and meta.properties and the objects restored (one producer
 /// snapshot of the two), and names no other partition's key.
 #[test]
@@ -754,7 +755,7 @@ fn ls_and_a_restore_of_one_partition_read_only_that_partition() {
     assert_eq!(parts, 1);
     let (kinds, keys) = requests_since(&s3, mark);
     let want: std::collections::BTreeMap<String, usize> =
-        [("GET".to_string(), 3), ("LIST".to_string(), 8)].into();
+        [("GET".to_string(), 3), ("LIST".to_string(), 6)].into();
     assert_eq!(kinds, want, "{keys:#?}");
     let mine = format!("/topics/{topic}/");
     assert!(
@@ -768,11 +769,11 @@ fn ls_and_a_restore_of_one_partition_read_only_that_partition() {
     let out = on_s3(&[&["restore", url, "--to", to][..], &sel].concat());
     assert_exit(&out, 0);
     let (kinds, keys) = requests_since(&s3, mark);
-    // The same 8 LISTs and 3 GETs, the node's checkpoint and meta.properties, and the 7
+    // The same 6 LISTs and 3 GETs, the node's checkpoint and meta.properties, and the 7
     // objects restored: 2 ranges' log, index and timeindex, and one producer snapshot (the
     // last range's; the first range's is not fetched).
     let want: std::collections::BTreeMap<String, usize> =
-        [("GET".to_string(), 3 + 2 + 7), ("LIST".to_string(), 8)].into();
+        [("GET".to_string(), 3 + 2 + 7), ("LIST".to_string(), 6)].into();
     assert_eq!(kinds, want, "{keys:#?}");
     let snapshots = keys.iter().filter(|k| k.ends_with("/snapshot")).count();
     assert_eq!(snapshots, 1, "{keys:#?}");
@@ -788,5 +789,58 @@ fn ls_and_a_restore_of_one_partition_read_only_that_partition() {
         keys.iter()
             .any(|k| k.ends_with("/replication-offset-checkpoint")),
         "{keys:#?}"
+    );
+}
+
+/// A partition of more than 1,000 objects is read prefix by prefix over S3 (the one listing
+/// of it all stops after its first page): the same ranges, and a restore of it places them.
+#[test]
+fn a_partition_too_large_for_one_listing_is_read_prefix_by_prefix() {
+    use segvault_harness::wide::{self, Wide};
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    // 250 ranges of 5 objects (log, index, timeindex, snapshot, manifest), 3 indexes.
+    let shape = Wide {
+        topics: 1,
+        partitions_per_topic: 1,
+        segments: 250,
+    };
+    wide::write(&logs, &fixture(VERSION), shape).unwrap();
+    let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
+    let url = "s3://archive/kafka";
+    let on_s3 = |args: &[&str]| output(segvault().args(args).envs(s3.env()));
+    let dir = logs.to_str().unwrap();
+    assert_exit(
+        &on_s3(&["archive", "--once", "--store", url, "--log-dir", dir]),
+        0,
+    );
+    let mark = s3.requests().unwrap().len();
+    let out = on_s3(&["ls", url, "--format", "json"]);
+    assert_exit(&out, 0);
+    let lines = json_lines(&out.stdout);
+    let p = lines.iter().find(|l| l["type"] == "partition").unwrap();
+    assert_eq!(p["ranges"], 250);
+    assert_eq!(p["start_offset"], 0);
+    assert_eq!(p["end_offset"], shape.end_offset() - 20);
+    let (kinds, keys) = requests_since(&s3, mark);
+    // 5 fixed LISTs, the capped listing's first page, then the partition's root, `index/`
+    // and `data/` (2 pages), and `chain/` after the last index; 3 indexes, the 58 manifests
+    // after them and start.json.
+    let lists = kinds.get("LIST").copied().unwrap_or(0);
+    assert!(lists >= 10, "expected the listing by prefix: {kinds:?}");
+    assert_eq!(
+        kinds.get("GET").copied(),
+        Some(1 + 3 + 58),
+        "{kinds:?} {keys:#?}"
+    );
+    let dst = tmp.path().join("dst");
+    let out = on_s3(&["restore", url, "--to", dst.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let part = dst.join(format!("{}-0", Wide::topic(0)));
+    assert_eq!(
+        crate::common::logdir::segments(&part).len(),
+        250,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

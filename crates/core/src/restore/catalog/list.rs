@@ -130,6 +130,35 @@ pub(super) async fn list_tree(
     Ok(out)
 }
 
+/// Every object under `prefix` if there are at most `cap` of them (one page of an object
+/// store's listing, so one request), else `None` (the listing is dropped after its first page
+/// and the caller lists by smaller prefixes). A local store is walked whole: it costs no
+/// request.
+pub(super) async fn list_tree_capped(
+    store: &Store,
+    prefix: &Path,
+    cap: usize,
+) -> Result<Option<TreeListing>, RestoreError> {
+    if store.local.is_some() {
+        return list_tree(store, prefix, None).await.map(Some);
+    }
+    let mut out = TreeListing::default();
+    let mut listing = store.inner.list(Some(prefix));
+    while let Some(item) = listing.next().await {
+        match item {
+            Ok(m) => out.objects.push(m),
+            Err(object_store::Error::InvalidPath { source }) => out
+                .unknown
+                .push(format!("(a key that is not a valid path: {source})")),
+            Err(e) => return Err(store_err(store, prefix)(e)),
+        }
+        if out.objects.len() + out.unknown.len() > cap {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
 /// A local directory one level deep, as a delimiter listing would give it.
 fn local_dir(base: &std::path::Path, dir: &std::path::Path) -> std::io::Result<DirListing> {
     let mut out = DirListing::default();

@@ -12,7 +12,7 @@
 //! entries, with `start.json` (the first) and with the index before it; one that does not is
 //! a problem naming its key, and the ranges from there on are read from `chain/`.
 
-use super::list::{list_dir, list_tree};
+use super::list::{list_dir, list_tree, list_tree_capped};
 use super::PartitionCatalog;
 use crate::archive::layout::{self, Key, PartitionKey};
 use crate::archive::manifest::{ChainIndex, Manifest, RangeKind, StartRecord, INDEX_FORMAT};
@@ -20,6 +20,7 @@ use crate::archive::store::Store;
 use crate::restore::RestoreError;
 use futures::StreamExt;
 use object_store::path::Path;
+use object_store::ObjectMeta;
 use object_store::ObjectStoreExt;
 use std::collections::HashMap;
 
@@ -36,41 +37,33 @@ pub(super) async fn read_partition(
     key: PartitionKey,
 ) -> Result<PartitionCatalog, RestoreError> {
     let mut p = PartitionCatalog::empty(&key);
-    let root = list_dir(store, &key.root()).await?;
+    let listed = match list_tree_capped(store, &key.root(), ONE_PAGE).await? {
+        Some(all) => Listed::from_whole(&key, all.objects),
+        None => Listed::by_prefix(store, &key).await?,
+    };
     let start_key = key.start();
-    let has_start = root.objects.iter().any(|m| m.location == start_key);
-    let (has_index, has_chain) = (root.has_dir("index"), root.has_dir("chain"));
-    let subtree = |name: &'static str| {
-        let (store, dir) = (store.clone(), key.root().clone().join(name));
-        let wanted = root.has_dir(name);
-        async move {
-            match wanted {
-                true => list_tree(&store, &dir, None).await.map(|l| l.objects),
-                false => Ok(Vec::new()),
-            }
-        }
+    let start = match listed.has_start || listed.index.is_some() || listed.chain.is_some() {
+        true => fetch_start(store, &start_key).await?,
+        false => None,
     };
-    let start_fut = async {
-        match has_start || has_index || has_chain {
-            true => fetch_start(store, &start_key).await,
-            false => Ok(None),
-        }
-    };
-    let (start, data, corrupt, divergence) = futures::try_join!(
-        start_fut,
-        subtree("data"),
-        subtree("corrupt"),
-        subtree("divergence")
-    )?;
     let start_at = start.as_ref().and_then(|s| s.as_ref().ok().copied());
-    let (mut ranges, indexes) = match has_index {
-        true => read_indexes(store, &key, start_at, &mut p.problems).await?,
-        false => (Vec::new(), Vec::new()),
+    let (mut ranges, indexes) = match listed.index {
+        Some(listed) => read_indexes(store, &key, listed, start_at, &mut p.problems).await?,
+        None => (Vec::new(), Vec::new()),
     };
     let after = indexes.last().map(|i| i.1);
-    if has_chain {
-        read_chain(store, &key, after, &mut ranges, &mut p.problems).await?;
+    if let Some(mut chain) = listed.chain {
+        if !listed.whole {
+            // Keys sort by offset (20 digits): listing after the key of `after - 1` skips
+            // every manifest an index already gave, and nothing at or after `after`.
+            let from = after.map(|a| key.manifest(a - 1));
+            chain = list_tree(store, &key.chain_dir(), from.as_ref())
+                .await?
+                .objects;
+        }
+        read_chain(store, &key, chain, after, &mut ranges, &mut p.problems).await?;
     }
+    let (data, corrupt, divergence) = (listed.data, listed.corrupt, listed.divergence);
     let sizes: HashMap<&str, u64> = data.iter().map(|m| (m.location.as_ref(), m.size)).collect();
     let suspects: Vec<(String, u64, String)> = ranges
         .iter()
@@ -89,6 +82,97 @@ pub(super) async fn read_partition(
     p.divergences.sort();
     p.corrupt.sort();
     Ok(p)
+}
+
+/// A partition listing at most this many objects is read from one listing of its prefix
+/// (one request for everything: `start.json`, `index/`, `chain/`, `data/`, evidence).
+const ONE_PAGE: usize = 1000;
+
+/// What a partition holds, as listed: by one listing of it all (a small partition), or by
+/// its prefixes (`chain/` then listed after the last index only, as S3 `StartAfter`).
+/// `index` and `chain` are `None` when there is nothing there.
+struct Listed {
+    /// Listed whole (`chain` holds all of `chain/`), or by prefix (`chain/` still to list).
+    whole: bool,
+    has_start: bool,
+    index: Option<Vec<ObjectMeta>>,
+    chain: Option<Vec<ObjectMeta>>,
+    data: Vec<ObjectMeta>,
+    corrupt: Vec<ObjectMeta>,
+    divergence: Vec<ObjectMeta>,
+}
+
+impl Listed {
+    fn from_whole(key: &PartitionKey, all: Vec<ObjectMeta>) -> Listed {
+        let start = key.start();
+        let mut l = Listed {
+            whole: true,
+            has_start: false,
+            index: None,
+            chain: None,
+            data: Vec::new(),
+            corrupt: Vec::new(),
+            divergence: Vec::new(),
+        };
+        let under = |name: &str| format!("{}/{name}/", key.root());
+        let (index, chain, data, corrupt, divergence) = (
+            under("index"),
+            under("chain"),
+            under("data"),
+            under("corrupt"),
+            under("divergence"),
+        );
+        for m in all {
+            let k = m.location.as_ref();
+            if m.location == start {
+                l.has_start = true;
+            } else if k.starts_with(&index) {
+                l.index.get_or_insert_with(Vec::new).push(m);
+            } else if k.starts_with(&chain) {
+                l.chain.get_or_insert_with(Vec::new).push(m);
+            } else if k.starts_with(&data) {
+                l.data.push(m);
+            } else if k.starts_with(&corrupt) {
+                l.corrupt.push(m);
+            } else if k.starts_with(&divergence) {
+                l.divergence.push(m);
+            }
+        }
+        l
+    }
+
+    /// A large partition: one delimiter listing of it, then each prefix that is there.
+    /// `chain/` is listed later, from the last index on.
+    async fn by_prefix(store: &Store, key: &PartitionKey) -> Result<Listed, RestoreError> {
+        let root = list_dir(store, &key.root()).await?;
+        let subtree = |name: &'static str| {
+            let (store, dir) = (store.clone(), key.root().clone().join(name));
+            let wanted = root.has_dir(name);
+            async move {
+                match wanted {
+                    true => list_tree(&store, &dir, None).await.map(|l| l.objects),
+                    false => Ok(Vec::new()),
+                }
+            }
+        };
+        let (index, data, corrupt, divergence) = futures::try_join!(
+            subtree("index"),
+            subtree("data"),
+            subtree("corrupt"),
+            subtree("divergence")
+        )?;
+        let start_key = key.start();
+        Ok(Listed {
+            whole: false,
+            has_start: root.objects.iter().any(|m| m.location == start_key),
+            index: root.has_dir("index").then_some(index),
+            // Listed after the indexes are read, from where they end.
+            chain: root.has_dir("chain").then_some(Vec::new()),
+            data,
+            corrupt,
+            divergence,
+        })
+    }
 }
 
 /// Where manifest `m` was read: its `chain/` key, or the index (of `indexes`, as
@@ -115,12 +199,11 @@ fn origin(key: &PartitionKey, indexes: &[(i64, i64, Path)], m: &Manifest) -> Str
 async fn read_indexes(
     store: &Store,
     key: &PartitionKey,
+    listed: Vec<ObjectMeta>,
     start: Option<i64>,
     problems: &mut Vec<String>,
 ) -> Result<(Vec<Manifest>, Vec<(i64, i64, Path)>), RestoreError> {
-    let listed = list_tree(store, &key.index_dir(), None).await?;
     let mut spans: Vec<(i64, i64, Path)> = listed
-        .objects
         .into_iter()
         .filter_map(|m| match layout::parse(&m.location) {
             Some(Key::Index(k, first, next)) if k == *key => Some((first, next, m.location)),
@@ -219,26 +302,24 @@ fn check_index(
     Ok(out)
 }
 
-/// The `chain/` manifests from `after` on (all when `None`), listed from there and read
-/// `WINDOW` at a time, each checked against its key: appended to `ranges`, or a problem.
+/// The `chain/` manifests from `after` on (all when `None`), read `WINDOW` at a time, each
+/// checked against its key: appended to `ranges`, or a problem. `chain` is what was listed
+/// of `chain/`: all of it, or (by prefix) only what sorts after `after`.
 async fn read_chain(
     store: &Store,
     key: &PartitionKey,
+    chain: Vec<ObjectMeta>,
     after: Option<i64>,
     ranges: &mut Vec<Manifest>,
     problems: &mut Vec<String>,
 ) -> Result<(), RestoreError> {
-    // Keys sort by offset (20 digits): listing after the key of `after - 1` skips every
-    // manifest an index already gave, and nothing at or after `after`.
-    let from = after.map(|a| key.manifest(a - 1));
-    let listed = list_tree(store, &key.chain_dir(), from.as_ref()).await?;
-    let mut manifests: Vec<(i64, Path)> = listed
-        .objects
+    let mut manifests: Vec<(i64, Path)> = chain
         .into_iter()
         .filter_map(|m| match layout::parse(&m.location) {
             Some(Key::Manifest(k, start)) if k == *key => Some((start, m.location)),
             _ => None,
         })
+        .filter(|(start, _)| after.is_none_or(|a| *start >= a))
         .collect();
     manifests.sort_by_key(|m| m.0);
     let mut fetched = futures::stream::iter(manifests.into_iter().map(|(start, path)| {
