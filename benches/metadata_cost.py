@@ -153,6 +153,20 @@ def run(cmd, env):
         return wall, user + system, rss, p.returncode, p.stdout, p.stderr
 
 
+def one_shot(s3, env, label, name, cmd, per=None):
+    """Runs `cmd` once and records its requests (by kind), wall, CPU and peak RSS; with
+    `per`, also the requests per unit (per range)."""
+    m0 = s3.mark()
+    wall, cpu, rss, rc, out, err = run(cmd, env)
+    reqs = s3.since(m0)
+    extra = {} if per is None else {"per_range": round(sum(reqs.values()) / per, 2)}
+    record(label, name, rc=rc, requests=sum(reqs.values()), by_kind=dict(reqs),
+           wall_s=round(wall, 2), cpu_s=round(cpu, 2), max_rss_mib=round(rss / 1024, 1),
+           **extra)
+    if rc != 0:
+        log(err.decode()[-2000:])
+
+
 def record(scenario, binary, **kv):
     RESULTS.append((scenario, binary, kv))
     print(scenario, binary, " ".join(f"{k}={v}" for k, v in kv.items()), flush=True)
@@ -259,13 +273,7 @@ def reads(name, binary, s3, env, work, store, label, topic, partition, topic_id)
         ("restore", [binary, "restore", store, "--to", to, "--mode", "new-cluster",
                      "--topic-id", topic_id, *sel]),
     ]:
-        m0 = s3.mark()
-        wall, cpu, rss, rc, out, err = run(cmd, env)
-        reqs = s3.since(m0)
-        record(f"{label} {what}", name, rc=rc, requests=sum(reqs.values()), by_kind=dict(reqs),
-               wall_s=round(wall, 2), cpu_s=round(cpu, 2), max_rss_mib=round(rss / 1024, 1))
-        if rc != 0:
-            log(err.decode()[-2000:])
+        one_shot(s3, env, f"{label} {what}", name, cmd)
 
 
 def supports_ls_filters(binary):
@@ -284,13 +292,8 @@ def ranges(binaries, harness, s3, env, work, r):
     topic = "wide-00000"
     for name, binary in binaries:
         store = f"s3://bench/{name}-ranges-{r}"
-        m0 = s3.mark()
-        wall, cpu, rss, rc, out, err = run(
-            [binary, "archive", "--once", "--log-dir", logdir, "--store", store], env)
-        reqs = s3.since(m0)
-        record(f"backlog R={r}", name, rc=rc, requests=sum(reqs.values()), by_kind=dict(reqs),
-               wall_s=round(wall, 2), cpu_s=round(cpu, 2), max_rss_mib=round(rss / 1024, 1),
-               per_range=round(sum(reqs.values()) / r, 2))
+        one_shot(s3, env, f"backlog R={r}", name,
+                 [binary, "archive", "--once", "--log-dir", logdir, "--store", store], per=r)
         a = Agent(binary, logdir, store, env, work, ["--rescan-interval", "3"])
         passes = a.wait("segvault_passes_total", 1)
         m0, c0 = s3.mark(), a.cpu()
@@ -311,21 +314,11 @@ def one_of_many(binaries, harness, s3, env, work, p):
     topic = "wide-00007"
     for name, binary in binaries:
         store = f"s3://bench/{name}-one-{p}"
-        m0 = s3.mark()
-        wall, cpu, rss, rc, out, err = run(
-            [binary, "archive", "--once", "--log-dir", logdir, "--store", store], env)
-        reqs = s3.since(m0)
-        record(f"P={p} first archive (archive --once)", name, rc=rc,
-               requests=sum(reqs.values()), by_kind=dict(reqs), wall_s=round(wall, 2),
-               cpu_s=round(cpu, 2))
+        one_shot(s3, env, f"P={p} first archive (archive --once)", name,
+                 [binary, "archive", "--once", "--log-dir", logdir, "--store", store])
         if supports_ls_filters(binary):
-            m0 = s3.mark()
-            wall, cpu, rss, rc, out, err = run(
-                [binary, "ls", store, "--format", "json", "--topic", f"^{topic}$"], env)
-            reqs = s3.since(m0)
-            record(f"P={p} ls --topic (one topic of 5 partitions)", name, rc=rc,
-                   requests=sum(reqs.values()), by_kind=dict(reqs), wall_s=round(wall, 2),
-                   cpu_s=round(cpu, 2))
+            one_shot(s3, env, f"P={p} ls --topic (one topic of 5 partitions)", name,
+                     [binary, "ls", store, "--format", "json", "--topic", f"^{topic}$"])
         reads(name, binary, s3, env, work, store, f"P={p} one partition", topic, 3,
               topic_id_of(logdir, topic, 3))
 

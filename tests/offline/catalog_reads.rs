@@ -711,6 +711,26 @@ fn requests_since(
     (kinds, keys)
 }
 
+/// A wide synthetic log dir of `shape` under `dir`, archived once to a fresh versitygw: the
+/// server and the store URL.
+fn wide_on_s3(
+    dir: &Path,
+    shape: segvault_harness::wide::Wide,
+) -> (segvault_harness::S3Server, &'static str) {
+    let logs = dir.join("logs");
+    segvault_harness::wide::write(&logs, &fixture(VERSION), shape).unwrap();
+    let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
+    let url = "s3://archive/kafka";
+    let out = output(
+        segvault()
+            .args(["archive", "--once", "--store", url, "--log-dir"])
+            .arg(&logs)
+            .envs(s3.env()),
+    );
+    assert_exit(&out, 0);
+    (s3, url)
+}
+
 /// Counted by the store itself (versitygw's access log), in an archive of 60 partitions:
 /// `ls` of one partition makes 6 LISTs (clusters, brokers, topics, the topic's ids, the
 /// topic id's partitions, and the partition: one listing of it all, as it holds fewer than
@@ -720,23 +740,15 @@ fn requests_since(
 /// snapshot of the two), and names no other partition's key.
 #[test]
 fn ls_and_a_restore_of_one_partition_read_only_that_partition() {
-    use segvault_harness::wide::{self, Wide};
+    use segvault_harness::wide::Wide;
     let tmp = tempfile::tempdir().unwrap();
-    let logs = tmp.path().join("logs");
     let shape = Wide {
         topics: 12,
         partitions_per_topic: 5,
         segments: 2,
     };
-    wide::write(&logs, &fixture(VERSION), shape).unwrap();
-    let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
-    let url = "s3://archive/kafka";
+    let (s3, url) = wide_on_s3(tmp.path(), shape);
     let on_s3 = |args: &[&str]| output(segvault().args(args).envs(s3.env()));
-    let dir = logs.to_str().unwrap();
-    assert_exit(
-        &on_s3(&["archive", "--once", "--store", url, "--log-dir", dir]),
-        0,
-    );
     let topic = Wide::topic(3);
     let sel = [
         "--topic".to_string(),
@@ -796,24 +808,16 @@ fn ls_and_a_restore_of_one_partition_read_only_that_partition() {
 /// of it all stops after its first page): the same ranges, and a restore of it places them.
 #[test]
 fn a_partition_too_large_for_one_listing_is_read_prefix_by_prefix() {
-    use segvault_harness::wide::{self, Wide};
+    use segvault_harness::wide::Wide;
     let tmp = tempfile::tempdir().unwrap();
-    let logs = tmp.path().join("logs");
     // 250 ranges of 5 objects (log, index, timeindex, snapshot, manifest), 3 indexes.
     let shape = Wide {
         topics: 1,
         partitions_per_topic: 1,
         segments: 250,
     };
-    wide::write(&logs, &fixture(VERSION), shape).unwrap();
-    let s3 = segvault_harness::S3Server::start(&["archive"]).unwrap();
-    let url = "s3://archive/kafka";
+    let (s3, url) = wide_on_s3(tmp.path(), shape);
     let on_s3 = |args: &[&str]| output(segvault().args(args).envs(s3.env()));
-    let dir = logs.to_str().unwrap();
-    assert_exit(
-        &on_s3(&["archive", "--once", "--store", url, "--log-dir", dir]),
-        0,
-    );
     let mark = s3.requests().unwrap().len();
     let out = on_s3(&["ls", url, "--format", "json"]);
     assert_exit(&out, 0);

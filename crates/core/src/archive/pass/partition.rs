@@ -264,13 +264,12 @@ impl PartitionPass<'_> {
         report: &mut ArchivedPartition,
     ) -> Result<Option<Chain>, ArchiveError> {
         let (store, key, p) = (self.store, &self.key, self.p);
-        let from = p.segments[0].base_offset;
-        let chain = load_chain(store, key, from).await?;
+        let first = p.segments[0].base_offset;
+        let chain = load_chain(store, key, first).await?;
         report.archived_until = chain.next;
         if chain.next.is_some() {
             return Ok(Some(chain));
         }
-        let first = p.segments[0].base_offset;
         // The start is fixed for good: never from a listing that missed earlier segments.
         if !listing_confirmed(p, i64::MIN, first) {
             report.outcomes.push(unconfirmed(p, first));
@@ -282,13 +281,18 @@ impl PartitionPass<'_> {
             created_at_ms: now_ms(),
             node_id: self.b.node_id,
         };
-        create(
-            store,
-            &key.start(),
-            serde_json::to_vec(&start).unwrap_or_default(),
-        )
-        .await?;
-        let chain = load_chain(store, key, from).await?;
+        let bytes = serde_json::to_vec(&start).unwrap_or_default();
+        // Created here: the chain is that start and nothing else (no range can be claimed
+        // before its start exists). Found there: another archiver's, read it.
+        let chain = match create(store, &key.start(), bytes).await? {
+            true => Chain {
+                next: Some(first),
+                starts: Default::default(),
+                last_written_ms: start.created_at_ms,
+                indexed_next: Some(first),
+            },
+            false => load_chain(store, key, first).await?,
+        };
         report.archived_until = chain.next;
         Ok(Some(chain))
     }
@@ -405,12 +409,16 @@ impl PartitionPass<'_> {
             .await
             .into_iter();
         let mut ready = Vec::new();
-        let mut halt = None;
+        let mut halt: Option<Result<Halt, ArchiveError>> = None;
         for r in results.by_ref() {
             match r {
                 Ok(Ok(prepared)) => ready.push(prepared),
-                other => {
-                    halt = Some(other);
+                Ok(Err(h)) => {
+                    halt = Some(Ok(h));
+                    break;
+                }
+                Err(e) => {
+                    halt = Some(Err(e));
                     break;
                 }
             }
@@ -450,11 +458,10 @@ impl PartitionPass<'_> {
         match halt {
             None => Ok((Step::Next, done)),
             Some(Err(e)) => Err(e),
-            Some(Ok(Err(halted))) => {
+            Some(Ok(halted)) => {
                 self.halted(report, halted).await?;
                 Ok((Step::Stop, done))
             }
-            Some(Ok(Ok(_))) => unreachable!("prepared ranges are published above"),
         }
     }
 

@@ -114,10 +114,23 @@ pub(super) async fn list_tree(
         }
         return Ok(out);
     }
-    let mut listing = match after {
+    let listing = match after {
         Some(after) => store.inner.list_with_offset(Some(prefix), after),
         None => store.inner.list(Some(prefix)),
     };
+    collect(store, prefix, listing, &mut out, usize::MAX).await?;
+    Ok(out)
+}
+
+/// Collects `listing` (of `prefix`) into `out`; `false` as soon as it holds more than `cap`
+/// entries (the rest is not asked for).
+async fn collect(
+    store: &Store,
+    prefix: &Path,
+    mut listing: futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>,
+    out: &mut TreeListing,
+    cap: usize,
+) -> Result<bool, RestoreError> {
     while let Some(item) = listing.next().await {
         match item {
             Ok(m) => out.objects.push(m),
@@ -126,8 +139,11 @@ pub(super) async fn list_tree(
                 .push(format!("(a key that is not a valid path: {source})")),
             Err(e) => return Err(store_err(store, prefix)(e)),
         }
+        if out.objects.len() + out.unknown.len() > cap {
+            return Ok(false);
+        }
     }
-    Ok(out)
+    Ok(true)
 }
 
 /// Every object under `prefix` if there are at most `cap` of them (one page of an object
@@ -143,20 +159,8 @@ pub(super) async fn list_tree_capped(
         return list_tree(store, prefix, None).await.map(Some);
     }
     let mut out = TreeListing::default();
-    let mut listing = store.inner.list(Some(prefix));
-    while let Some(item) = listing.next().await {
-        match item {
-            Ok(m) => out.objects.push(m),
-            Err(object_store::Error::InvalidPath { source }) => out
-                .unknown
-                .push(format!("(a key that is not a valid path: {source})")),
-            Err(e) => return Err(store_err(store, prefix)(e)),
-        }
-        if out.objects.len() + out.unknown.len() > cap {
-            return Ok(None);
-        }
-    }
-    Ok(Some(out))
+    let whole = collect(store, prefix, store.inner.list(Some(prefix)), &mut out, cap).await?;
+    Ok(whole.then_some(out))
 }
 
 /// A local directory one level deep, as a delimiter listing would give it.
