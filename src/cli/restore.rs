@@ -3,7 +3,9 @@
 use super::{runtime, Format, EXIT_ERROR, EXIT_OK, EXIT_PROBLEM};
 use object_store::ObjectStoreExt;
 use segvault_core::archive;
-use segvault_core::restore::catalog::{self, Catalog, ClusterCatalog, Filter, PartitionCatalog};
+use segvault_core::restore::catalog::{
+    self, Catalog, ClusterCatalog, Filter, Keep, PartitionCatalog,
+};
 use segvault_core::restore::plan::{self, Cut, Mode, Plan, Planner, Selection};
 use segvault_core::restore::write::{self, WriteOptions};
 use segvault_core::restore::RestoreError;
@@ -217,7 +219,7 @@ async fn ls_streamed(store: &archive::Store, filter: &Filter, o: &LsArgs) -> i32
             }
         };
         print_cluster(cid, c, keys.len(), o.format);
-        let printed = catalog::for_each_partition(store, keys, |p| {
+        let printed = catalog::for_each_partition(store, keys, Keep::Spans, |p| {
             problems += p.problems.len() + p.corrupt.len();
             print_partition(cid, &p, o.format);
             ControlFlow::Continue(())
@@ -279,7 +281,7 @@ fn print_partition(cid: &str, p: &PartitionCatalog, format: Format) {
             serde_json::json!({"type": "partition", "cluster_id": cid, "topic": p.topic,
                 "topic_id": p.topic_id, "partition": p.partition,
                 "start_offset": p.start_offset(), "end_offset": p.end_offset(),
-                "ranges": p.ranges.len(), "min_timestamp": tmin, "max_timestamp": tmax,
+                "ranges": p.spans.len(), "min_timestamp": tmin, "max_timestamp": tmax,
                 "log_bytes": p.log_bytes(), "stored_bytes": p.stored_bytes(),
                 "gaps": p.gaps(), "divergences": p.divergences, "corrupt": p.corrupt,
                 "problems": p.problems})
@@ -292,7 +294,7 @@ fn print_partition(cid: &str, p: &PartitionCatalog, format: Format) {
                 p.topic_id,
                 p.start_offset().map_or("-".into(), |o| o.to_string()),
                 p.end_offset().map_or("-".into(), |o| o.to_string()),
-                p.ranges.len(),
+                p.spans.len(),
                 p.log_bytes(),
                 p.stored_bytes(),
                 fmt_ts(tmin),
@@ -489,7 +491,7 @@ async fn plan_restore(store: &archive::Store, sel: &Selection) -> Result<Plan, (
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => ControlFlow::Break(e),
     };
-    catalog::for_each_partition(store, keys, add)
+    catalog::for_each_partition(store, keys, Keep::Manifests, add)
         .await
         .map_err(plan_err)?;
     planner.finish().map_err(plan_err)

@@ -805,36 +805,61 @@ fn ls_and_a_restore_of_one_partition_read_only_that_partition() {
 }
 
 /// A partition of more than 1,000 objects is read prefix by prefix over S3 (the one listing
-/// of it all stops after its first page): the same ranges, and a restore of it places them.
+/// of it all stops after its first page), its `data/` listed in slices at once (split at every
+/// third index: 7 indexes, 3 slices): the same ranges, a restore of it places them, and an
+/// object missing from any slice is a problem naming it.
 #[test]
 fn a_partition_too_large_for_one_listing_is_read_prefix_by_prefix() {
     use segvault_harness::wide::Wide;
     let tmp = tempfile::tempdir().unwrap();
-    // 250 ranges of 5 objects (log, index, timeindex, snapshot, manifest), 3 indexes.
+    // 450 ranges of 5 objects (log, index, timeindex, snapshot, manifest), 7 indexes.
     let shape = Wide {
         topics: 1,
         partitions_per_topic: 1,
-        segments: 250,
+        segments: 450,
     };
     let (s3, url) = wide_on_s3(tmp.path(), shape);
     let on_s3 = |args: &[&str]| output(segvault().args(args).envs(s3.env()));
+    // The listings of `data/` that start after a key (the slices after the first), and those
+    // that continue a listing (a page after the first), as the access log shows them.
+    let data_listings = || {
+        let log = fs::read_to_string(s3.access_log()).unwrap();
+        let lists = log.lines().filter(|l| l.contains("s3_ListObjectsV2"));
+        let (mut sliced, mut continued) = (0, 0);
+        for l in lists {
+            sliced += usize::from(l.contains("%2F0%2Fdata%2F&start-after="));
+            continued += usize::from(l.contains("continuation-token="));
+        }
+        (sliced, continued)
+    };
+    let before = data_listings();
     let mark = s3.requests().unwrap().len();
     let out = on_s3(&["ls", url, "--format", "json"]);
     assert_exit(&out, 0);
+    let after = data_listings();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (2, 0),
+        "expected 2 slices listed after a key and no listing past its first page"
+    );
     let lines = json_lines(&out.stdout);
     let p = lines.iter().find(|l| l["type"] == "partition").unwrap();
-    assert_eq!(p["ranges"], 250);
+    assert_eq!(p["ranges"], 450);
     assert_eq!(p["start_offset"], 0);
     assert_eq!(p["end_offset"], shape.end_offset() - 20);
     let (kinds, keys) = requests_since(&s3, mark);
-    // 5 fixed LISTs, the capped listing's first page, then the partition's root, `index/`
-    // and `data/` (2 pages), and `chain/` after the last index; 3 indexes, the 58 manifests
+    // 5 fixed LISTs, the capped listing's first page, then the partition's root, `index/`,
+    // `data/` in 3 slices of at most 1,000 keys (3 indexes of 64 ranges of 4 data objects
+    // each: 768 keys), and `chain/` after the last index; 7 indexes, the 2 manifests
     // after them and start.json.
-    let lists = kinds.get("LIST").copied().unwrap_or(0);
-    assert!(lists >= 10, "expected the listing by prefix: {kinds:?}");
+    assert_eq!(
+        kinds.get("LIST").copied(),
+        Some(5 + 1 + 2 + 3 + 1),
+        "{keys:#?}"
+    );
     assert_eq!(
         kinds.get("GET").copied(),
-        Some(1 + 3 + 58),
+        Some(1 + 7 + 2),
         "{kinds:?} {keys:#?}"
     );
     let dst = tmp.path().join("dst");
@@ -843,8 +868,52 @@ fn a_partition_too_large_for_one_listing_is_read_prefix_by_prefix() {
     let part = dst.join(format!("{}-0", Wide::topic(0)));
     assert_eq!(
         crate::common::logdir::segments(&part).len(),
-        250,
+        450,
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+
+    // One object gone from the first slice, one from the second, one from the last.
+    let store = s3.store("archive").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data: Vec<String> = rt.block_on(async {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let all: Vec<object_store::ObjectMeta> = store.list(None).try_collect().await.unwrap();
+        all.into_iter()
+            .map(|m| m.location.to_string())
+            .filter(|k| k.contains("/data/") && k.ends_with("/timeindex"))
+            .collect()
+    });
+    let mut data = data;
+    data.sort();
+    assert_eq!(data.len(), 450);
+    let gone = [&data[10], &data[250], &data[440]];
+    rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        for k in gone {
+            store
+                .delete(&object_store::path::Path::from(k.as_str()))
+                .await
+                .unwrap();
+        }
+    });
+    let out = on_s3(&["ls", url, "--format", "json"]);
+    assert_exit(&out, 1);
+    let lines = json_lines(&out.stdout);
+    let p = lines.iter().find(|l| l["type"] == "partition").unwrap();
+    let problems: Vec<String> = p["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for (k, problem) in gone.iter().zip(&problems) {
+        let name = k.strip_prefix("kafka/").unwrap_or(k);
+        assert!(
+            problem.contains(name) && problem.contains("not in the store"),
+            "{problem} does not name {name}"
+        );
+    }
 }

@@ -40,7 +40,7 @@ pub struct StartRecord {
     pub node_id: i32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RangeKind {
     /// Data archived from a segment (or the tail of one, see `slice_position`).

@@ -74,12 +74,52 @@ pub struct BrokerCatalog {
     pub metadata_snapshots: Vec<String>,
 }
 
+/// What a read keeps of each range it finds: every range is checked either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Each range's manifest (a restore plan needs them).
+    Manifests,
+    /// Only each range's [`Span`] (what `ls` prints): the memory of a read of R ranges is
+    /// R spans, not R manifests.
+    Spans,
+}
+
+/// What a listing of the archive says of one range: its offsets, kind, sizes and times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    pub start_offset: i64,
+    pub next_offset: i64,
+    pub kind: RangeKind,
+    /// Original bytes of the range's `.log` data.
+    pub log_bytes: u64,
+    /// Bytes as stored, every object of the range.
+    pub stored_bytes: u64,
+    pub min_timestamp: Option<i64>,
+    pub max_timestamp: Option<i64>,
+}
+
+impl Span {
+    pub fn of(m: &Manifest) -> Span {
+        Span {
+            start_offset: m.start_offset,
+            next_offset: m.next_offset,
+            kind: m.kind,
+            log_bytes: m.objects.log.as_ref().map_or(0, |o| o.size),
+            stored_bytes: m.objects.iter().map(|r| r.stored_size).sum(),
+            min_timestamp: m.stats.min_timestamp,
+            max_timestamp: m.stats.max_timestamp,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionCatalog {
     pub topic: String,
     pub topic_id: String,
     pub partition: i32,
     /// The chain's ranges in offset order (segments and gaps).
+    pub spans: Vec<Span>,
+    /// Their manifests, in the same order, when read with [`Keep::Manifests`] (else empty).
     pub ranges: Vec<Manifest>,
     /// `divergence/` and `corrupt/` evidence keys.
     pub divergences: Vec<String>,
@@ -96,6 +136,7 @@ impl PartitionCatalog {
             topic: k.topic.clone(),
             topic_id: k.topic_id.clone(),
             partition: k.partition,
+            spans: vec![],
             ranges: vec![],
             divergences: vec![],
             corrupt: vec![],
@@ -104,14 +145,14 @@ impl PartitionCatalog {
     }
     /// First archived offset.
     pub fn start_offset(&self) -> Option<i64> {
-        self.ranges.first().map(|m| m.start_offset)
+        self.spans.first().map(|m| m.start_offset)
     }
     /// The offset after the last archived range.
     pub fn end_offset(&self) -> Option<i64> {
-        self.ranges.last().map(|m| m.next_offset)
+        self.spans.last().map(|m| m.next_offset)
     }
     pub fn gaps(&self) -> Vec<(i64, i64)> {
-        self.ranges
+        self.spans
             .iter()
             .filter(|m| m.kind == RangeKind::Gap)
             .map(|m| (m.start_offset, m.next_offset))
@@ -119,29 +160,15 @@ impl PartitionCatalog {
     }
     /// Original bytes of the archived `.log` data.
     pub fn log_bytes(&self) -> u64 {
-        self.ranges
-            .iter()
-            .filter_map(|m| m.objects.log.as_ref().map(|o| o.size))
-            .sum()
+        self.spans.iter().map(|m| m.log_bytes).sum()
     }
     /// Bytes as stored, every object.
     pub fn stored_bytes(&self) -> u64 {
-        self.ranges
-            .iter()
-            .flat_map(|m| m.objects.iter().map(|r| r.stored_size))
-            .sum()
+        self.spans.iter().map(|m| m.stored_bytes).sum()
     }
     pub fn time_range(&self) -> (Option<i64>, Option<i64>) {
-        let min = self
-            .ranges
-            .iter()
-            .filter_map(|m| m.stats.min_timestamp)
-            .min();
-        let max = self
-            .ranges
-            .iter()
-            .filter_map(|m| m.stats.max_timestamp)
-            .max();
+        let min = self.spans.iter().filter_map(|m| m.min_timestamp).min();
+        let max = self.spans.iter().filter_map(|m| m.max_timestamp).max();
         (min, max)
     }
 }
@@ -286,9 +313,10 @@ pub async fn partitions<'t>(
 pub fn read_partitions(
     store: &Store,
     keys: Vec<PartitionKey>,
+    keep: Keep,
 ) -> impl Stream<Item = Result<PartitionCatalog, RestoreError>> + '_ {
     futures::stream::iter(keys)
-        .map(move |k| partition::read_partition(store, k))
+        .map(move |k| partition::read_partition(store, k, keep))
         .buffered(PARTITION_WINDOW)
 }
 
@@ -297,9 +325,10 @@ pub fn read_partitions(
 pub async fn for_each_partition(
     store: &Store,
     keys: Vec<PartitionKey>,
+    keep: Keep,
     mut f: impl FnMut(PartitionCatalog) -> ControlFlow<RestoreError>,
 ) -> Result<(), RestoreError> {
-    let mut parts = std::pin::pin!(read_partitions(store, keys));
+    let mut parts = std::pin::pin!(read_partitions(store, keys, keep));
     while let Some(p) = parts.next().await {
         if let ControlFlow::Break(e) = f(p?) {
             return Err(e);
@@ -321,7 +350,9 @@ pub async fn read(store: &Store, filter: &Filter) -> Result<Catalog, RestoreErro
             filter.partition,
         )
         .await?;
-        c.partitions = read_partitions(store, keys).try_collect().await?;
+        c.partitions = read_partitions(store, keys, Keep::Manifests)
+            .try_collect()
+            .await?;
     }
     Ok(cat)
 }

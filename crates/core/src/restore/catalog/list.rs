@@ -122,8 +122,9 @@ pub(super) async fn list_tree(
     Ok(out)
 }
 
-/// Collects `listing` (of `prefix`) into `out`; `false` as soon as it holds more than `cap`
-/// entries (the rest is not asked for).
+/// Collects `listing` (of `prefix`) into `out`; `false` as soon as it holds `cap` entries
+/// (the rest is not asked for: a listing of pages of `cap` keys stops after its first page,
+/// not one page later).
 async fn collect(
     store: &Store,
     prefix: &Path,
@@ -139,14 +140,14 @@ async fn collect(
                 .push(format!("(a key that is not a valid path: {source})")),
             Err(e) => return Err(store_err(store, prefix)(e)),
         }
-        if out.objects.len() + out.unknown.len() > cap {
+        if out.objects.len() + out.unknown.len() >= cap {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// Every object under `prefix` if there are at most `cap` of them (one page of an object
+/// Every object under `prefix` if there are fewer than `cap` of them (one page of an object
 /// store's listing, so one request), else `None` (the listing is dropped after its first page
 /// and the caller lists by smaller prefixes). A local store is walked whole: it costs no
 /// request.
@@ -255,4 +256,53 @@ fn local_object(
         e_tag: None,
         version: None,
     }))
+}
+
+/// Every object under `prefix` as key -> size, and nothing else of it: what a check of the
+/// manifests against the store needs, at a fraction of the memory of the listing. Keys that
+/// are not valid paths are left out (a manifest cannot name them).
+///
+/// `bounds` (sorted) split the listing into slices listed at once, each from one bound (as
+/// S3's StartAfter) up to the next: a listing of N objects costs about the ⌈N/1000⌉ requests
+/// of one listing, in the time of a few. A local store is walked whole.
+pub(super) async fn list_sizes(
+    store: &Store,
+    prefix: &Path,
+    bounds: &[Path],
+    width: usize,
+) -> Result<std::collections::HashMap<String, u64>, RestoreError> {
+    if store.local.is_some() {
+        let all = list_tree(store, prefix, None).await?;
+        return Ok(all
+            .objects
+            .into_iter()
+            .map(|m| (m.location.into(), m.size))
+            .collect());
+    }
+    let slices = (0..=bounds.len()).map(|i| {
+        let from = i.checked_sub(1).map(|j| bounds[j].clone());
+        let to = bounds.get(i).cloned();
+        async move {
+            let mut listing = match &from {
+                Some(after) => store.inner.list_with_offset(Some(prefix), after),
+                None => store.inner.list(Some(prefix)),
+            };
+            let mut out = Vec::new();
+            while let Some(item) = listing.next().await {
+                match item {
+                    Ok(m) if to.as_ref().is_some_and(|t| m.location >= *t) => break,
+                    Ok(m) => out.push((String::from(m.location), m.size)),
+                    Err(object_store::Error::InvalidPath { .. }) => {}
+                    Err(e) => return Err(store_err(store, prefix)(e)),
+                }
+            }
+            Ok(out)
+        }
+    });
+    let mut sliced = futures::stream::iter(slices).buffer_unordered(width.max(1));
+    let mut out = std::collections::HashMap::new();
+    while let Some(slice) = sliced.next().await {
+        out.extend(slice?);
+    }
+    Ok(out)
 }

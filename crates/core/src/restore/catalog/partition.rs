@@ -12,8 +12,8 @@
 //! entries, with `start.json` (the first) and with the index before it; one that does not is
 //! a problem naming its key, and the ranges from there on are read from `chain/`.
 
-use super::list::{list_dir, list_tree, list_tree_capped};
-use super::PartitionCatalog;
+use super::list::{list_dir, list_sizes, list_tree, list_tree_capped};
+use super::{Keep, PartitionCatalog, Span};
 use crate::archive::layout::{self, Key, PartitionKey};
 use crate::archive::manifest::{ChainIndex, Manifest, RangeKind, StartRecord, INDEX_FORMAT};
 use crate::archive::store::Store;
@@ -35,6 +35,7 @@ type StartRead = Option<Result<i64, String>>;
 pub(super) async fn read_partition(
     store: &Store,
     key: PartitionKey,
+    keep: Keep,
 ) -> Result<PartitionCatalog, RestoreError> {
     let mut p = PartitionCatalog::empty(&key);
     let listed = match list_tree_capped(store, &key.root(), ONE_PAGE).await? {
@@ -47,11 +48,19 @@ pub(super) async fn read_partition(
         false => None,
     };
     let start_at = start.as_ref().and_then(|s| s.as_ref().ok().copied());
-    let (mut ranges, indexes) = match listed.index {
-        Some(listed) => read_indexes(store, &key, listed, start_at, &mut p.problems).await?,
-        None => (Vec::new(), Vec::new()),
+    let mut found = Found {
+        keep,
+        sizes: &listed.data,
+        spans: Vec::new(),
+        manifests: Vec::new(),
+        suspects: Vec::new(),
     };
-    let after = indexes.last().map(|i| i.1);
+    let after = match listed.index {
+        Some(listed) => {
+            read_indexes(store, &key, listed, start_at, &mut found, &mut p.problems).await?
+        }
+        None => None,
+    };
     if let Some(mut chain) = listed.chain {
         if !listed.whole {
             // Keys sort by offset (20 digits): listing after the key of `after - 1` skips
@@ -61,30 +70,26 @@ pub(super) async fn read_partition(
                 .await?
                 .objects;
         }
-        read_chain(store, &key, chain, after, &mut ranges, &mut p.problems).await?;
+        read_chain(store, &key, chain, after, &mut found, &mut p.problems).await?;
     }
-    let (data, corrupt, divergence) = (listed.data, listed.corrupt, listed.divergence);
-    let sizes: HashMap<&str, u64> = data.iter().map(|m| (m.location.as_ref(), m.size)).collect();
-    let suspects: Vec<(String, u64, String)> = ranges
-        .iter()
-        .flat_map(|m| check_objects(&origin(&key, &indexes, m), m, &sizes))
-        .collect();
+    let (spans, manifests, suspects) = (found.spans, found.manifests, found.suspects);
+    drop(listed.data);
     p.problems.extend(confirm(store, suspects).await);
-    for m in corrupt.iter().chain(&divergence) {
+    for m in listed.corrupt.iter().chain(&listed.divergence) {
         match layout::parse(&m.location) {
             Some(Key::Corrupt(..)) => p.corrupt.push(m.location.to_string()),
             Some(Key::Divergence(..)) => p.divergences.push(m.location.to_string()),
             _ => {}
         }
     }
-    p.ranges = ranges;
+    (p.spans, p.ranges) = (spans, manifests);
     check_chain(&key, &mut p, start);
     p.divergences.sort();
     p.corrupt.sort();
     Ok(p)
 }
 
-/// A partition listing at most this many objects is read from one listing of its prefix
+/// A partition listing fewer than this many objects is read from one listing of its prefix
 /// (one request for everything: `start.json`, `index/`, `chain/`, `data/`, evidence).
 const ONE_PAGE: usize = 1000;
 
@@ -97,7 +102,8 @@ struct Listed {
     has_start: bool,
     index: Option<Vec<ObjectMeta>>,
     chain: Option<Vec<ObjectMeta>>,
-    data: Vec<ObjectMeta>,
+    /// `data/`: each object's key and size (all a check of the manifests needs).
+    data: HashMap<String, u64>,
     corrupt: Vec<ObjectMeta>,
     divergence: Vec<ObjectMeta>,
 }
@@ -110,7 +116,7 @@ impl Listed {
             has_start: false,
             index: None,
             chain: None,
-            data: Vec::new(),
+            data: HashMap::new(),
             corrupt: Vec::new(),
             divergence: Vec::new(),
         };
@@ -131,7 +137,7 @@ impl Listed {
             } else if k.starts_with(&chain) {
                 l.chain.get_or_insert_with(Vec::new).push(m);
             } else if k.starts_with(&data) {
-                l.data.push(m);
+                l.data.insert(m.location.into(), m.size);
             } else if k.starts_with(&corrupt) {
                 l.corrupt.push(m);
             } else if k.starts_with(&divergence) {
@@ -155,12 +161,23 @@ impl Listed {
                 }
             }
         };
-        let (index, data, corrupt, divergence) = futures::try_join!(
-            subtree("index"),
-            subtree("data"),
-            subtree("corrupt"),
-            subtree("divergence")
-        )?;
+        let index = subtree("index").await?;
+        // `data/` keys sort by range (`data/<start>-<next>/`, 20 digits): the indexes' first
+        // offsets split its listing into slices listed at once.
+        let data = async {
+            let bounds: Vec<Path> = index_spans(key, &index)
+                .iter()
+                .skip(INDEXES_PER_SLICE)
+                .step_by(INDEXES_PER_SLICE)
+                .map(|(first, _, _)| key.range_data_bound(*first))
+                .collect();
+            match root.has_dir("data") {
+                true => list_sizes(store, &key.root().clone().join("data"), &bounds, WINDOW).await,
+                false => Ok(HashMap::new()),
+            }
+        };
+        let (data, corrupt, divergence) =
+            futures::try_join!(data, subtree("corrupt"), subtree("divergence"))?;
         let start_key = key.start();
         Ok(Listed {
             whole: false,
@@ -175,24 +192,50 @@ impl Listed {
     }
 }
 
-/// Where manifest `m` was read: its `chain/` key, or the index (of `indexes`, as
-/// `(first, next, key)`) that holds it.
-fn origin(key: &PartitionKey, indexes: &[(i64, i64, Path)], m: &Manifest) -> String {
-    match indexes
-        .iter()
-        .find(|i| i.0 <= m.start_offset && m.start_offset < i.1)
-    {
-        Some((_, _, path)) => format!(
-            "the manifest of range [{}, {}) in index {path}",
-            m.start_offset, m.next_offset
-        ),
-        None => format!("manifest {}", key.manifest(m.start_offset)),
+/// The ranges a read found so far, each checked as it is found: its span (and manifest,
+/// as `keep` says), and what its objects look like in the `data/` listing (`sizes`).
+struct Found<'a> {
+    keep: Keep,
+    sizes: &'a HashMap<String, u64>,
+    spans: Vec<Span>,
+    manifests: Vec<Manifest>,
+    /// `(key, recorded size, problem)` of each object a manifest names that the listing
+    /// does not show at its size (asked for directly before it is a problem).
+    suspects: Vec<(String, u64, String)>,
+}
+
+impl Found<'_> {
+    /// Range `m`, read where `at` says.
+    fn add(&mut self, at: &str, m: Manifest) {
+        self.suspects.extend(check_objects(at, &m, self.sizes));
+        self.spans.push(Span::of(&m));
+        if self.keep == Keep::Manifests {
+            self.manifests.push(m);
+        }
     }
 }
 
-/// The ranges the partition's chain indexes hold, in order, and the indexes that hold
-/// together (`(first, next, key)`, in order: the ranges from the last one's `next` on are
-/// read from `chain/`). Indexes are used from the first on
+/// How many chain indexes' worth of `data/` one slice of its listing covers: an index holds
+/// 64 ranges, a segment range 3–6 objects, so about one page (1,000 keys) of a listing.
+const INDEXES_PER_SLICE: usize = 3;
+
+/// The chain indexes listed (`(first, next, key)`), sorted by offset.
+fn index_spans(key: &PartitionKey, listed: &[ObjectMeta]) -> Vec<(i64, i64, Path)> {
+    let mut spans: Vec<(i64, i64, Path)> = listed
+        .iter()
+        .filter_map(|m| match layout::parse(&m.location) {
+            Some(Key::Index(k, first, next)) if k == *key => {
+                Some((first, next, m.location.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    spans.sort_by_key(|s| (s.0, s.1));
+    spans
+}
+
+/// The ranges the partition's chain indexes hold, in order, into `found`, and where the
+/// indexes that hold together end (the ranges from there on are read from `chain/`). Indexes are used from the first on
 /// while each agrees with its key, its entries, `start.json` (`start`, when it could be
 /// read) and the one before it; the first that does not is a problem, and it and every
 /// index after it are left to `chain/`.
@@ -201,16 +244,10 @@ async fn read_indexes(
     key: &PartitionKey,
     listed: Vec<ObjectMeta>,
     start: Option<i64>,
+    found: &mut Found<'_>,
     problems: &mut Vec<String>,
-) -> Result<(Vec<Manifest>, Vec<(i64, i64, Path)>), RestoreError> {
-    let mut spans: Vec<(i64, i64, Path)> = listed
-        .into_iter()
-        .filter_map(|m| match layout::parse(&m.location) {
-            Some(Key::Index(k, first, next)) if k == *key => Some((first, next, m.location)),
-            _ => None,
-        })
-        .collect();
-    spans.sort_by_key(|s| (s.0, s.1));
+) -> Result<Option<i64>, RestoreError> {
+    let spans = index_spans(key, &listed);
     let mut fetched = futures::stream::iter(spans.into_iter().map(|(first, next, path)| {
         let store = store.clone();
         async move {
@@ -219,18 +256,22 @@ async fn read_indexes(
         }
     }))
     .buffered(WINDOW);
-    let mut ranges = Vec::new();
-    let mut good: Vec<(i64, i64, Path)> = Vec::new();
+    let mut after: Option<i64> = None;
     while let Some((first, next, path, got)) = fetched.next().await {
-        let after = good.last().map(|i| i.1);
         let expected = after.or(start);
         let checked = got
             .map_err(|e| format!("index {path}: {e}"))
             .and_then(|bytes| check_index(key, &path, (first, next), expected, after, &bytes));
         match checked {
-            Ok(mut entries) => {
-                ranges.append(&mut entries);
-                good.push((first, next, path));
+            Ok(entries) => {
+                for m in entries {
+                    let at = format!(
+                        "the manifest of range [{}, {}) in index {path}",
+                        m.start_offset, m.next_offset
+                    );
+                    found.add(&at, m);
+                }
+                after = Some(next);
             }
             Err(e) => {
                 problems.push(e);
@@ -238,7 +279,7 @@ async fn read_indexes(
             }
         }
     }
-    Ok((ranges, good))
+    Ok(after)
 }
 
 /// One chain index, checked: its format, its offsets against its key's `span`, its first
@@ -310,7 +351,7 @@ async fn read_chain(
     key: &PartitionKey,
     chain: Vec<ObjectMeta>,
     after: Option<i64>,
-    ranges: &mut Vec<Manifest>,
+    found: &mut Found<'_>,
     problems: &mut Vec<String>,
 ) -> Result<(), RestoreError> {
     let mut manifests: Vec<(i64, Path)> = chain
@@ -338,7 +379,7 @@ async fn read_chain(
             .map_err(|e| format!("{at}: {e}"))
             .and_then(|m| check_manifest(&at, key, start, m))
         {
-            Ok(m) => ranges.push(m),
+            Ok(m) => found.add(&at, m),
             Err(e) => problems.push(e),
         }
     }
@@ -396,9 +437,10 @@ async fn confirm(store: &Store, suspects: Vec<(String, u64, String)>) -> Vec<Str
 /// The chain's ranges in order, and where it does not hold together: its start record
 /// (`start`, as read) missing or elsewhere, a hole or an overlap between two ranges.
 fn check_chain(key: &PartitionKey, p: &mut PartitionCatalog, start: StartRead) {
+    p.spans.sort_by_key(|m| m.start_offset);
     p.ranges.sort_by_key(|m| m.start_offset);
     let start_key = key.start();
-    match (p.ranges.first(), start) {
+    match (p.spans.first(), start) {
         (None, _) => {}
         (Some(first), None) => p.problems.push(format!(
             "{start_key} is missing: the chain's first range begins at {}, and where the archive began is unknown (earlier ranges may be lost)",
@@ -411,7 +453,7 @@ fn check_chain(key: &PartitionKey, p: &mut PartitionCatalog, start: StartRead) {
         )),
         _ => {}
     }
-    for w in p.ranges.windows(2) {
+    for w in p.spans.windows(2) {
         if w[0].next_offset != w[1].start_offset {
             p.problems.push(format!(
                 "the chain is broken: range [{}, {}) is followed by one starting at {}",
@@ -423,7 +465,11 @@ fn check_chain(key: &PartitionKey, p: &mut PartitionCatalog, start: StartRead) {
 
 /// Every object a manifest (`at` says where it was read) names must be in the listing, with
 /// the size the manifest records. Returns `(key, recorded size, problem)` of each that is not.
-fn check_objects(at: &str, m: &Manifest, sizes: &HashMap<&str, u64>) -> Vec<(String, u64, String)> {
+fn check_objects(
+    at: &str,
+    m: &Manifest,
+    sizes: &HashMap<String, u64>,
+) -> Vec<(String, u64, String)> {
     m.objects
         .iter()
         .filter_map(|r| {
