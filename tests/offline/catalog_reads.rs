@@ -876,7 +876,7 @@ fn a_partition_too_large_for_one_listing_is_read_prefix_by_prefix() {
     // One object gone from the first slice, one from the second, one from the last.
     let store = s3.store("archive").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let data: Vec<String> = rt.block_on(async {
+    let mut data: Vec<String> = rt.block_on(async {
         use futures::TryStreamExt;
         use object_store::ObjectStore;
         let all: Vec<object_store::ObjectMeta> = store.list(None).try_collect().await.unwrap();
@@ -885,7 +885,6 @@ fn a_partition_too_large_for_one_listing_is_read_prefix_by_prefix() {
             .filter(|k| k.contains("/data/") && k.ends_with("/timeindex"))
             .collect()
     });
-    let mut data = data;
     data.sort();
     assert_eq!(data.len(), 450);
     let gone = [&data[10], &data[250], &data[440]];

@@ -115,6 +115,12 @@ impl PartitionKey {
     }
     /// Every attempt's objects for `[start, next)`: only the manifest `chain/<start>.json` may
     /// name keys under it.
+    pub fn range_data(&self, start: i64, next: i64) -> Path {
+        self.root()
+            .clone()
+            .join("data")
+            .join(format!("{start:020}-{next:020}"))
+    }
     /// A key that sorts just before the `data/` of every range from offset `first` on (and
     /// after every range that begins before it): where a listing of those ranges' objects
     /// starts (S3's StartAfter) or a listing of earlier ones stops.
@@ -123,12 +129,6 @@ impl PartitionKey {
             .clone()
             .join("data")
             .join(format!("{first:020}"))
-    }
-    pub fn range_data(&self, start: i64, next: i64) -> Path {
-        self.root()
-            .clone()
-            .join("data")
-            .join(format!("{start:020}-{next:020}"))
     }
     pub fn corrupt(&self, base: i64, node: i32) -> Path {
         self.root()

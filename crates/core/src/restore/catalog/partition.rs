@@ -56,8 +56,8 @@ pub(super) async fn read_partition(
         suspects: Vec::new(),
     };
     let after = match listed.index {
-        Some(listed) => {
-            read_indexes(store, &key, listed, start_at, &mut found, &mut p.problems).await?
+        Some(spans) => {
+            read_indexes(store, &key, spans, start_at, &mut found, &mut p.problems).await?
         }
         None => None,
     };
@@ -100,7 +100,8 @@ struct Listed {
     /// Listed whole (`chain` holds all of `chain/`), or by prefix (`chain/` still to list).
     whole: bool,
     has_start: bool,
-    index: Option<Vec<ObjectMeta>>,
+    /// The chain indexes, as `(first, next, key)` sorted by offset.
+    index: Option<Vec<(i64, i64, Path)>>,
     chain: Option<Vec<ObjectMeta>>,
     /// `data/`: each object's key and size (all a check of the manifests needs).
     data: HashMap<String, u64>,
@@ -133,7 +134,9 @@ impl Listed {
             if m.location == start {
                 l.has_start = true;
             } else if k.starts_with(&index) {
-                l.index.get_or_insert_with(Vec::new).push(m);
+                l.index
+                    .get_or_insert_with(Vec::new)
+                    .extend(index_span(key, m));
             } else if k.starts_with(&chain) {
                 l.chain.get_or_insert_with(Vec::new).push(m);
             } else if k.starts_with(&data) {
@@ -143,6 +146,9 @@ impl Listed {
             } else if k.starts_with(&divergence) {
                 l.divergence.push(m);
             }
+        }
+        if let Some(index) = l.index.as_mut() {
+            index.sort_by_key(|s| (s.0, s.1));
         }
         l
     }
@@ -161,11 +167,11 @@ impl Listed {
                 }
             }
         };
-        let index = subtree("index").await?;
+        let index = index_spans(key, subtree("index").await?);
         // `data/` keys sort by range (`data/<start>-<next>/`, 20 digits): the indexes' first
         // offsets split its listing into slices listed at once.
         let data = async {
-            let bounds: Vec<Path> = index_spans(key, &index)
+            let bounds: Vec<Path> = index
                 .iter()
                 .skip(INDEXES_PER_SLICE)
                 .step_by(INDEXES_PER_SLICE)
@@ -219,16 +225,19 @@ impl Found<'_> {
 /// 64 ranges, a segment range 3–6 objects, so about one page (1,000 keys) of a listing.
 const INDEXES_PER_SLICE: usize = 3;
 
+/// A listed object as the chain index of `key` it is (`(first, next, key)`), if it is one.
+fn index_span(key: &PartitionKey, m: ObjectMeta) -> Option<(i64, i64, Path)> {
+    match layout::parse(&m.location) {
+        Some(Key::Index(k, first, next)) if k == *key => Some((first, next, m.location)),
+        _ => None,
+    }
+}
+
 /// The chain indexes listed (`(first, next, key)`), sorted by offset.
-fn index_spans(key: &PartitionKey, listed: &[ObjectMeta]) -> Vec<(i64, i64, Path)> {
+fn index_spans(key: &PartitionKey, listed: Vec<ObjectMeta>) -> Vec<(i64, i64, Path)> {
     let mut spans: Vec<(i64, i64, Path)> = listed
-        .iter()
-        .filter_map(|m| match layout::parse(&m.location) {
-            Some(Key::Index(k, first, next)) if k == *key => {
-                Some((first, next, m.location.clone()))
-            }
-            _ => None,
-        })
+        .into_iter()
+        .filter_map(|m| index_span(key, m))
         .collect();
     spans.sort_by_key(|s| (s.0, s.1));
     spans
@@ -242,12 +251,11 @@ fn index_spans(key: &PartitionKey, listed: &[ObjectMeta]) -> Vec<(i64, i64, Path
 async fn read_indexes(
     store: &Store,
     key: &PartitionKey,
-    listed: Vec<ObjectMeta>,
+    spans: Vec<(i64, i64, Path)>,
     start: Option<i64>,
     found: &mut Found<'_>,
     problems: &mut Vec<String>,
 ) -> Result<Option<i64>, RestoreError> {
-    let spans = index_spans(key, &listed);
     let mut fetched = futures::stream::iter(spans.into_iter().map(|(first, next, path)| {
         let store = store.clone();
         async move {
