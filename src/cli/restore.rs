@@ -410,19 +410,32 @@ pub fn restore(o: RestoreArgs) -> i32 {
     {
         return fail("--topic-id applies to one topic; select it with --topic".into());
     }
+    let opts = WriteOptions {
+        force: o.force,
+        topic_id,
+    };
     if o.dry_run {
+        // The checks the restore makes before it writes, so that a plan that passes here
+        // is not refused by the real run.
+        let checked = rt.block_on(write::check(&store, &plan, &o.to, &opts));
         print_plan(&plan, &o.to, o.format);
-        return EXIT_OK;
+        return match checked {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("segvault restore: --dry-run: {e}");
+                if e.is_integrity() {
+                    EXIT_PROBLEM
+                } else {
+                    EXIT_ERROR
+                }
+            }
+        };
     }
     let bar = progress_bar(plan.fetch_bytes);
     let progress = |n: u64| {
         if let Some(b) = &bar {
             b.inc(n)
         }
-    };
-    let opts = WriteOptions {
-        force: o.force,
-        topic_id,
     };
     let report = match rt.block_on(write::restore(&store, &plan, &o.to, &opts, &progress)) {
         Ok(r) => r,
@@ -578,6 +591,21 @@ fn print_report(report: &write::Report, to: &std::path::Path, format: Format) {
                     },
                     if p.resumed { " (already in place)" } else { "" }
                 );
+                if let Some(c) = &p.open_transactions_cut {
+                    println!(
+                        "  NOTE {}-{}: ends at offset {} instead of {}: {} transactions were open at the archived end ({}); the archive does not hold their outcome, and a new cluster has no producer state to keep their records from read_committed consumers, so the log ends where no transaction was open",
+                        p.topic,
+                        p.partition,
+                        c.at,
+                        c.archived_end,
+                        c.transactions.len(),
+                        c.transactions
+                            .iter()
+                            .map(|(pid, first)| format!("producer {pid} from offset {first}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 if let Some(&(_, first)) = p.open_transactions.iter().min_by_key(|t| t.1) {
                     println!(
                         "  WARNING {}-{}: {} transactions are open at the restored end (their outcome was not archived); read_committed consumers stop at offset {first} until they are aborted: kafka-transactions.sh --bootstrap-server ... abort --topic {} --partition {} --start-offset {first}",
