@@ -7,6 +7,7 @@ use segvault_core::restore::catalog::{
     self, Catalog, ClusterCatalog, Filter, Keep, PartitionCatalog,
 };
 use segvault_core::restore::plan::{self, Cut, Mode, Plan, Planner, Selection};
+use segvault_core::restore::retention;
 use segvault_core::restore::write::{self, WriteOptions};
 use segvault_core::restore::RestoreError;
 use std::ops::ControlFlow;
@@ -414,6 +415,14 @@ pub fn restore(o: RestoreArgs) -> i32 {
         force: o.force,
         topic_id,
     };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    print_retention(
+        rt.block_on(retention::check(&store, &plan, now_ms)),
+        plan.mode,
+        o.format,
+    );
     if o.dry_run {
         // The checks the restore makes before it writes, so that a plan that passes here
         // is not refused by the real run.
@@ -556,6 +565,73 @@ async fn hosted_partitions(
             .map(|e| (e.topic.to_string(), e.partition))
             .collect(),
     ))
+}
+
+/// What the broker would delete of the restored data at start (its topics' retention), as
+/// warnings: on stderr as text, as `retention_warning` lines on stdout as JSON. A snapshot
+/// that cannot be read is said, not hidden: then nothing was judged.
+fn print_retention(r: Result<retention::Retention, RestoreError>, mode: Mode, format: Format) {
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"type": "retention_unchecked", "error": e.to_string()})
+                ),
+                Format::Text => eprintln!(
+                    "WARNING retention not checked (the broker may delete restored data at start): {e}"
+                ),
+            }
+            return;
+        }
+    };
+    let when = match mode {
+        Mode::BareMetal => "before this broker starts (against the rest of its cluster; a single-node cluster checks retention 30 s after it starts, then every log.retention.check.interval.ms)",
+        Mode::NewCluster => "against the new cluster before its broker starts on the restored dir",
+    };
+    for d in &r.deletions {
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"type": "retention_warning", "deletion": d})
+            ),
+            Format::Text => {
+                let limits: Vec<String> = [
+                    ("retention.ms", d.retention_ms),
+                    ("retention.bytes", d.retention_bytes),
+                ]
+                .into_iter()
+                .filter(|(k, _)| d.by.iter().any(|b| b == k))
+                .filter_map(|(k, l)| l.map(|l| format!("{k}={} ({})", l.value, l.from)))
+                .collect();
+                eprintln!(
+                    "WARNING {}-{}: the broker deletes {} of its {} restored segments ({} bytes, offsets [{}, {})) at its first retention check: {}{}",
+                    d.topic,
+                    d.partition,
+                    d.segments,
+                    d.of_segments,
+                    d.bytes,
+                    d.start_offset,
+                    d.new_start_offset,
+                    limits.join(", "),
+                    d.newest_deleted_ms
+                        .map_or(String::new(), |t| format!("; the newest record deleted is from {}", fmt_ts(Some(t))))
+                );
+            }
+        }
+    }
+    for (topic, cmd) in &r.commands {
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"type": "retention_command", "topic": topic, "command": cmd, "when": when})
+            ),
+            Format::Text => {
+                eprintln!("  to keep topic {topic}'s restored data, run {when}:\n    {cmd}")
+            }
+        }
+    }
 }
 
 /// What a restore did, as text or JSON lines.

@@ -110,7 +110,7 @@ fn workload(ready: &Path, go: &Path) -> Plan {
 }
 
 /// Polls (two minutes at most) until `cond` holds.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -150,10 +150,20 @@ fn roll_past(client: &Client, log_dir: &Path, ends: &BTreeMap<i32, i64>) {
         client.run(&plan).unwrap();
         std::thread::sleep(Duration::from_millis(500));
     }
+    let names: Vec<String> = ends.keys().map(|p| format!("{TOPIC}-{p}")).collect();
+    wait_archivable(log_dir, &names);
+}
+
+/// Waits until the checkpointed high watermark of each partition dir of `names` reaches its
+/// active segment (every closed segment is committed, so archived) and a KRaft snapshot
+/// covers the metadata log as it is now (the topics and their configs).
+pub(crate) fn wait_archivable(log_dir: &Path, names: &[String]) {
+    let active = |d: &str| segments(&log_dir.join(d)).last().unwrap().0;
     wait_for("the high watermark checkpoint", || {
         let hw = high_watermarks(log_dir);
-        ends.keys()
-            .all(|p| hw.get(&format!("{TOPIC}-{p}")).copied().unwrap_or(-1) >= active(*p))
+        names
+            .iter()
+            .all(|d| hw.get(d).copied().unwrap_or(-1) >= active(d))
     });
     let meta_end = log_end(&log_dir.join("__cluster_metadata-0"));
     wait_for("a KRaft snapshot", || {
