@@ -54,8 +54,18 @@ partitions, __consumer_offsets included. The last segment is trimmed and its ind
 Safety: every object's SHA-256 and every batch CRC is verified after download and before
 anything is placed; each partition is built in <to>/.segvault-restore/ and renamed into place;
 the restore refuses a log dir whose .lock a running broker holds, and partitions that hold
-data unless --force; an interrupted restore resumes when run again. --dry-run prints the plan
-(partitions, ranges, objects, bytes, gaps, epoch changes) and writes nothing.
+data unless --force; an interrupted restore resumes when run again. Every target is checked
+(lock, meta.properties, checkpoints, each partition's topic id and data) before anything is
+written. --dry-run prints the plan (partitions, ranges, objects, bytes, gaps, epoch changes),
+runs the same checks and writes nothing.
+
+Transactions open at the restored end never reach read_committed consumers: bare-metal keeps
+them open (producer state restored; abort them with kafka-transactions.sh); new-cluster ends
+such a partition where no transaction was open, and says where.
+
+Retention: each topic's retention.ms/retention.bytes from the archived KRaft snapshot; the
+segments the broker would delete at start are reported (also with --dry-run), with the
+kafka-configs.sh command that keeps them.
 
 Examples:
   segvault restore file:///backup/kafka --to /var/lib/kafka/data --mode bare-metal --node 2
