@@ -16,3 +16,4 @@ mod fixtures_serve;
 mod restore_kafka;
 mod s3_testbed;
 mod testbed;
+mod zookeeper_mode;
