@@ -52,8 +52,9 @@ fn meta_properties(log_dir: &Path) -> String {
     std::fs::read_to_string(log_dir.join("meta.properties")).unwrap()
 }
 
-/// The groups' offsets on the workload's topics (the sentinel group's topic is not restored
-/// into the new cluster).
+/// The groups' offsets on the workload's topics. The sentinel group is left out: its last
+/// commits (made to roll `__consumer_offsets`) sit in the partition's active segment, which is
+/// not archived, and its topic is not restored into the new cluster.
 fn workload_groups(all: &GroupOffsets, topics: &[&str]) -> GroupOffsets {
     all.iter()
         .filter(|((_, t, _), _)| topics.contains(&t.as_str()))
@@ -102,9 +103,11 @@ fn zookeeper_mode_archive_bare_metal_and_new_cluster_3_9_2() {
         assert_eq!(got, parts, "{VERSION} {t} {iso:?}: served before archiving");
     }
     let groups_before = client.group_offsets().unwrap();
-    for (g, off) in &run.committed {
-        assert_eq!(groups_before.get(g), Some(off), "{g:?} before archiving");
-    }
+    assert_eq!(
+        workload_groups(&groups_before, &topics),
+        run.committed,
+        "the workload's groups before archiving"
+    );
     let total = archive_settled(&store, &log_dir, &[]);
     for k in [
         "unarchived_committed_segments",
@@ -162,8 +165,9 @@ fn zookeeper_mode_archive_bare_metal_and_new_cluster_3_9_2() {
     assert!(compared > 1000, "only {compared} records compared");
     let groups = client.group_offsets().unwrap();
     assert_eq!(
-        groups, groups_before,
-        "{VERSION}: every group's committed offsets after a bare-metal restore"
+        workload_groups(&groups, &topics),
+        workload_groups(&groups_before, &topics),
+        "{VERSION}: every workload group's committed offsets after a bare-metal restore"
     );
     assert!(run.committed.len() >= 3, "{:?}", run.committed);
     let restart_log = log_since(&a, mark);
