@@ -158,7 +158,11 @@ fn high_watermarks(log_dir: &Path) -> BTreeMap<String, i64> {
 /// (`log.roll.ms`, or the workload's `segment.ms` against record timestamps): each round
 /// appends one sentinel record to every partition still open, commits a sentinel group's
 /// offset and runs a sentinel transaction, then the checkpoints are polled, with a deadline.
-pub(crate) fn close_every_segment(client: &Client, log_dir: &Path, partitions: &BTreeMap<String, i32>) {
+pub(crate) fn close_every_segment(
+    client: &Client,
+    log_dir: &Path,
+    partitions: &BTreeMap<String, i32>,
+) {
     client.create_topic(SENTINEL_TOPIC, 1, 1, &[]).unwrap();
     let ends: BTreeMap<String, i64> = partition_dirs(log_dir)
         .into_iter()
@@ -253,7 +257,12 @@ pub(crate) fn close_every_segment(client: &Client, log_dir: &Path, partitions: &
 
 /// Asserts that `after` serves exactly the records of `before`, partition by partition and in
 /// both isolation levels; returns how many records were compared.
-pub(crate) fn assert_same_records(version: &str, before: &Served, after: &Served, what: &str) -> usize {
+pub(crate) fn assert_same_records(
+    version: &str,
+    before: &Served,
+    after: &Served,
+    what: &str,
+) -> usize {
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
         after.keys().collect::<Vec<_>>(),
@@ -754,7 +763,11 @@ fn wait_until_agree(names: &[String], failure: &str, differs: impl Fn(&str) -> b
 /// Creates the workload's topics in cluster `b` with replication factor `rf` and waits until
 /// every broker has made their partition dirs (as the metadata reaches it). Returns each
 /// broker's id and log dir.
-pub(crate) fn create_topics(b: &Cluster, workload: &workload::Workload, rf: i16) -> Vec<(u32, PathBuf)> {
+pub(crate) fn create_topics(
+    b: &Cluster,
+    workload: &workload::Workload,
+    rf: i16,
+) -> Vec<(u32, PathBuf)> {
     let client = b.client();
     for t in &workload.topics {
         let cfg: Vec<(&str, &str)> = t

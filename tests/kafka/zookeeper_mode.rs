@@ -20,7 +20,7 @@
 
 use crate::restore_kafka::{
     append_one_each, archive_settled, assert_log_clean, assert_same_records, close_every_segment,
-    create_topics, log_len, log_since, restored_ends, segvault_ok, serve, topic_ids,
+    create_topics, log_len, log_since, restored_ends, segvault, segvault_ok, serve, topic_ids,
 };
 use segvault_harness::client::{GroupOffsets, TopicDigest};
 use segvault_harness::*;
@@ -73,14 +73,20 @@ fn zookeeper_mode_archive_bare_metal_and_new_cluster_3_9_2() {
 
     // ---- a ZooKeeper-mode broker runs every workload; everything is rolled and archived -------
     let mut a = Cluster::start(spec()).unwrap();
-    let zk = a.zookeeper().expect("a ZooKeeper-mode cluster has its ZooKeeper");
+    let zk = a
+        .zookeeper()
+        .expect("a ZooKeeper-mode cluster has its ZooKeeper");
     assert!(
         zk.ephemerals().unwrap().contains("/brokers/ids/1"),
         "broker 1 is not registered in ZooKeeper"
     );
     let log_dir = a.log_dirs(1).unwrap()[0].clone();
     let meta = meta_properties(&log_dir);
-    for line in ["version=0", "broker.id=1", &format!("cluster.id={}", a.cluster_id)] {
+    for line in [
+        "version=0",
+        "broker.id=1",
+        &format!("cluster.id={}", a.cluster_id),
+    ] {
         assert!(meta.lines().any(|l| l == line), "no {line} in\n{meta}");
     }
     let client = a.client();
@@ -186,7 +192,7 @@ fn zookeeper_mode_archive_bare_metal_and_new_cluster_3_9_2() {
     eprintln!(
         "{VERSION} ZooKeeper mode: bare metal: {compared} records and {} group offsets served as \
          before",
-        groups.len()
+        run.committed.len()
     );
     let old_cluster = a.cluster_id.clone();
     drop(a);
@@ -198,28 +204,44 @@ fn zookeeper_mode_archive_bare_metal_and_new_cluster_3_9_2() {
     // A group in the new cluster makes its broker create __consumer_offsets (with data: the
     // group's metadata), so the restore has to replace it: --force.
     b.client()
-        .group_consume("new-cluster-probe", "codec-none", 1, Isolation::ReadUncommitted)
+        .group_consume(
+            "new-cluster-probe",
+            "codec-none",
+            1,
+            Isolation::ReadUncommitted,
+        )
         .unwrap();
     assert!(target.join("__consumer_offsets-0").is_dir());
     let ids_before = topic_ids(&target);
     b.stop(1).unwrap();
     let selection = "^(codec-.*|idempotent|txn|log-append-time|__consumer_offsets)$";
-    let out = segvault_ok(
-        &[
+    let restore = |extra: &[&str]| -> Vec<String> {
+        let to = target.to_str().unwrap();
+        let base = [
             "restore",
             &store,
             "--to",
-            target.to_str().unwrap(),
+            to,
             "--mode",
             "new-cluster",
             "--topic",
             selection,
-            "--force",
-            "--format",
-            "json",
-        ],
-        &[],
+        ];
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    // Without --force the partition holding the new cluster's own group data is refused.
+    let args = restore(&[]);
+    let (code, out, err) = segvault(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(
+        code, 2,
+        "restore into a dir with data, no --force:\n{out}{err}"
     );
+    assert!(
+        err.contains("--force") && err.contains("__consumer_offsets-0"),
+        "the refusal names the partition and --force:\n{err}"
+    );
+    let args = restore(&["--force", "--format", "json"]);
+    let out = segvault_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     let new_ends = restored_ends(&out);
     let want = run.partitions.values().sum::<i32>() as usize + 1;
     assert_eq!(new_ends.len(), want, "{new_ends:?}");

@@ -89,7 +89,11 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Provision => {
             let mut versions = KAFKA_VERSIONS.to_vec();
-            versions.extend(FIXTURE_VERSIONS.iter().filter(|v| !KAFKA_VERSIONS.contains(v)));
+            versions.extend(
+                FIXTURE_VERSIONS
+                    .iter()
+                    .filter(|v| !KAFKA_VERSIONS.contains(v)),
+            );
             for v in versions {
                 let d = dist::KafkaDist::get(v)?;
                 println!("kafka {v}: {}", d.libs.display());

@@ -124,9 +124,7 @@ impl ZooKeeper {
                 return Ok(());
             }
             if start.elapsed() > DEADLINE {
-                bail!(
-                    "the ephemeral {path} is still in ZooKeeper after {DEADLINE:?}: {now:?}"
-                );
+                bail!("the ephemeral {path} is still in ZooKeeper after {DEADLINE:?}: {now:?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
