@@ -187,12 +187,15 @@ fn inspect_file(path: &Path, opts: &InspectArgs, out: &mut Out) -> i32 {
 /// batch, its records when `--records`, seeking with the segment's `.index` for
 /// `--from-offset`.
 fn log_walk(path: &Path, is_log: bool, opts: &InspectArgs) -> (SegmentInput, WalkOptions) {
+    // The ABORT markers are matched against the segment's `.txnindex`: the one beside it,
+    // if there is one (a closed segment without it, holding an ABORT, is reported).
+    let txnindex = Some(path.with_extension("txnindex")).filter(|t| is_log && t.is_file());
     let input = SegmentInput {
         log: path.to_path_buf(),
         base_offset: if is_log { base_offset_of(path) } else { None },
         index: None,
         timeindex: None,
-        txnindex: None,
+        txnindex,
         active: is_log && is_active_segment(path),
     };
     let wo = WalkOptions {

@@ -136,10 +136,12 @@ fn metadata_json(r: &segvault_format::kraft::MetadataRecord<'_>) -> Value {
             resource_type,
             resource_name,
             name,
+            value,
         } => {
             v["resource_type"] = json!(resource_type);
             v["resource_name"] = json!(resource_name);
             v["name"] = json!(name);
+            v["value"] = json!(value);
         }
         MetadataFields::ProducerIds {
             broker_id,

@@ -7,6 +7,7 @@ use segvault_core::restore::catalog::{
     self, Catalog, ClusterCatalog, Filter, Keep, PartitionCatalog,
 };
 use segvault_core::restore::plan::{self, Cut, Mode, Plan, Planner, Selection};
+use segvault_core::restore::retention;
 use segvault_core::restore::write::{self, WriteOptions};
 use segvault_core::restore::RestoreError;
 use std::ops::ControlFlow;
@@ -410,19 +411,40 @@ pub fn restore(o: RestoreArgs) -> i32 {
     {
         return fail("--topic-id applies to one topic; select it with --topic".into());
     }
+    let opts = WriteOptions {
+        force: o.force,
+        topic_id,
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    print_retention(
+        rt.block_on(retention::check(&store, &plan, now_ms)),
+        plan.mode,
+        o.format,
+    );
     if o.dry_run {
+        // The checks the restore makes before it writes, so that a plan that passes here
+        // is not refused by the real run.
+        let checked = rt.block_on(write::check(&store, &plan, &o.to, &opts));
         print_plan(&plan, &o.to, o.format);
-        return EXIT_OK;
+        return match checked {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("segvault restore: --dry-run: {e}");
+                if e.is_integrity() {
+                    EXIT_PROBLEM
+                } else {
+                    EXIT_ERROR
+                }
+            }
+        };
     }
     let bar = progress_bar(plan.fetch_bytes);
     let progress = |n: u64| {
         if let Some(b) = &bar {
             b.inc(n)
         }
-    };
-    let opts = WriteOptions {
-        force: o.force,
-        topic_id,
     };
     let report = match rt.block_on(write::restore(&store, &plan, &o.to, &opts, &progress)) {
         Ok(r) => r,
@@ -545,6 +567,73 @@ async fn hosted_partitions(
     ))
 }
 
+/// What the broker would delete of the restored data at start (its topics' retention), as
+/// warnings: on stderr as text, as `retention_warning` lines on stdout as JSON. A snapshot
+/// that cannot be read is said, not hidden: then nothing was judged.
+fn print_retention(r: Result<retention::Retention, RestoreError>, mode: Mode, format: Format) {
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"type": "retention_unchecked", "error": e.to_string()})
+                ),
+                Format::Text => eprintln!(
+                    "WARNING retention not checked (the broker may delete restored data at start): {e}"
+                ),
+            }
+            return;
+        }
+    };
+    let when = match mode {
+        Mode::BareMetal => "before this broker starts (against the rest of its cluster; a single-node cluster checks retention 30 s after it starts, then every log.retention.check.interval.ms)",
+        Mode::NewCluster => "against the new cluster before its broker starts on the restored dir",
+    };
+    for d in &r.deletions {
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"type": "retention_warning", "deletion": d})
+            ),
+            Format::Text => {
+                let limits: Vec<String> = [
+                    ("retention.ms", d.retention_ms),
+                    ("retention.bytes", d.retention_bytes),
+                ]
+                .into_iter()
+                .filter(|(k, _)| d.by.iter().any(|b| b == k))
+                .filter_map(|(k, l)| l.map(|l| format!("{k}={} ({})", l.value, l.from)))
+                .collect();
+                eprintln!(
+                    "WARNING {}-{}: the broker deletes {} of its {} restored segments ({} bytes, offsets [{}, {})) at its first retention check: {}{}",
+                    d.topic,
+                    d.partition,
+                    d.segments,
+                    d.of_segments,
+                    d.bytes,
+                    d.start_offset,
+                    d.new_start_offset,
+                    limits.join(", "),
+                    d.newest_deleted_ms
+                        .map_or(String::new(), |t| format!("; the newest record deleted is from {}", fmt_ts(Some(t))))
+                );
+            }
+        }
+    }
+    for (topic, cmd) in &r.commands {
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"type": "retention_command", "topic": topic, "command": cmd, "when": when})
+            ),
+            Format::Text => {
+                eprintln!("  to keep topic {topic}'s restored data, run {when}:\n    {cmd}")
+            }
+        }
+    }
+}
+
 /// What a restore did, as text or JSON lines.
 fn print_report(report: &write::Report, to: &std::path::Path, format: Format) {
     match format {
@@ -578,6 +667,21 @@ fn print_report(report: &write::Report, to: &std::path::Path, format: Format) {
                     },
                     if p.resumed { " (already in place)" } else { "" }
                 );
+                if let Some(c) = &p.open_transactions_cut {
+                    println!(
+                        "  NOTE {}-{}: ends at offset {} instead of {}: {} transactions were open at the archived end ({}); the archive does not hold their outcome, and a new cluster has no producer state to keep their records from read_committed consumers, so the log ends where no transaction was open",
+                        p.topic,
+                        p.partition,
+                        c.at,
+                        c.archived_end,
+                        c.transactions.len(),
+                        c.transactions
+                            .iter()
+                            .map(|(pid, first)| format!("producer {pid} from offset {first}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 if let Some(&(_, first)) = p.open_transactions.iter().min_by_key(|t| t.1) {
                     println!(
                         "  WARNING {}-{}: {} transactions are open at the restored end (their outcome was not archived); read_committed consumers stop at offset {first} until they are aborted: kafka-transactions.sh --bootstrap-server ... abort --topic {} --partition {} --start-offset {first}",

@@ -138,3 +138,21 @@ pub fn closed_committed_in(log_dir: &Path, topic: &str, partition: i32) -> Vec<(
         .filter(|&(_, n)| n <= hw)
         .collect()
 }
+
+/// Asserts that every segment (`<base>.log`) of every partition dir of `log_dir` has its
+/// `.index` and `.timeindex` beside it: a broker that finds one missing logs an ERROR and
+/// recovers the segment. Returns how many segments were checked.
+pub fn assert_every_segment_indexed(log_dir: &Path) -> usize {
+    let mut checked = 0;
+    for d in partition_dirs(log_dir) {
+        let pdir = log_dir.join(&d);
+        for base in segments(&pdir) {
+            for ext in ["index", "timeindex"] {
+                let f = pdir.join(format!("{base:020}.{ext}"));
+                assert!(f.is_file(), "{}: missing beside its .log", f.display());
+            }
+            checked += 1;
+        }
+    }
+    checked
+}

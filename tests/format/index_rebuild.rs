@@ -791,3 +791,42 @@ proptest! {
         let _ = TxnIndexBuilder::new().add_segment(&data);
     }
 }
+
+#[test]
+fn stable_end_is_where_no_transaction_was_open() {
+    let state = |segs: &[&[u8]]| {
+        let mut b = TxnIndexBuilder::new();
+        for s in segs {
+            b.add_segment(s).unwrap();
+        }
+        b
+    };
+    // Nothing open: the whole log is stable.
+    let done = [txn_batch(0, 7, 2), marker(2, 7, false)].concat();
+    assert_eq!(state(&[&done]).stable_end(), None);
+    // A opens at 3 and commits at 9 after B opened at 5; B is open at the end. Cutting at
+    // B's first offset (5) would leave A open without its marker: the stable end is 3.
+    let s = [
+        txn_batch(3, 7, 1),
+        batch(4, 1, 0, 0),
+        txn_batch(5, 8, 2),
+        marker(9, 7, false),
+        txn_batch(10, 8, 1),
+    ]
+    .concat();
+    let b = state(&[&done, &s]);
+    assert_eq!(
+        b.open_transactions().iter().collect::<Vec<_>>(),
+        vec![(&8, &5)]
+    );
+    assert_eq!(b.stable_end(), Some(3));
+    // Once B completes and C opens with nothing else open, C's first offset is the end,
+    // also across segments.
+    let later = [marker(11, 8, true), batch(12, 1, 0, 0), txn_batch(13, 9, 1)].concat();
+    assert_eq!(state(&[&done, &s, &later]).stable_end(), Some(13));
+    // Seeded from a snapshot with transactions open: at most the earliest of them.
+    let mut seed = TxnIndexBuilder::new();
+    seed.add_segment(&txn_batch(20, 4, 1)).unwrap();
+    seed.add_segment(&txn_batch(21, 5, 1)).unwrap();
+    assert_eq!(seed.stable_end(), Some(20));
+}

@@ -14,6 +14,8 @@ mod commit_faults;
 mod dump_log_conformance;
 mod fixtures_serve;
 mod restore_kafka;
+mod restore_retention;
+mod restore_txn;
 mod s3_testbed;
 mod testbed;
 mod zookeeper_mode;

@@ -516,3 +516,35 @@ fn segments_renamed_to_deleted_are_inspected_as_logs() {
     assert!(of_type(&lines, "problem").is_empty(), "{lines:#?}");
     assert_eq!(of_type(&lines, "summary").len(), files.len());
 }
+
+/// A closed segment holding ABORT markers, inspected alone: its ABORTs are matched against
+/// the `.txnindex` beside it (before, `inspect X.log` reported every one missing, exit 1, on
+/// the broker's own segment); without that file they are reported, exit 1.
+#[test]
+fn a_closed_segments_aborts_are_matched_against_its_txnindex() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("txn-0");
+    segvault_harness::fixtures::copy_dir(
+        &crate::common::paths::fixture("4.3.1").join("txn-0"),
+        &dir,
+        &[],
+    )
+    .unwrap();
+    // A later segment: the one holding the ABORTs is closed.
+    std::fs::write(dir.join("00000000000000000100.log"), b"").unwrap();
+    let log = dir.join("00000000000000000005.log");
+    let (code, lines) = inspect(&[], std::slice::from_ref(&log));
+    assert_eq!(code, 0, "{lines:#?}");
+    assert!(of_type(&lines, "problem").is_empty(), "{lines:#?}");
+    let summary = &of_type(&lines, "summary")[0];
+    assert!(summary["index_entries"].as_u64() >= Some(2), "{summary}");
+    std::fs::remove_file(dir.join("00000000000000000005.txnindex")).unwrap();
+    let (code, lines) = inspect(&[], std::slice::from_ref(&log));
+    assert_eq!(code, 1, "{lines:#?}");
+    let problems = of_type(&lines, "problem");
+    assert!(!problems.is_empty());
+    assert!(
+        problems.iter().all(|p| p["kind"] == "txn_index_missing"),
+        "{problems:#?}"
+    );
+}

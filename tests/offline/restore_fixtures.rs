@@ -260,6 +260,116 @@ fn until_offset_cuts_at_a_batch_boundary_and_rebuilds_indexes() {
     assert!(!dst.join("codec-none-1").exists() && !dst.join("codec-zstd-0").exists());
 }
 
+/// A cut before a partition's first record keeps nothing of it: the partition is placed as
+/// one empty segment starting at its first archived offset, with its (empty) `.index` and
+/// `.timeindex`, never a bare `.log` (a broker recovers a segment without its offset index,
+/// and logs an ERROR).
+#[test]
+fn a_cut_before_every_record_places_empty_segments_with_their_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let dst = tmp.path().join("dst");
+    let out = segvault(&[
+        "restore",
+        &url,
+        "--to",
+        dst.to_str().unwrap(),
+        "--until-time",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_exit(&out, 0);
+    let parts: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "partition")
+        .collect();
+    assert!(parts.len() >= 10, "{parts:?}");
+    for p in &parts {
+        let r = &p["report"];
+        let name = format!("{}-{}", r["topic"].as_str().unwrap(), r["partition"]);
+        let start = r["log_start_offset"].as_i64().unwrap();
+        assert_eq!(r["log_end_offset"].as_i64(), Some(start), "{name}: {r}");
+        let d = dst.join(&name);
+        assert_eq!(segments(&d), vec![start], "{name}");
+        for ext in ["log", "index", "timeindex"] {
+            let f = d.join(format!("{start:020}.{ext}"));
+            assert_eq!(
+                fs::metadata(&f).map(|m| m.len()).ok(),
+                Some(0),
+                "{}",
+                f.display()
+            );
+        }
+    }
+    assert_eq!(logdir::assert_every_segment_indexed(&dst), parts.len());
+}
+
+/// A new-cluster restore into a log dir that lacks some partitions (no `partition.metadata`,
+/// so no topic id) or holds data in one: `--dry-run` fails as the real run does, naming every
+/// partition that cannot be restored, and the real run fails before it places anything.
+/// Narrowed to the partitions that are there, both pass.
+#[test]
+fn a_new_cluster_restore_that_cannot_place_every_partition_places_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, url) = archived(tmp.path(), "4.3.1");
+    let dst = tmp.path().join("dst");
+    // The new cluster made codec-none-0 and -1 (empty) and codec-zstd-0 (with a record).
+    for name in ["codec-none-0", "codec-none-1", "codec-zstd-0"] {
+        fs::create_dir_all(dst.join(name)).unwrap();
+        fs::copy(
+            src.join(name).join("partition.metadata"),
+            dst.join(name).join("partition.metadata"),
+        )
+        .unwrap();
+    }
+    let zstd = dst.join("codec-zstd-0").join("00000000000000000000.log");
+    fs::copy(
+        src.join("codec-zstd-0").join("00000000000000000000.log"),
+        &zstd,
+    )
+    .unwrap();
+    let before = walk(&dst);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            &url,
+            "--to",
+            dst.to_str().unwrap(),
+            "--mode",
+            "new-cluster",
+        ];
+        args.extend_from_slice(extra);
+        segvault(&args)
+    };
+    for extra in [&["--dry-run"][..], &[]] {
+        let out = run(extra);
+        assert_exit(&out, 2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("nothing was written"), "{extra:?}: {err}");
+        // Every partition without a topic id is named, and the one holding data.
+        for missing in ["compacted-0", "txn-1", "codec-gzip-0", "codec-zstd-1"] {
+            assert!(
+                err.contains(&format!("{missing}/partition.metadata")),
+                "{extra:?}: {missing} not named: {err}"
+            );
+        }
+        assert!(
+            err.contains("codec-zstd-0: the partition already holds data"),
+            "{extra:?}: {err}"
+        );
+        assert!(!err.contains("codec-none-0"), "{extra:?}: {err}");
+        assert_eq!(walk(&dst), before, "{extra:?}: the target changed");
+    }
+    for extra in [
+        &["--topic", "^codec-none$", "--dry-run"][..],
+        &["--topic", "^codec-none$"],
+    ] {
+        assert_exit(&run(extra), 0);
+    }
+    assert!(segments(&dst.join("codec-none-1")).len() > 1);
+}
+
 /// An archived object whose bytes were changed: the restore exits 1 naming the key, and the
 /// partition is not placed; once the object is repaired, running the restore again resumes:
 /// partitions already in place are kept, the rest are restored.

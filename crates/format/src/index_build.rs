@@ -408,6 +408,10 @@ pub fn build_indexes_in_appends(
 pub struct TxnIndexBuilder {
     /// Producer id → first offset of its open transaction.
     open: BTreeMap<i64, i64>,
+    /// While a transaction is open: the first offset of the transaction that opened when none
+    /// was (the latest offset at which no transaction was open, see
+    /// [`TxnIndexBuilder::stable_end`]).
+    busy_since: Option<i64>,
 }
 
 impl TxnIndexBuilder {
@@ -418,18 +422,34 @@ impl TxnIndexBuilder {
 
     /// The open transactions recorded in a producer snapshot.
     pub fn from_snapshot(entries: &[ProducerEntry]) -> TxnIndexBuilder {
-        TxnIndexBuilder {
-            open: entries
-                .iter()
-                .filter(|e| e.current_txn_first_offset >= 0)
-                .map(|e| (e.producer_id, e.current_txn_first_offset))
-                .collect(),
-        }
+        let open: BTreeMap<i64, i64> = entries
+            .iter()
+            .filter(|e| e.current_txn_first_offset >= 0)
+            .map(|e| (e.producer_id, e.current_txn_first_offset))
+            .collect();
+        // The last offset with nothing open is not known from a snapshot: at most its
+        // earliest open transaction's first offset.
+        let busy_since = open.values().min().copied();
+        TxnIndexBuilder { open, busy_since }
     }
 
     /// Open transactions now: producer id → first offset.
     pub fn open_transactions(&self) -> &BTreeMap<i64, i64> {
         &self.open
+    }
+
+    /// Where a log whose producer state is not kept must end so that no transaction is left
+    /// open in it: `None` if none is open now; else the latest offset before which every
+    /// transaction was complete, which is at or below the first offset of every transaction
+    /// open now. (Cutting at an open transaction's first offset alone is not enough: a
+    /// transaction begun earlier and completed after it would lose its marker and be left
+    /// open in turn.)
+    pub fn stable_end(&self) -> Option<i64> {
+        if self.open.is_empty() {
+            None
+        } else {
+            self.busy_since
+        }
     }
 
     /// Walks one segment (a whole `.log`, CRCs verified) and returns its aborted
@@ -458,6 +478,9 @@ impl TxnIndexBuilder {
         if !h.attributes.is_control() {
             let open = self.open.contains_key(&pid);
             if h.attributes.is_transactional() && !open {
+                if self.open.is_empty() {
+                    self.busy_since = Some(h.base_offset);
+                }
                 self.open.insert(pid, h.base_offset);
             } else if !h.attributes.is_transactional() && open {
                 // ProducerAppendInfo throws InvalidTxnStateException here.

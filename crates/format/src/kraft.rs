@@ -138,6 +138,8 @@ pub enum MetadataFields<'a> {
         resource_name: &'a str,
         /// Config key.
         name: &'a str,
+        /// Its value; `None` removes the key (back to the default).
+        value: Option<&'a str>,
     },
     /// ProducerIdsRecord.
     ProducerIds {
@@ -179,6 +181,17 @@ fn compact_str(input: &[u8]) -> PResult<'_, &str> {
     match b.map(std::str::from_utf8) {
         Some(Ok(s)) => Ok((r, s)),
         _ => Err(nom::Err::Error(nom::error::Error::new(
+            input,
+            nom::error::ErrorKind::Verify,
+        ))),
+    }
+}
+
+fn compact_nullable_str(input: &[u8]) -> PResult<'_, Option<&str>> {
+    let (r, b) = compact_nullable_bytes(input)?;
+    match b.map(std::str::from_utf8).transpose() {
+        Ok(s) => Ok((r, s)),
+        Err(_) => Err(nom::Err::Error(nom::error::Error::new(
             input,
             nom::error::ErrorKind::Verify,
         ))),
@@ -251,12 +264,17 @@ pub fn decode_metadata_record(value: &[u8]) -> Result<MetadataRecord<'_>> {
             MetadataFields::FeatureLevel { name, level }
         }
         4 => {
-            let (_, (resource_type, resource_name, name)) =
-                run(body, base, what, (be_i8, compact_str, compact_str))?;
+            let (_, (resource_type, resource_name, name, value)) = run(
+                body,
+                base,
+                what,
+                (be_i8, compact_str, compact_str, compact_nullable_str),
+            )?;
             MetadataFields::Config {
                 resource_type,
                 resource_name,
                 name,
+                value,
             }
         }
         15 => {
@@ -314,6 +332,33 @@ mod tests {
             }
         );
         assert!(decode_metadata_record(&[0, 2, 0]).is_err());
+        // ConfigRecord v0: topic "foo", retention.ms = "3600000", then one removed.
+        let config = |value: Option<&str>| {
+            let mut v = vec![1u8, 4, 0, 2, 4];
+            v.extend_from_slice(b"foo");
+            v.push(13);
+            v.extend_from_slice(b"retention.ms");
+            match value {
+                Some(x) => {
+                    v.push(x.len() as u8 + 1);
+                    v.extend_from_slice(x.as_bytes());
+                }
+                None => v.push(0),
+            }
+            v.push(0);
+            v
+        };
+        for value in [Some("3600000"), None] {
+            assert_eq!(
+                decode_metadata_record(&config(value)).unwrap().fields,
+                MetadataFields::Config {
+                    resource_type: 2,
+                    resource_name: "foo",
+                    name: "retention.ms",
+                    value
+                }
+            );
+        }
         assert!(decode_metadata_record(&v[..10]).is_err());
     }
 }

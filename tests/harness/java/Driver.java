@@ -161,6 +161,7 @@ public class Driver {
   //   producer NAME k=v ...        creates a producer (initTransactions if transactional.id set)
   //   send NAME TOPIC PART|- TS|- KEY VALUE NHEADERS [HK HV]...
   //   begin NAME | commit NAME | abort NAME | flush NAME | close NAME
+  //   signal PATH | await PATH     (hand-over with the test: create PATH, wait for PATH)
   // Acks are printed as "ack SEQ TOPIC PARTITION OFFSET TIMESTAMP" when the producer is
   // flushed, committed or closed; SEQ numbers the send lines of the plan from 0.
   static final class Pending {
@@ -221,6 +222,17 @@ public class Driver {
               System.out.println("aborted\t" + name);
               break;
             case "close": producers.get(name).flush(); printAcks(pending.get(name)); producers.remove(name).close(); break;
+            // The plan's producers stay as they are (a transaction stays open) while the test
+            // acts: "signal PATH" creates PATH; "await PATH" waits for the test to create it.
+            case "signal": Files.write(Paths.get(name), new byte[0]); break;
+            case "await": {
+              long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(300);
+              while (!Files.exists(Paths.get(name))) {
+                if (System.nanoTime() > deadline) die("plan line " + lineNo + ": " + name + " never appeared");
+                Thread.sleep(50);
+              }
+              break;
+            }
             default: die("plan line " + lineNo + ": unknown op " + op);
           }
         } catch (RuntimeException | ExecutionException e) {

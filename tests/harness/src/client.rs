@@ -249,6 +249,18 @@ impl Plan {
         self.step("close", name)
     }
 
+    /// Creates the file `path` when the plan reaches this step (the test polls for it).
+    pub fn signal(&mut self, path: &std::path::Path) -> &mut Plan {
+        self.lines.push(format!("signal\t{}", path.display()));
+        self
+    }
+    /// Waits (five minutes at most) until the test creates the file `path`: the producers
+    /// stay as they are meanwhile, an open transaction stays open.
+    pub fn await_file(&mut self, path: &std::path::Path) -> &mut Plan {
+        self.lines.push(format!("await\t{}", path.display()));
+        self
+    }
+
     fn text(&self) -> String {
         let mut t = self.lines.join("\n");
         t.push('\n');

@@ -378,6 +378,18 @@ impl Cluster {
         self.restart(id)
     }
 
+    /// Changes a config of node `id` from its next start on (its config file is rewritten
+    /// now), e.g. a shorter `log.retention.check.interval.ms` for a restart.
+    pub fn set_node_config(&mut self, id: u32, key: &str, value: impl ToString) -> Result<()> {
+        let i = self.index(id)?;
+        self.spec
+            .node_config
+            .entry(id)
+            .or_default()
+            .insert(key.into(), value.to_string());
+        self.write_config(i)
+    }
+
     /// Runs the version's storage tool to format node `id`'s log dirs with this cluster's id
     /// (as `kafka-storage.sh format` does). Used at start and to prepare wiped dirs. In
     /// ZooKeeper mode it does nothing: a broker writes its own `meta.properties` (version 0,

@@ -92,6 +92,14 @@ pub enum RestoreError {
     /// another restore is in progress): nothing is changed.
     #[error("{0}")]
     Refused(String),
+    /// Partitions of the plan that cannot be restored into the target as it is (no topic
+    /// id, data present): found before anything is written, all of them at once.
+    #[error("{}: {} of {total} partitions cannot be restored here, so nothing was written:\n  {}", to.display(), problems.len(), problems.join("\n  "))]
+    Unready {
+        to: PathBuf,
+        total: usize,
+        problems: Vec<String>,
+    },
     /// New-cluster mode: the target's `partition.metadata`, which gives the topic id to
     /// write, cannot be read.
     #[error("{path}: {source}; new-cluster mode restores into partitions created in the new cluster first (create topic {topic} there, stop the broker, then restore), or give --topic-id")]

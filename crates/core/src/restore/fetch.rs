@@ -327,7 +327,7 @@ pub(super) async fn fetch_log(
         .open(path)
         .map_err(io(path))?;
     file.set_len(r.size).map_err(io(path))?;
-    let map = crate::sys::map(&path).map_err(io(path))?;
+    let map = crate::sys::map(path).map_err(io(path))?;
     let data = map.bytes();
     if data.len() as u64 != r.size {
         return Err(RestoreError::Mapped {

@@ -15,6 +15,7 @@ pub mod catalog;
 mod error;
 mod fetch;
 pub mod plan;
+pub mod retention;
 pub mod write;
 
 pub use error::RestoreError;

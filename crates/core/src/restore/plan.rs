@@ -48,6 +48,9 @@ pub struct Plan {
     pub log_dir_id: Option<String>,
     /// Bare-metal: the node's newest archived KRaft snapshot, restored as its metadata log.
     pub metadata_snapshot: Option<String>,
+    /// The archived KRaft snapshot the topics' configs are read from, `(node, file)`: the
+    /// node's newest (bare-metal), else the newest of any node of the cluster.
+    pub configs_from: Option<(i32, String)>,
     pub cut: Option<Cut>,
     pub partitions: Vec<PartitionPlan>,
     /// Bytes to fetch, as stored.
@@ -172,6 +175,7 @@ pub struct Planner<'s> {
     node_id: Option<i32>,
     log_dir_id: Option<String>,
     metadata_snapshot: Option<String>,
+    configs_from: Option<(i32, String)>,
     partitions: Vec<PartitionPlan>,
 }
 
@@ -190,12 +194,30 @@ impl<'s> Planner<'s> {
                 .max()
                 .cloned()
         });
+        // Names sort by offset: the newest snapshot of any node, by its offset.
+        let newest = |n: &i32| {
+            cluster.brokers[n]
+                .metadata_snapshots
+                .iter()
+                .filter(|s| s.ends_with(".checkpoint"))
+                .max()
+                .map(|s| (*n, s.clone()))
+        };
+        let configs_from = match node_id {
+            Some(n) => metadata_snapshot.clone().map(|s| (n, s)),
+            None => cluster
+                .brokers
+                .keys()
+                .filter_map(newest)
+                .max_by(|a, b| a.1.cmp(&b.1)),
+        };
         Ok(Planner {
             sel,
             cluster_id: cluster_id.clone(),
             node_id,
             log_dir_id,
             metadata_snapshot,
+            configs_from,
             partitions: Vec::new(),
         })
     }
@@ -262,6 +284,7 @@ impl<'s> Planner<'s> {
             node_id: self.node_id,
             log_dir_id: self.log_dir_id,
             metadata_snapshot: self.metadata_snapshot,
+            configs_from: self.configs_from,
             cut: self.sel.cut,
             partitions,
             fetch_bytes,

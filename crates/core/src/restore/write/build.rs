@@ -4,7 +4,7 @@
 //! checkpoint, `partition.metadata`), and every file fsynced before it is placed.
 
 use super::files::{sync_dir, write_unsynced};
-use super::{BuildResult, RestoredPartition};
+use super::{BuildResult, OpenTransactionsCut, RestoredPartition};
 use crate::archive::layout::PartitionKey;
 use crate::archive::manifest::{Manifest, ObjectRef, RangeKind};
 use crate::archive::store::Store;
@@ -62,9 +62,36 @@ pub(super) async fn build_partition(
             break;
         }
     }
+    // Without the archived producer state (a new cluster starts with none) the broker cannot
+    // know which transactions are open: their records would be served to read_committed
+    // consumers as committed. The log ends where none was open instead.
+    let open_cut = match (plan.mode, txns.stable_end()) {
+        (Mode::NewCluster, Some(at)) => {
+            let archived_end = b.end;
+            let at = b.end_before_open_transactions(at)?;
+            Some(OpenTransactionsCut {
+                at,
+                archived_end,
+                transactions: txns
+                    .open_transactions()
+                    .iter()
+                    .map(|(&p, &f)| (p, f))
+                    .collect(),
+            })
+        }
+        _ => None,
+    };
     let snapshot = b.producer_snapshot(store, plan).await?;
     let first = b.small_files(plan, p, topic_id, snapshot)?;
     b.sync()?;
+    let open_transactions = match open_cut {
+        Some(_) => vec![],
+        None => txns
+            .open_transactions()
+            .iter()
+            .map(|(&pid, &first)| (pid, first))
+            .collect(),
+    };
     Ok((
         RestoredPartition {
             topic: p.topic.clone(),
@@ -78,11 +105,8 @@ pub(super) async fn build_partition(
             cut_at: b.cut_at,
             rebuilt_indexes: b.rebuilt,
             resumed: false,
-            open_transactions: txns
-                .open_transactions()
-                .iter()
-                .map(|(&pid, &first)| (pid, first))
-                .collect(),
+            open_transactions,
+            open_transactions_cut: open_cut,
         },
         b.fetched,
     ))
@@ -246,6 +270,94 @@ impl Build<'_> {
         Ok(true)
     }
 
+    /// Ends the log built so far at `at` (a batch's base offset, or below the first segment):
+    /// the segments from `at` on are removed, the one holding `at` is cut before that batch
+    /// and its indexes rebuilt (its aborted transactions are those whose marker is kept).
+    /// Returns where the log now ends.
+    fn end_before_open_transactions(&mut self, at: i64) -> Result<i64, RestoreError> {
+        while let Some(&base) = self.bases.last() {
+            if base < at {
+                break;
+            }
+            self.bases.pop();
+            for ext in ["log", "index", "timeindex", "txnindex"] {
+                let f = self.stage.join(format!("{base:020}.{ext}"));
+                if ext == "log" {
+                    self.log_bytes -= fs::metadata(&f).map_err(io(&f))?.len();
+                }
+                if f.exists() {
+                    fs::remove_file(&f).map_err(io(&f))?;
+                }
+                self.to_sync.retain(|p| p != &f);
+            }
+        }
+        self.snapshot = None;
+        self.cut_at = Some(at);
+        let Some(&base) = self.bases.last() else {
+            // Nothing before the first open transaction: the log restarts empty there.
+            self.empty_at = Some(at.max(self.empty_at.unwrap_or(at)));
+            self.end = at;
+            return Ok(at);
+        };
+        let log_path = self.stage.join(format!("{base:020}.log"));
+        let pos = {
+            let log = crate::sys::map(&log_path).map_err(io(&log_path))?;
+            log_entries(log.bytes())
+                .find(|b| b.base_offset() >= at)
+                .map(|b| b.position())
+        };
+        let Some(pos) = pos else {
+            // `at` is past this segment's last batch: it is kept whole.
+            self.end = at;
+            return Ok(at);
+        };
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&log_path)
+            .map_err(io(&log_path))?;
+        let len = f.metadata().map_err(io(&log_path))?.len();
+        f.set_len(pos).map_err(io(&log_path))?;
+        self.log_bytes -= len - pos;
+        let log = crate::sys::map(&log_path).map_err(io(&log_path))?;
+        let built = blocking(|| {
+            index_build::build_indexes(log.bytes(), base, index_build::DEFAULT_INDEX_INTERVAL_BYTES)
+        })
+        .map_err(|source| RestoreError::Corrupt {
+            key: log_path.display().to_string(),
+            source,
+        })?;
+        let txn_path = self.stage.join(format!("{base:020}.txnindex"));
+        let kept: Vec<AbortedTxn> = match fs::read(&txn_path) {
+            Ok(bytes) => segvault_format::index::parse_txn_index(&bytes)
+                .map_err(|source| RestoreError::Corrupt {
+                    key: txn_path.display().to_string(),
+                    source,
+                })?
+                .into_iter()
+                .filter(|t| t.last_offset < at)
+                .collect(),
+            Err(_) => vec![],
+        };
+        if txn_path.exists() {
+            fs::remove_file(&txn_path).map_err(io(&txn_path))?;
+            self.to_sync.retain(|p| p != &txn_path);
+        }
+        self.small(
+            self.stage.join(format!("{base:020}.index")),
+            &built.offset_index,
+        )?;
+        self.small(
+            self.stage.join(format!("{base:020}.timeindex")),
+            &built.time_index,
+        )?;
+        if !kept.is_empty() {
+            self.small(txn_path, &index_build::encode_txn_index(&kept))?;
+        }
+        self.rebuilt += 1;
+        self.end = at;
+        Ok(at)
+    }
+
     /// Indexes: the broker's own for a whole segment archived whole, else rebuilt.
     async fn indexes(
         &mut self,
@@ -327,11 +439,24 @@ impl Build<'_> {
         snapshot: Option<(i64, Vec<u8>)>,
     ) -> Result<i64, RestoreError> {
         match plan.mode {
-            Mode::BareMetal => {
-                if let Some((at, bytes)) = snapshot {
+            Mode::BareMetal => match snapshot {
+                Some((at, bytes)) => {
                     self.small(self.stage.join(format!("{at:020}.snapshot")), &bytes)?;
                 }
-            }
+                None if !self.bases.is_empty() => {
+                    // No archived snapshot reaches the log (the cut fell in its first range):
+                    // an empty one at the log start makes the broker rebuild producer state
+                    // from the batches. With no snapshot at all, a broker that finds a clean
+                    // shutdown skips that (the upgrade case of `rebuildProducerState`) and
+                    // would not know the transactions open in the log.
+                    let at = p.ranges.first().map_or(0, |m| m.start_offset);
+                    self.small(
+                        self.stage.join(format!("{at:020}.snapshot")),
+                        &segvault_format::snapshot::write_producer_snapshot(&[]),
+                    )?;
+                }
+                None => {}
+            },
             Mode::NewCluster => {
                 // A new cluster hands out producer ids from 0 again: restored producer state
                 // would collide with its new producers. Start with none at the log end.
@@ -360,9 +485,12 @@ impl Build<'_> {
             return Ok(first);
         }
         // Nothing before the cut: an empty log starting at the cut (or where the archive
-        // starts).
+        // starts), with its (empty) indexes: a broker that finds a segment without its offset
+        // index logs an ERROR and recovers it.
         let at = self.empty_at.unwrap_or(first);
-        self.small(self.stage.join(format!("{at:020}.log")), b"")?;
+        for ext in ["log", "index", "timeindex"] {
+            self.small(self.stage.join(format!("{at:020}.{ext}")), b"")?;
+        }
         self.end = at;
         Ok(at)
     }

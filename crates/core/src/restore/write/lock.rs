@@ -24,21 +24,45 @@ impl TargetLock {
             .truncate(false)
             .open(&path)
             .map_err(io(&path))?;
-        match rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(TargetLock {
-                file,
-                path,
-                created,
-            }),
+        TargetLock {
+            file,
+            path,
+            created,
+        }
+        .try_lock(dir)
+    }
+
+    /// Takes the lock, or says that a broker holds it.
+    fn try_lock(self, dir: &Path) -> Result<TargetLock, RestoreError> {
+        match rustix::fs::fcntl_lock(&self.file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(self),
             Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
                 Err(RestoreError::Refused(format!(
                     "{}: a running broker holds its .lock; stop the broker before restoring into it",
                     dir.display()
                 )))
             }
-            Err(e) => Err(io(&path)(e.into())),
+            Err(e) => Err(io(&self.path)(e.into())),
         }
     }
+}
+
+/// `--dry-run`: fails as [`TargetLock::take`] would if a broker holds `dir`'s `.lock`,
+/// creating nothing (the lock is taken and released at once).
+pub(super) fn check_unlocked(dir: &Path) -> Result<(), RestoreError> {
+    let path = dir.join(".lock");
+    let file = match fs::OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    TargetLock {
+        file,
+        path,
+        created: false,
+    }
+    .try_lock(dir)
+    .map(drop)
 }
 
 impl Drop for TargetLock {

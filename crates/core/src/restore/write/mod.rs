@@ -32,6 +32,7 @@ mod lock;
 mod node_files;
 mod place;
 mod root_files;
+mod targets;
 
 use super::error::{io, RestoreError};
 use super::plan::{Mode, Plan};
@@ -41,14 +42,16 @@ use build::build_partition;
 use files::sync_dir;
 use journal::{Journal, JOURNAL};
 use lock::TargetLock;
-use node_files::{restore_meta_properties, restore_metadata_snapshot};
-use place::{place, prepare, Prepared};
+use node_files::{restore_metadata_snapshot, write_meta_properties};
+use place::place;
 use root_files::{mark_clean_shutdown, write_checkpoints};
 use segvault_format::text::Uuid;
 use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+pub use targets::check;
+use targets::{check_targets, Target};
 
 /// The staging dir in the target, where partitions are built and the journal kept.
 const STAGING: &str = ".segvault-restore";
@@ -84,6 +87,22 @@ pub struct RestoredPartition {
     /// `(producer id, first offset)`: they pin the last stable offset (read_committed
     /// consumers stop at the earliest) until aborted, e.g. with `kafka-transactions.sh abort`.
     pub open_transactions: Vec<(i64, i64)>,
+    /// New-cluster mode: the log was ended before transactions open at the archived end,
+    /// whose outcome the archive does not hold (see [`OpenTransactionsCut`]).
+    pub open_transactions_cut: Option<OpenTransactionsCut>,
+}
+
+/// Where a partition was ended because transactions were open at its archived end and its
+/// producer state is not restored (new-cluster mode): a broker without it would serve
+/// their records to read_committed consumers as committed, aborted or not. The log ends at
+/// `at`, the latest offset before which every transaction was complete.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenTransactionsCut {
+    pub at: i64,
+    /// Where the log would have ended.
+    pub archived_end: i64,
+    /// The transactions open at the archived end: (producer id, first offset).
+    pub transactions: Vec<(i64, i64)>,
 }
 
 /// What a restore did.
@@ -160,16 +179,15 @@ async fn restore_locked(
     journal: &mut Journal,
 ) -> Result<Report, RestoreError> {
     let (staging, journal_path) = (staging.to_path_buf(), journal_path.to_path_buf());
-    if journal.cluster_id != plan.cluster_id {
-        return Err(RestoreError::Refused(format!(
-            "{}: an interrupted restore of cluster {} is in progress here; finish it or remove {STAGING}",
-            to.display(),
-            journal.cluster_id
-        )));
-    }
+    // Everything that can refuse the restore is checked before anything is written.
+    let checked = check_targets(store, plan, to, opts, journal).await?;
+    let mut targets: Vec<Option<Target>> = checked.targets.into_iter().map(Some).collect();
     let mut report = Report::default();
+    if let Some(bytes) = &checked.meta_properties {
+        write_meta_properties(to, bytes)?;
+        report.wrote_meta_properties = true;
+    }
     if plan.mode == Mode::BareMetal {
-        report.wrote_meta_properties = restore_meta_properties(store, plan, to, opts).await?;
         report.metadata_snapshot = restore_metadata_snapshot(store, plan, to, opts).await?;
     }
     let shared = Arc::new(plan.clone());
@@ -187,13 +205,14 @@ async fn restore_locked(
             let i = next;
             next += 1;
             fs::create_dir_all(&staging).map_err(io(&staging))?;
-            match prepare(plan, i, to, &staging, journal, opts) {
-                Ok(Prepared::Resumed(r)) => placed.push((i, r)),
-                Ok(Prepared::Build {
+            match targets[i].take().map(|t| stage(t, &staging)) {
+                None => {}
+                Some(Ok(Staged::Resumed(r))) => placed.push((i, r)),
+                Some(Ok(Staged::Build {
                     name,
                     stage,
                     topic_id,
-                }) => {
+                })) => {
                     let (store, plan, tx) = (store.clone(), shared.clone(), tx.clone());
                     running.spawn(async move {
                         let progress = move |n: u64| {
@@ -205,7 +224,7 @@ async fn restore_locked(
                         (i, name, r)
                     });
                 }
-                Err(e) => failure = Some(e),
+                Some(Err(e)) => failure = Some(e),
             }
         }
         if running.is_empty() {
@@ -249,3 +268,32 @@ async fn restore_locked(
 
 /// A partition's build: its report and the stored bytes fetched.
 type BuildResult = Result<(RestoredPartition, u64), RestoreError>;
+
+/// A partition ready to build: its staging dir made (empty), or in place already.
+enum Staged {
+    Resumed(RestoredPartition),
+    Build {
+        name: String,
+        stage: PathBuf,
+        topic_id: String,
+    },
+}
+
+/// Makes the staging dir of a partition to build (emptied if an earlier run left one).
+fn stage(t: Target, staging: &Path) -> Result<Staged, RestoreError> {
+    match t {
+        Target::Resumed(r) => Ok(Staged::Resumed(r)),
+        Target::Build { name, topic_id } => {
+            let stage = staging.join(&name);
+            if stage.exists() {
+                fs::remove_dir_all(&stage).map_err(io(&stage))?;
+            }
+            fs::create_dir_all(&stage).map_err(io(&stage))?;
+            Ok(Staged::Build {
+                name,
+                stage,
+                topic_id,
+            })
+        }
+    }
+}

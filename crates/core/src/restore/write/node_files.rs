@@ -13,15 +13,18 @@ use segvault_format::text;
 use std::fs;
 use std::path::Path;
 
-/// Bare-metal: the node's own `meta.properties` (same cluster, node and directory ids).
-pub(super) async fn restore_meta_properties(
+/// Bare-metal: the node's own archived `meta.properties` (same cluster, node and directory
+/// ids), checked against its key and against the target's: `Some(bytes)` to write, `None`
+/// when there is nothing to write (another mode, or the target has the same file). Writes
+/// nothing.
+pub(super) async fn check_meta_properties(
     store: &Store,
     plan: &Plan,
     to: &Path,
     opts: &WriteOptions,
-) -> Result<bool, RestoreError> {
+) -> Result<Option<Vec<u8>>, RestoreError> {
     let (Some(node), Some(dir_id)) = (plan.node_id, &plan.log_dir_id) else {
-        return Ok(false);
+        return Ok(None);
     };
     let key = layout::broker_file(&plan.cluster_id, node, dir_id, "meta.properties");
     let bytes = get_all(store, &key).await?;
@@ -41,7 +44,7 @@ pub(super) async fn restore_meta_properties(
     let path = to.join("meta.properties");
     if let Ok(existing) = fs::read(&path) {
         if existing == bytes.as_ref() {
-            return Ok(false);
+            return Ok(None);
         }
         if !opts.force {
             return Err(RestoreError::Refused(format!(
@@ -50,8 +53,12 @@ pub(super) async fn restore_meta_properties(
             )));
         }
     }
-    write_atomic(&path, &bytes)?;
-    Ok(true)
+    Ok(Some(bytes.to_vec()))
+}
+
+/// Writes the `meta.properties` [`check_meta_properties`] gave.
+pub(super) fn write_meta_properties(to: &Path, bytes: &[u8]) -> Result<(), RestoreError> {
+    write_atomic(&to.join("meta.properties"), bytes)
 }
 
 /// Bare-metal: the node's newest archived KRaft snapshot, as the whole of

@@ -1,87 +1,18 @@
-//! Before and after a partition is built: whether to build it (in place from an interrupted
-//! run, its topic id, data already there), and its rename into place, journalled ahead.
+//! A built partition's rename into place, journalled ahead; what a partition dir already
+//! holds (data, or a partition placed by an interrupted run).
 
 use super::files::sync_dir;
 use super::journal::Journal;
-use super::{RestoredPartition, WriteOptions};
+use super::RestoredPartition;
 use crate::restore::error::{io, RestoreError};
-use crate::restore::plan::{Mode, PartitionPlan, Plan};
+use crate::restore::plan::PartitionPlan;
 use segvault_format::segment::log_entries;
 use segvault_format::text;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub(super) enum Prepared {
-    /// In place from an interrupted run.
-    Resumed(RestoredPartition),
-    /// To build in `stage` (created empty), then place as `name`.
-    Build {
-        name: String,
-        stage: PathBuf,
-        topic_id: String,
-    },
-}
-
-/// The checks before partition `i` is built: the journal (already in place?), the topic id
-/// to write, data already there (refused without `--force`); then its staging dir, empty.
-pub(super) fn prepare(
-    plan: &Plan,
-    i: usize,
-    to: &Path,
-    staging: &Path,
-    journal: &Journal,
-    opts: &WriteOptions,
-) -> Result<Prepared, RestoreError> {
-    let p = &plan.partitions[i];
-    let name = format!("{}-{}", p.topic, p.partition);
-    let dir = to.join(&name);
-    // In place: recorded as done, or written ahead as being placed and gone from the
-    // staging dir (killed between the rename and the journal's next write).
-    let placed = journal.done.contains(&name)
-        || (journal.placing.contains(&name) && !staging.join(&name).exists());
-    if placed && dir.is_dir() {
-        return Ok(Prepared::Resumed(resumed_report(p, &dir)?));
-    }
-    let topic_id = match plan.mode {
-        Mode::BareMetal => p.archived_topic_id.clone(),
-        Mode::NewCluster => match opts.topic_id {
-            Some(id) => id.to_string(),
-            None => {
-                let pm = dir.join("partition.metadata");
-                let bytes = fs::read(&pm).map_err(|source| RestoreError::NoTopicId {
-                    path: pm.clone(),
-                    topic: p.topic.clone(),
-                    source,
-                })?;
-                text::parse_partition_metadata(&bytes)
-                    .map_err(|source| RestoreError::Unparsable {
-                        path: pm.clone(),
-                        source,
-                    })?
-                    .to_string()
-            }
-        },
-    };
-    if holds_data(&dir) && !opts.force {
-        return Err(RestoreError::Refused(format!(
-            "{}: the partition already holds data; use --force to replace it",
-            dir.display()
-        )));
-    }
-    let stage = staging.join(&name);
-    if stage.exists() {
-        fs::remove_dir_all(&stage).map_err(io(&stage))?;
-    }
-    fs::create_dir_all(&stage).map_err(io(&stage))?;
-    Ok(Prepared::Build {
-        name,
-        stage,
-        topic_id,
-    })
-}
-
 /// A partition dir holds data if any `.log` in it is not empty.
-fn holds_data(dir: &Path) -> bool {
+pub(super) fn holds_data(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|rd| {
         rd.flatten().any(|e| {
             e.file_name().to_string_lossy().ends_with(".log")
@@ -122,7 +53,10 @@ pub(super) fn place(
     Ok(dir)
 }
 
-fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<RestoredPartition, RestoreError> {
+pub(super) fn resumed_report(
+    p: &PartitionPlan,
+    dir: &Path,
+) -> Result<RestoredPartition, RestoreError> {
     let mut listing: Vec<i64> = fs::read_dir(dir)
         .map_err(io(dir))?
         .flatten()
@@ -149,6 +83,7 @@ fn resumed_report(p: &PartitionPlan, dir: &Path) -> Result<RestoredPartition, Re
         rebuilt_indexes: 0,
         resumed: true,
         open_transactions: vec![],
+        open_transactions_cut: None,
     })
 }
 
