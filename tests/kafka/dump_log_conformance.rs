@@ -905,7 +905,7 @@ fn inspect_agrees_with_kafka_dump_log() {
     let _machine = crate::common::machine::alone();
     let t0 = std::time::Instant::now();
     let mut groups = vec![group("corpus", "3.9.2", &corpus())];
-    for v in segvault_harness::KAFKA_VERSIONS {
+    for v in segvault_harness::FIXTURE_VERSIONS {
         for copy in ["clean", "live"] {
             let root = fixture_root(v).join(copy);
             let g = group(&format!("fixtures/kafka-{v}/{copy}"), v, &root);

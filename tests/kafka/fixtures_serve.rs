@@ -135,19 +135,19 @@ fn retention_checks_ran(client: &Client, log_dir: &Path) {
 #[test]
 fn kafka_3_9_serves_its_clean_fixture_exactly() {
     let _machine = crate::common::machine::shared();
-    serve_clean_fixture(KAFKA_VERSIONS[0]);
+    serve_clean_fixture(FIXTURE_VERSIONS[0]);
 }
 
 #[test]
 fn kafka_4_serves_its_clean_fixture_exactly() {
     let _machine = crate::common::machine::shared();
-    serve_clean_fixture(KAFKA_VERSIONS[1]);
+    serve_clean_fixture(FIXTURE_VERSIONS[1]);
 }
 
 #[test]
 fn fixtures_hold_every_promised_case() {
     let _machine = crate::common::machine::shared();
-    for v in KAFKA_VERSIONS {
+    for v in FIXTURE_VERSIONS {
         let clean = fixture_root(v).join("clean");
         let live = fixture_root(v).join("live");
         // Clean shutdown marker only in the clean copy; the live copy is mid-flight.

@@ -18,3 +18,4 @@ mod restore_retention;
 mod restore_txn;
 mod s3_testbed;
 mod testbed;
+mod zookeeper_mode;

@@ -65,7 +65,7 @@ pub(crate) fn segvault_ok(args: &[&str], env: &[(&'static str, String)]) -> Stri
 /// cleaner compacts `__consumer_offsets` and `__transaction_state` while passes run, and a
 /// pass leaves such a partition to the next one (as the agent's next pass takes it up).
 /// Returns the last pass's total line.
-fn archive_settled(url: &str, log_dir: &Path, env: &[(&'static str, String)]) -> Value {
+pub(crate) fn archive_settled(url: &str, log_dir: &Path, env: &[(&'static str, String)]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let out = segvault_ok(
@@ -101,10 +101,10 @@ struct Stores {
     _s3: S3Server,
 }
 
-type Served = BTreeMap<(String, Isolation), BTreeMap<i32, PartitionRecords>>;
+pub(crate) type Served = BTreeMap<(String, Isolation), BTreeMap<i32, PartitionRecords>>;
 
 /// What `client` serves of `topics` in both isolation levels, sentinels left out.
-fn serve(client: &Client, topics: &[&str]) -> Served {
+pub(crate) fn serve(client: &Client, topics: &[&str]) -> Served {
     let mut out = BTreeMap::new();
     for iso in Isolation::BOTH {
         for (t, mut parts) in client.consume_many(topics, iso).unwrap() {
@@ -152,12 +152,17 @@ pub(crate) fn high_watermarks(log_dir: &Path) -> BTreeMap<String, i64> {
 }
 
 /// Appends sentinels until everything the workload wrote sits in closed, committed segments
-/// of every partition (data topics, `__consumer_offsets`, `__transaction_state`), and the
-/// broker has taken a KRaft snapshot that covers the topics. Topics roll by time
+/// of every partition (data topics, `__consumer_offsets`, `__transaction_state`), and (in
+/// KRaft mode: a ZooKeeper-mode broker has no `__cluster_metadata-0`) the broker has taken a
+/// KRaft snapshot that covers the topics. Topics roll by time
 /// (`log.roll.ms`, or the workload's `segment.ms` against record timestamps): each round
 /// appends one sentinel record to every partition still open, commits a sentinel group's
 /// offset and runs a sentinel transaction, then the checkpoints are polled, with a deadline.
-fn close_every_segment(client: &Client, log_dir: &Path, partitions: &BTreeMap<String, i32>) {
+pub(crate) fn close_every_segment(
+    client: &Client,
+    log_dir: &Path,
+    partitions: &BTreeMap<String, i32>,
+) {
     client.create_topic(SENTINEL_TOPIC, 1, 1, &[]).unwrap();
     let ends: BTreeMap<String, i64> = partition_dirs(log_dir)
         .into_iter()
@@ -168,7 +173,12 @@ fn close_every_segment(client: &Client, log_dir: &Path, partitions: &BTreeMap<St
         .collect();
     assert!(ends.contains_key("__consumer_offsets-0"), "{ends:?}");
     assert!(ends.contains_key("__transaction_state-0"), "{ends:?}");
-    let meta_end = log_end(&log_dir.join("__cluster_metadata-0"));
+    let kraft = log_dir.join("__cluster_metadata-0").is_dir();
+    let meta_end = if kraft {
+        log_end(&log_dir.join("__cluster_metadata-0"))
+    } else {
+        -1
+    };
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let active = |d: &str| segments(&log_dir.join(d)).last().unwrap().0;
@@ -179,7 +189,8 @@ fn close_every_segment(client: &Client, log_dir: &Path, partitions: &BTreeMap<St
             .filter(|d| hw.get(*d).copied().unwrap_or(-1) < active(d))
             .collect();
         let snapshot = std::fs::read_dir(log_dir.join("__cluster_metadata-0"))
-            .unwrap()
+            .into_iter()
+            .flatten()
             .flatten()
             .filter_map(|e| {
                 let n = e.file_name().to_string_lossy().into_owned();
@@ -246,7 +257,12 @@ fn close_every_segment(client: &Client, log_dir: &Path, partitions: &BTreeMap<St
 
 /// Asserts that `after` serves exactly the records of `before`, partition by partition and in
 /// both isolation levels; returns how many records were compared.
-fn assert_same_records(version: &str, before: &Served, after: &Served, what: &str) -> usize {
+pub(crate) fn assert_same_records(
+    version: &str,
+    before: &Served,
+    after: &Served,
+    what: &str,
+) -> usize {
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
         after.keys().collect::<Vec<_>>(),
@@ -312,7 +328,7 @@ fn assert_same_tree(a: &Path, b: &Path, skip: &[&str], what: &str) {
 
 /// `(topic, partition) -> (log end, first offset of a transaction left open)` from a
 /// restore's JSON report.
-fn restored_ends(stdout: &str) -> BTreeMap<(String, i32), (i64, Option<i64>)> {
+pub(crate) fn restored_ends(stdout: &str) -> BTreeMap<(String, i32), (i64, Option<i64>)> {
     stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -771,7 +787,11 @@ fn wait_until_agree(names: &[String], failure: &str, differs: impl Fn(&str) -> b
 /// Creates the workload's topics in cluster `b` with replication factor `rf` and waits until
 /// every broker has made their partition dirs (as the metadata reaches it). Returns each
 /// broker's id and log dir.
-fn create_topics(b: &Cluster, workload: &workload::Workload, rf: i16) -> Vec<(u32, PathBuf)> {
+pub(crate) fn create_topics(
+    b: &Cluster,
+    workload: &workload::Workload,
+    rf: i16,
+) -> Vec<(u32, PathBuf)> {
     let client = b.client();
     for t in &workload.topics {
         let cfg: Vec<(&str, &str)> = t
@@ -801,7 +821,7 @@ fn create_topics(b: &Cluster, workload: &workload::Workload, rf: i16) -> Vec<(u3
 }
 
 /// Appends one record with `key` to each of `parts` (acks=all); returns the acks.
-fn append_one_each<'a>(
+pub(crate) fn append_one_each<'a>(
     client: &Client,
     key: &[u8],
     parts: impl IntoIterator<Item = (&'a str, i32)>,
@@ -825,7 +845,7 @@ fn append_one_each<'a>(
 }
 
 /// `topic-partition -> partition.metadata` of every partition dir in a log dir.
-fn topic_ids(log_dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn topic_ids(log_dir: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(log_dir)
         .unwrap()
         .flatten()
@@ -843,9 +863,9 @@ fn bare_metal_point_in_time_and_new_cluster_3_9_2() {
 }
 
 #[test]
-fn bare_metal_point_in_time_and_new_cluster_4_3_1() {
+fn bare_metal_point_in_time_and_new_cluster_4_4_0() {
     let _machine = crate::common::machine::shared();
-    round_trip("4.3.1");
+    round_trip("4.4.0");
 }
 
 /// The batches of a partition dir as one byte stream: every `.log` file in offset order.
@@ -864,9 +884,9 @@ fn log_stream(pdir: &Path) -> Vec<u8> {
 #[test]
 // Over 120 lines on purpose: one scenario against real brokers, each step working on the
 // state the previous step left (split, its parts could only be called in this order).
-fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_3_1() {
+fn a_lost_broker_of_three_is_rebuilt_and_catches_up_4_4_0() {
     let _machine = crate::common::machine::shared();
-    let version = "4.3.1";
+    let version = "4.4.0";
     let tmp = tempfile::tempdir().unwrap();
     let store = format!("file://{}", tmp.path().join("store").display());
     let spec = ClusterSpec::cluster(version, 3, 1)

@@ -551,6 +551,6 @@ fn open_transaction_at_the_archived_end_3_9_2() {
 }
 
 #[test]
-fn open_transaction_at_the_archived_end_4_3_1() {
-    open_transaction_at_the_archived_end("4.3.1");
+fn open_transaction_at_the_archived_end_4_4_0() {
+    open_transaction_at_the_archived_end("4.4.0");
 }

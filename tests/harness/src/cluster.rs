@@ -1,11 +1,14 @@
-//! Real Kafka clusters on loopback: KRaft mode, free ports, a fresh temporary directory.
+//! Real Kafka clusters on loopback: free ports, a fresh temporary directory.
 //!
-//! Two shapes: one combined node (broker and controller in one process), or N brokers with a
-//! separate controller quorum. Nodes are JVM child processes; the cluster kills whatever is
-//! still running when it is dropped, so a failing test leaves no broker behind.
+//! Three shapes: in KRaft mode one combined node (broker and controller in one process), or N
+//! brokers with a separate controller quorum; in ZooKeeper mode (Kafka 3.x) N brokers and a
+//! standalone ZooKeeper server ([`crate::zookeeper`]). Nodes are JVM child processes; the
+//! cluster kills whatever is still running when it is dropped, so a failing test leaves no
+//! broker behind.
 
 use crate::client::Client;
 use crate::dist::KafkaDist;
+use crate::zookeeper::ZooKeeper;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fs;
@@ -48,7 +51,14 @@ pub enum Shape {
     Combined,
     /// `brokers` broker-only processes and `controllers` controller-only processes.
     Cluster { brokers: u32, controllers: u32 },
+    /// ZooKeeper mode: `brokers` brokers (`broker.id`, `zookeeper.connect`, no
+    /// `process.roles`) and one ZooKeeper server; one broker is elected controller.
+    ZooKeeper { brokers: u32 },
 }
+
+/// `zookeeper.session.timeout.ms` of ZooKeeper-mode brokers: a killed broker's registration
+/// (`/brokers/ids/<id>`) goes 6 s after its last heartbeat, not Kafka's default 18 s.
+pub const ZK_SESSION_TIMEOUT_MS: u32 = 6000;
 
 /// What to start. Broker configs apply to every broker (and to the combined node).
 #[derive(Debug, Clone)]
@@ -81,6 +91,21 @@ impl ClusterSpec {
             },
             ..ClusterSpec::combined(version)
         }
+    }
+
+    /// A ZooKeeper-mode cluster of `brokers` brokers (ids 1..=N) and one ZooKeeper server
+    /// from the same Maven download (Kafka 3.x: Kafka 4 has no ZooKeeper mode, and
+    /// `Cluster::start` says so).
+    pub fn zookeeper(version: &str, brokers: u32) -> ClusterSpec {
+        ClusterSpec {
+            shape: Shape::ZooKeeper { brokers },
+            ..ClusterSpec::combined(version)
+        }
+    }
+
+    /// Whether the spec is a ZooKeeper-mode cluster.
+    pub fn is_zookeeper(&self) -> bool {
+        matches!(self.shape, Shape::ZooKeeper { .. })
     }
 
     /// Sets a broker config (`server.properties` key), overriding the harness default.
@@ -157,8 +182,12 @@ impl Node {
 pub struct Cluster {
     pub dist: KafkaDist,
     pub spec: ClusterSpec,
+    /// The cluster id: chosen by the harness in KRaft mode (`kafka-storage format`), by the
+    /// first broker in ZooKeeper mode (read back from its `meta.properties` once it started).
     pub cluster_id: String,
     pub nodes: Vec<Node>,
+    /// ZooKeeper mode: the ZooKeeper server.
+    zookeeper: Option<ZooKeeper>,
     dir: Option<tempfile::TempDir>,
     root: PathBuf,
 }
@@ -172,12 +201,18 @@ impl Cluster {
             .prefix(&format!("segvault-kafka-{}-", spec.version))
             .tempdir()?;
         let root = dir.path().to_path_buf();
+        let zookeeper = if spec.is_zookeeper() {
+            Some(ZooKeeper::start(&dist, &root.join("zookeeper"))?)
+        } else {
+            None
+        };
         let cluster_id = random_cluster_id();
         let mut cluster = Cluster {
             dist,
             spec,
             cluster_id,
             nodes: Vec::new(),
+            zookeeper,
             dir: Some(dir),
             root,
         };
@@ -197,7 +232,27 @@ impl Cluster {
         for &i in &order {
             cluster.wait_started(i)?;
         }
+        if cluster.zookeeper.is_some() {
+            cluster.cluster_id = cluster.zk_cluster_id()?;
+        }
         Ok(cluster)
+    }
+
+    /// ZooKeeper mode: the server, for its address and four-letter words.
+    pub fn zookeeper(&self) -> Option<&ZooKeeper> {
+        self.zookeeper.as_ref()
+    }
+
+    /// ZooKeeper mode: the cluster id the brokers took from ZooKeeper (`/cluster/id`, created
+    /// by the first broker), as broker 1 wrote it in its `meta.properties`.
+    fn zk_cluster_id(&self) -> Result<String> {
+        let n = &self.nodes[0];
+        let path = n.log_dirs[0].join("meta.properties");
+        let text = fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("cluster.id="))
+            .map(|s| s.trim().to_string())
+            .ok_or_else(|| anyhow!("{}: no cluster.id:\n{text}", path.display()))
     }
 
     /// The cluster's working directory (configs, logs, log dirs).
@@ -282,11 +337,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts node `id` again on its log dirs and waits until it says it started.
+    /// Starts node `id` again on its log dirs and waits until it says it started. In
+    /// ZooKeeper mode it first waits (with the deadline) until the registration of the
+    /// node's previous process is gone: after a kill, `/brokers/ids/<id>` stays until the
+    /// session times out ([`ZK_SESSION_TIMEOUT_MS`]), and a broker that finds it exits.
     pub fn restart(&mut self, id: u32) -> Result<()> {
         let i = self.index(id)?;
         if self.nodes[i].child.is_some() {
             bail!("node {id} is still running; stop or kill it first");
+        }
+        if let Some(zk) = &self.zookeeper {
+            zk.wait_ephemeral_gone(&format!("/brokers/ids/{id}"))?;
         }
         self.spawn(i)?;
         self.wait_started(i)
@@ -330,7 +391,9 @@ impl Cluster {
     }
 
     /// Runs the version's storage tool to format node `id`'s log dirs with this cluster's id
-    /// (as `kafka-storage.sh format` does). Used at start and to prepare wiped dirs.
+    /// (as `kafka-storage.sh format` does). Used at start and to prepare wiped dirs. In
+    /// ZooKeeper mode it does nothing: a broker writes its own `meta.properties` (version 0,
+    /// `broker.id`, the cluster id from ZooKeeper) into an empty log dir.
     pub fn format_node(&self, id: u32) -> Result<()> {
         self.format(self.index(id)?)
     }
@@ -349,6 +412,12 @@ impl Cluster {
                 // Brokers are 1..=N, controllers 100.. so ids say what a node is.
                 plan.extend((1..=brokers).map(|id| (id, Role::Broker)));
                 plan.extend((0..controllers).map(|k| (100 + k, Role::Controller)));
+            }
+            Shape::ZooKeeper { brokers } => {
+                if brokers == 0 {
+                    bail!("a ZooKeeper-mode cluster needs at least one broker");
+                }
+                plan.extend((1..=brokers).map(|id| (id, Role::Broker)));
             }
         }
         for (id, role) in plan {
@@ -400,22 +469,32 @@ impl Cluster {
         let mut set = |k: &str, v: String| {
             c.insert(k.to_string(), v);
         };
-        set(
-            "process.roles",
-            match n.role {
-                Role::Combined => "broker,controller",
-                Role::Broker => "broker",
-                Role::Controller => "controller",
-            }
-            .into(),
-        );
-        set("node.id", n.id.to_string());
-        set("controller.quorum.voters", self.voters());
-        set("controller.listener.names", "CONTROLLER".into());
-        set(
-            "listener.security.protocol.map",
-            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
-        );
+        if let Some(zk) = &self.zookeeper {
+            // ZooKeeper mode: no process.roles, no controller quorum.
+            set("broker.id", n.id.to_string());
+            set("zookeeper.connect", zk.connect());
+            set(
+                "zookeeper.session.timeout.ms",
+                ZK_SESSION_TIMEOUT_MS.to_string(),
+            );
+        } else {
+            set(
+                "process.roles",
+                match n.role {
+                    Role::Combined => "broker,controller",
+                    Role::Broker => "broker",
+                    Role::Controller => "controller",
+                }
+                .into(),
+            );
+            set("node.id", n.id.to_string());
+            set("controller.quorum.voters", self.voters());
+            set("controller.listener.names", "CONTROLLER".into());
+            set(
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+            );
+        }
         let mut listeners = Vec::new();
         if let Some(p) = n.port {
             listeners.push(format!("PLAINTEXT://127.0.0.1:{p}"));
@@ -491,6 +570,9 @@ impl Cluster {
     }
 
     fn format(&self, i: usize) -> Result<()> {
+        if self.zookeeper.is_some() {
+            return Ok(());
+        }
         let n = &self.nodes[i];
         let mut cmd = self.dist.java("kafka.tools.StorageTool", 256);
         cmd.args(["format", "-t", &self.cluster_id, "-c"])
@@ -563,7 +645,10 @@ impl Cluster {
         loop {
             let n = &mut self.nodes[i];
             let text = read_from(&n.log_file, n.log_mark);
-            if text.contains("Kafka Server started") {
+            // KRaft: "Kafka Server started"; ZooKeeper mode: "[KafkaServer id=N] started".
+            if text.contains("Kafka Server started")
+                || text.contains("] started (kafka.server.KafkaServer)")
+            {
                 return Ok(());
             }
             if let Some(Ok(Some(status))) = n.child.as_mut().map(|c| c.try_wait()) {
@@ -605,6 +690,9 @@ impl Drop for Cluster {
                 let _ = c.kill();
                 let _ = c.wait();
             }
+        }
+        if let Some(zk) = &mut self.zookeeper {
+            zk.kill();
         }
         if std::env::var_os("SEGVAULT_KEEP_TEST_DIRS").is_some() {
             if let Some(d) = self.dir.take() {

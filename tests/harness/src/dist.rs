@@ -10,10 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-/// The pinned Kafka versions every test runs against: the newest 3.9.x and the newest 4.x
-/// whose artifacts Maven Central serves in full (see README: 4.4.0 is listed in the
-/// metadata but its kafka-tools and kafka-tools-api jars cannot be downloaded).
-pub const KAFKA_VERSIONS: [&str; 2] = ["3.9.2", "4.3.1"];
+/// The pinned Kafka versions every live-broker test runs against: the newest 3.9.x and the
+/// newest 4.x whose artifacts Maven Central serves in full (4.4.0: its `kafka-tools` and
+/// `kafka-tools-api` jars are served since 2026-11-25).
+pub const KAFKA_VERSIONS: [&str; 2] = ["3.9.2", "4.4.0"];
+
+/// The versions whose brokers wrote `fixtures/kafka-<v>/`. A fixture is served, dumped and
+/// compared by a broker and tools of the version that wrote it, so these stay as they are
+/// when `KAFKA_VERSIONS` moves on (regenerate with `harness fixtures --version V`).
+pub const FIXTURE_VERSIONS: [&str; 2] = ["3.9.2", "4.3.1"];
 
 /// Extra runtime artifacts a version needs beyond `kafka_2.13` and `kafka-tools`: Kafka 4's
 /// POM declares log4j2 but no SLF4J binding, so without this the broker logs nothing.
@@ -104,8 +109,14 @@ impl KafkaDist {
     /// A `java` command with the broker classpath and `main_class`, quiet JVM defaults and
     /// the marker property that lets `.ci/run` find stray JVMs.
     pub fn java(&self, main_class: &str, heap_mb: u32) -> Command {
+        self.java_with(main_class, heap_mb, &[])
+    }
+
+    /// [`KafkaDist::java`] with more JVM options (`-Dkey=value`), placed before the main class.
+    pub fn java_with(&self, main_class: &str, heap_mb: u32, jvm_args: &[String]) -> Command {
         let mut c = Command::new("java");
-        c.arg(format!("-Xmx{heap_mb}m"))
+        c.args(jvm_args)
+            .arg(format!("-Xmx{heap_mb}m"))
             .arg("-XX:+UseSerialGC")
             .arg("-XX:TieredStopAtLevel=1")
             .arg("-Djava.awt.headless=true")

@@ -3,7 +3,8 @@
 //! serves before archiving and after restoring, and a real S3-compatible server.
 //!
 //! - [`dist`]: a Kafka version's jars (Maven) and the compiled client driver.
-//! - [`cluster`]: KRaft clusters (one combined node, or brokers + controller quorum).
+//! - [`cluster`]: KRaft clusters (one combined node, or brokers + controller quorum) and
+//!   ZooKeeper-mode clusters (Kafka 3.x brokers + a ZooKeeper server).
 //! - [`client`]: produce plans, consumption, digests, consumer-group offsets.
 //! - [`workload`]: the standard workloads every archive/restore test uses.
 //! - [`s3`]: versitygw on loopback.
@@ -19,9 +20,11 @@ pub mod fixtures;
 pub mod s3;
 pub mod wide;
 pub mod workload;
+pub mod zookeeper;
 
 pub use client::{Client, Isolation, PartitionDigest, Plan, Record, Send};
 pub use cluster::{Cluster, ClusterSpec, Shape};
-pub use dist::{KafkaDist, KAFKA_VERSIONS};
+pub use dist::{KafkaDist, FIXTURE_VERSIONS, KAFKA_VERSIONS};
 pub use faults::{FaultProxy, Toxiproxy};
 pub use s3::{Request, S3Server};
+pub use zookeeper::ZooKeeper;

@@ -3,6 +3,8 @@
 //!   harness provision                 download every pinned Kafka, build versitygw, fetch HAProxy
 //!   harness kafka [--version V] [--brokers N --controllers M] [--config k=v]...
 //!                                     start a cluster, print where it is, run until Enter/EOF
+//!   harness kafka --zookeeper [--version 3.9.2] [--brokers N]
+//!                                     the same in ZooKeeper mode (Kafka 3.x), with its ZooKeeper
 //!   harness s3 [--bucket B]...        start versitygw, print its endpoint and AWS variables
 //!   harness fixtures [--out DIR]      regenerate fixtures/ from real brokers
 //!   harness wide --out DIR --topics T --partitions P --segments S
@@ -10,7 +12,9 @@
 
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
-use segvault_harness::{dist, faults, fixtures, s3, Cluster, ClusterSpec, KAFKA_VERSIONS};
+use segvault_harness::{
+    dist, faults, fixtures, s3, Cluster, ClusterSpec, FIXTURE_VERSIONS, KAFKA_VERSIONS,
+};
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -26,14 +30,20 @@ enum Cmd {
     /// Download every pinned Kafka version (Maven) and build the S3 server (go install), so
     /// later runs need no network.
     Provision,
-    /// Start a KRaft cluster on loopback and keep it running until Enter or end of input.
+    /// Start a KRaft cluster (or, with --zookeeper, a ZooKeeper-mode cluster) on loopback and
+    /// keep it running until Enter or end of input.
     Kafka {
         /// Kafka version (any version on Maven Central; the pinned ones are tested).
         #[arg(long, default_value = KAFKA_VERSIONS[0])]
         version: String,
-        /// Number of broker-only nodes; 0 starts one combined broker+controller node.
+        /// Number of broker-only nodes; 0 starts one combined broker+controller node (with
+        /// --zookeeper: one broker).
         #[arg(long, default_value_t = 0)]
         brokers: u32,
+        /// ZooKeeper mode (Kafka 3.x only): a ZooKeeper server from the same Maven download and
+        /// brokers with `zookeeper.connect`, no KRaft controllers.
+        #[arg(long)]
+        zookeeper: bool,
         /// Number of controller-only nodes (with --brokers).
         #[arg(long, default_value_t = 1)]
         controllers: u32,
@@ -46,11 +56,11 @@ enum Cmd {
         #[arg(long = "bucket", default_value = "segvault")]
         buckets: Vec<String>,
     },
-    /// Regenerate the fixtures from real brokers of every pinned version.
+    /// Regenerate the fixtures from real brokers of every fixture version.
     Fixtures {
         #[arg(long, default_value = "fixtures")]
         out: PathBuf,
-        /// Only these versions (default: every pinned version).
+        /// Only these versions (default: every fixture version, `FIXTURE_VERSIONS`).
         #[arg(long = "version")]
         versions: Vec<String>,
     },
@@ -78,7 +88,13 @@ fn wait_for_enter() {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Provision => {
-            for v in KAFKA_VERSIONS {
+            let mut versions = KAFKA_VERSIONS.to_vec();
+            versions.extend(
+                FIXTURE_VERSIONS
+                    .iter()
+                    .filter(|v| !KAFKA_VERSIONS.contains(v)),
+            );
+            for v in versions {
                 let d = dist::KafkaDist::get(v)?;
                 println!("kafka {v}: {}", d.libs.display());
             }
@@ -90,9 +106,12 @@ fn main() -> Result<()> {
             version,
             brokers,
             controllers,
+            zookeeper,
             configs,
         } => {
-            let mut spec = if brokers == 0 {
+            let mut spec = if zookeeper {
+                ClusterSpec::zookeeper(&version, brokers.max(1))
+            } else if brokers == 0 {
                 ClusterSpec::combined(&version)
             } else {
                 ClusterSpec::cluster(&version, brokers, controllers)
@@ -105,6 +124,14 @@ fn main() -> Result<()> {
             }
             let c = Cluster::start(spec)?;
             println!("cluster.id {}\nbootstrap  {}", c.cluster_id, c.bootstrap());
+            if let Some(zk) = c.zookeeper() {
+                println!(
+                    "zookeeper  {} (data {}, output {})",
+                    zk.connect(),
+                    zk.data_dir.display(),
+                    zk.log_file.display()
+                );
+            }
             for n in &c.nodes {
                 println!(
                     "node {} ({:?}) log dirs {:?}, output {}",
@@ -135,7 +162,7 @@ fn main() -> Result<()> {
         }
         Cmd::Fixtures { out, versions } => {
             let vs: Vec<&str> = if versions.is_empty() {
-                KAFKA_VERSIONS.to_vec()
+                FIXTURE_VERSIONS.to_vec()
             } else {
                 versions.iter().map(String::as_str).collect()
             };
