@@ -156,3 +156,22 @@ pub fn assert_every_segment_indexed(log_dir: &Path) -> usize {
     }
     checked
 }
+
+/// The offset of the newest KRaft snapshot (`<offset>-<epoch>.checkpoint`) in the log dir's
+/// `__cluster_metadata-0`, -1 if it has none (or no metadata log).
+pub fn newest_kraft_snapshot(log_dir: &Path) -> i64 {
+    fs::read_dir(log_dir.join("__cluster_metadata-0"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".checkpoint")?
+                .split('-')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(-1)
+}

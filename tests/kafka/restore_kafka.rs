@@ -188,20 +188,7 @@ pub(crate) fn close_every_segment(
             .keys()
             .filter(|d| hw.get(*d).copied().unwrap_or(-1) < active(d))
             .collect();
-        let snapshot = std::fs::read_dir(log_dir.join("__cluster_metadata-0"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.strip_suffix(".checkpoint")?
-                    .split('-')
-                    .next()?
-                    .parse::<i64>()
-                    .ok()
-            })
-            .max()
-            .unwrap_or(-1);
+        let snapshot = logdir::newest_kraft_snapshot(log_dir);
         if open.is_empty() && uncommitted.is_empty() && snapshot >= meta_end {
             return;
         }

@@ -8,7 +8,7 @@
 //! carry timestamps hours old, so the test does not depend on the date it runs on.
 
 use crate::common::now_ms;
-use crate::restore_kafka::{segments, segvault_ok};
+use crate::restore_kafka::{archive_settled, segments, segvault_ok};
 use crate::restore_txn::{wait_archivable, wait_for};
 use segvault_harness::*;
 use serde_json::Value;
@@ -117,17 +117,7 @@ fn restored_data_older_than_its_retention_is_reported_and_is_what_the_broker_del
         .collect();
     let size_deleted = deleted_by_size(&sizes, 2500);
     assert!(size_deleted >= 1 && size_deleted < sizes.len(), "{sizes:?}");
-    segvault_ok(
-        &[
-            "archive",
-            "--once",
-            "--store",
-            &store,
-            "--log-dir",
-            log_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    archive_settled(&store, &log_dir, &[]);
 
     // ---- the dry run and the restore say what the broker will delete -----------------------
     a.kill(1).unwrap();

@@ -20,7 +20,7 @@
 //! In every mode the restarted broker logs no ERROR and recovers no segment.
 
 use crate::restore_kafka::{
-    assert_log_clean, high_watermarks, log_end, log_len, segments, segvault_ok,
+    archive_settled, assert_log_clean, high_watermarks, log_end, log_len, segments, segvault_ok,
 };
 use segvault_harness::client::PartitionRecords;
 use segvault_harness::*;
@@ -167,18 +167,7 @@ pub(crate) fn wait_archivable(log_dir: &Path, names: &[String]) {
     });
     let meta_end = log_end(&log_dir.join("__cluster_metadata-0"));
     wait_for("a KRaft snapshot", || {
-        std::fs::read_dir(log_dir.join("__cluster_metadata-0"))
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.strip_suffix(".checkpoint")?
-                    .split('-')
-                    .next()?
-                    .parse::<i64>()
-                    .ok()
-            })
-            .any(|o| o >= meta_end)
+        crate::common::logdir::newest_kraft_snapshot(log_dir) >= meta_end
     });
 }
 
@@ -317,17 +306,7 @@ fn open_transaction_at_the_archived_end(version: &str) {
         .map(|p| (p, log_end(&log_dir.join(format!("{TOPIC}-{p}")))))
         .collect();
     roll_past(&client, &log_dir, &ends);
-    segvault_ok(
-        &[
-            "archive",
-            "--once",
-            "--store",
-            &store,
-            "--log-dir",
-            log_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    archive_settled(&store, &log_dir, &[]);
     // ---- then the source aborts it: its marker is in the unarchived active segment ---------
     std::fs::write(&go, b"").unwrap();
     producer.join().unwrap().unwrap();
