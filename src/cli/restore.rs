@@ -598,7 +598,7 @@ fn print_retention(r: Result<retention::Retention, RestoreError>, mode: Mode, fo
     };
     let when = match mode {
         Mode::BareMetal => "before this broker starts (against the rest of its cluster; a single-node cluster checks retention 30 s after it starts, then every log.retention.check.interval.ms)",
-        Mode::NewCluster => "against the new cluster before its broker starts on the restored dir",
+        Mode::NewCluster => "against the new cluster before its broker starts on the restored dir (the retention above is the archived cluster's; check the new cluster's own with kafka-configs.sh --describe)",
     };
     for d in &r.deletions {
         match format {

@@ -346,7 +346,16 @@ fn a_new_cluster_restore_that_cannot_place_every_partition_places_none() {
         let out = run(extra);
         assert_exit(&out, 2);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("nothing was written"), "{extra:?}: {err}");
+        assert!(
+            err.contains("11 of 13 partitions cannot be restored here, so nothing was written"),
+            "{extra:?}: {err}"
+        );
+        // The hint for the 10 without a topic id is said once.
+        assert_eq!(
+            err.matches("or give --topic-id").count(),
+            1,
+            "{extra:?}: {err}"
+        );
         // Every partition without a topic id is named, and the one holding data.
         for missing in ["compacted-0", "txn-1", "codec-gzip-0", "codec-zstd-1"] {
             assert!(

@@ -129,6 +129,21 @@ fn in_dir(path: &Option<PathBuf>) -> String {
         .map_or_else(String::new, |p| format!("cannot create {}: ", p.display()))
 }
 
+/// The error and its sources, joined: aws-config's top-level messages alone are terse.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     //! The texts are the ones the variants replaced (strings built with `format!`).
@@ -221,19 +236,4 @@ mod tests {
         };
         assert_eq!(e.to_string(), "cannot handle SIGTERM: boom");
     }
-}
-
-/// The error and its sources, joined: aws-config's top-level messages alone are terse.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

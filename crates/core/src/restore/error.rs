@@ -94,9 +94,11 @@ pub enum RestoreError {
     Refused(String),
     /// Partitions of the plan that cannot be restored into the target as it is (no topic
     /// id, data present): found before anything is written, all of them at once.
-    #[error("{}: {} of {total} partitions cannot be restored here, so nothing was written:\n  {}", to.display(), problems.len(), problems.join("\n  "))]
+    #[error("{}: {unready} of {total} partitions cannot be restored here, so nothing was written:\n  {}", to.display(), problems.join("\n  "))]
     Unready {
         to: PathBuf,
+        /// Partitions that cannot be restored, of `total`.
+        unready: usize,
         total: usize,
         problems: Vec<String>,
     },

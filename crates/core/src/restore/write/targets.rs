@@ -73,16 +73,32 @@ pub(super) async fn check_targets(
     let staging = to.join(STAGING);
     let mut targets = Vec::with_capacity(plan.partitions.len());
     let mut problems = Vec::new();
+    // Partitions without a topic id share one hint: listed together, it is said once.
+    let mut no_topic_id: Vec<String> = Vec::new();
     for i in 0..plan.partitions.len() {
         match check_partition(plan, i, to, &staging, journal, opts) {
             Ok(t) => targets.push(t),
+            Err(RestoreError::NoTopicId { path, source, .. }) => {
+                no_topic_id.push(format!("{} ({source})", path.display()))
+            }
             Err(e) => problems.push(e.to_string()),
         }
+    }
+    if !no_topic_id.is_empty() {
+        problems.insert(
+            0,
+            format!(
+                "{} partitions have no topic id to write (their partition.metadata): {}; new-cluster mode restores into partitions created in the new cluster first (create the topics there with at least as many partitions, stop its broker, then restore), or give --topic-id for a single topic",
+                no_topic_id.len(),
+                no_topic_id.join(", ")
+            ),
+        );
     }
     if !problems.is_empty() {
         return Err(RestoreError::Unready {
             to: to.to_path_buf(),
             total: plan.partitions.len(),
+            unready: no_topic_id.len() + problems.len() - usize::from(!no_topic_id.is_empty()),
             problems,
         });
     }
