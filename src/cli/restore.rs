@@ -596,6 +596,17 @@ fn print_retention(r: Result<retention::Retention, RestoreError>, mode: Mode, fo
             return;
         }
     };
+    if r.snapshot.is_none() {
+        let why = "no archived KRaft snapshot to read the topics' retention from (ZooKeeper mode, or none archived yet): what the broker may delete at start was not judged";
+        match format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"type": "retention_unchecked", "error": why})
+            ),
+            Format::Text => eprintln!("NOTE {why}"),
+        }
+        return;
+    }
     let when = match mode {
         Mode::BareMetal => "before this broker starts (against the rest of its cluster; a single-node cluster checks retention 30 s after it starts, then every log.retention.check.interval.ms)",
         Mode::NewCluster => "against the new cluster before its broker starts on the restored dir (the retention above is the archived cluster's; check the new cluster's own with kafka-configs.sh --describe)",

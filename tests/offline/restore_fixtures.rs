@@ -379,6 +379,39 @@ fn a_new_cluster_restore_that_cannot_place_every_partition_places_none() {
     assert!(segments(&dst.join("codec-none-1")).len() > 1);
 }
 
+/// A damaged archived KRaft snapshot fails a bare-metal restore before anything is written
+/// (not after `meta.properties` is in place), and `--dry-run` fails the same way.
+#[test]
+fn a_damaged_metadata_snapshot_fails_the_restore_before_any_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, url) = archived(tmp.path(), "4.3.1");
+    let store = tmp.path().join("store");
+    let newest = logdir::walk(&store)
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains("/metadata/")
+                && p.to_string_lossy().ends_with(".checkpoint")
+        })
+        .max()
+        .expect("an archived KRaft snapshot");
+    let mut bytes = fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&newest, &bytes).unwrap();
+    let dst = tmp.path().join("dst");
+    for extra in [&["--dry-run"][..], &[]] {
+        let mut args = vec!["restore", &url, "--to", dst.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = segvault(&args);
+        assert_exit(&out, 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = newest.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.contains(&name), "{extra:?}: {err}");
+        let written: Vec<String> = if dst.exists() { walk(&dst) } else { vec![] };
+        assert!(written.is_empty(), "{extra:?}: wrote {written:?}");
+    }
+}
+
 /// An archived object whose bytes were changed: the restore exits 1 naming the key, and the
 /// partition is not placed; once the object is repaired, running the restore again resumes:
 /// partitions already in place are kept, the rest are restored.

@@ -1,7 +1,7 @@
 //! What the broker would delete of a restore at its first retention check: each restored
 //! topic's `retention.ms` and `retention.bytes`, read from the archived KRaft snapshot (the
-//! topic's own config, else the cluster's dynamic default, else the node's own dynamic
-//! config), applied to the plan's segments as the broker applies them
+//! topic's own config, else the node's own dynamic config, else the cluster's dynamic
+//! default; topics whose `cleanup.policy` lacks `delete` are never shortened), applied to the plan's segments as the broker applies them
 //! (`UnifiedLog.deleteRetentionMsBreachedSegments`, `deleteRetentionSizeBreachedSegments`):
 //! from the start of the log, every segment whose newest record is older than `now -
 //! retention.ms`, then the oldest segments while the rest stays above `retention.bytes`.
@@ -13,7 +13,7 @@
 
 use super::error::RestoreError;
 use super::fetch::get_all;
-use super::plan::{Mode, PartitionPlan, Plan};
+use super::plan::{Cut, Mode, PartitionPlan, Plan};
 use crate::archive::layout;
 use crate::archive::manifest::RangeKind;
 use crate::archive::store::Store;
@@ -89,9 +89,12 @@ pub async fn check(store: &Store, plan: &Plan, now_ms: i64) -> Result<Retention,
         ..Retention::default()
     };
     for p in &plan.partitions {
+        if !deletes(&configs, &p.topic, node) {
+            continue;
+        }
         let ms = limit(&configs, &p.topic, node, "retention.ms", &MS_KEYS);
         let bytes = limit(&configs, &p.topic, node, "retention.bytes", &BYTES_KEYS);
-        if let Some(d) = judge(p, ms, bytes, now_ms) {
+        if let Some(d) = judge(p, plan.cut, ms, bytes, now_ms) {
             out.deletions.push(d);
         }
     }
@@ -137,12 +140,14 @@ fn limit(
             from: "topic",
         });
     }
-    let brokers = node
-        .map(|n| (n.to_string(), "node"))
-        .into_iter()
-        .chain(std::iter::once((String::new(), "cluster default")));
-    for (name, from) in brokers {
-        for (key, factor) in broker_keys {
+    // Kafka merges the levels key by key (the node's over the cluster default), then takes
+    // the most precise key set at any level.
+    for (key, factor) in broker_keys {
+        let levels = node
+            .map(|n| (n.to_string(), "node"))
+            .into_iter()
+            .chain(std::iter::once((String::new(), "cluster default")));
+        for (name, from) in levels {
             if let Some(v) = get(BROKER, &name, key) {
                 let value = if v < 0 { -1 } else { v.saturating_mul(*factor) };
                 return Some(Limit { value, from });
@@ -152,9 +157,21 @@ fn limit(
     None
 }
 
+/// Whether retention deletes from `topic` at all: its `cleanup.policy` (else the node's or
+/// the cluster's `log.cleanup.policy`, else Kafka's default `delete`) includes `delete`.
+fn deletes(configs: &Configs, topic: &str, node: Option<i32>) -> bool {
+    let get =
+        |t: i8, name: &str, key: &str| configs.get(&(t, name.to_string())).and_then(|c| c.get(key));
+    let policy = get(TOPIC, topic, "cleanup.policy")
+        .or_else(|| node.and_then(|n| get(BROKER, &n.to_string(), "log.cleanup.policy")))
+        .or_else(|| get(BROKER, "", "log.cleanup.policy"));
+    policy.is_none_or(|p| p.split(',').any(|x| x.trim() == "delete"))
+}
+
 /// What the broker deletes of partition `p` at `now_ms`, if anything.
 fn judge(
     p: &PartitionPlan,
+    cut: Option<Cut>,
     ms: Option<Limit>,
     bytes: Option<Limit>,
     now_ms: i64,
@@ -169,10 +186,19 @@ fn judge(
     let mut gone = 0;
     let mut by = Vec::new();
     let mut newest_deleted_ms = None;
+    // The newest record of each restored segment: the archived one, except that a segment
+    // trimmed at `--until-time T` keeps only records older than T.
+    let newest = |i: usize| {
+        let t = segs[i].stats.max_timestamp;
+        match cut {
+            Some(Cut::Time(c)) if p.trim_last && i + 1 == segs.len() => t.map(|t| t.min(c - 1)),
+            _ => t,
+        }
+    };
     if let Some(l) = ms.filter(|l| l.value >= 0) {
         let horizon = now_ms.saturating_sub(l.value);
-        while gone < segs.len() && segs[gone].stats.max_timestamp.is_some_and(|t| t < horizon) {
-            newest_deleted_ms = newest_deleted_ms.max(segs[gone].stats.max_timestamp);
+        while gone < segs.len() && newest(gone).is_some_and(|t| t < horizon) {
+            newest_deleted_ms = newest_deleted_ms.max(newest(gone));
             gone += 1;
         }
         if gone > 0 {
@@ -295,7 +321,93 @@ fn configs(snapshot: &[u8]) -> Result<Configs, segvault_format::FormatError> {
         }
     }
     match walk.finish() {
+        segvault_format::segment::SegmentEnd::Clean => Ok(out),
         segvault_format::segment::SegmentEnd::Corrupt(e) => Err(e),
-        _ => Ok(out),
+        segvault_format::segment::SegmentEnd::PartialTail { position, bytes } => {
+            Err(segvault_format::FormatError::new(
+                segvault_format::ErrorKind::BadLength,
+                position,
+                format!("a whole batch (the snapshot ends {bytes} bytes into one)"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs(entries: &[(i8, &str, &str, &str)]) -> Configs {
+        let mut c = Configs::new();
+        for (t, name, k, v) in entries {
+            c.entry((*t, name.to_string()))
+                .or_default()
+                .insert(k.to_string(), v.to_string());
+        }
+        c
+    }
+
+    #[test]
+    fn the_topic_wins_then_the_most_precise_key_at_any_level() {
+        let c = configs(&[
+            (BROKER, "", "log.retention.ms", "604800000"),
+            (BROKER, "1", "log.retention.hours", "1"),
+            (TOPIC, "t", "retention.ms", "5000"),
+        ]);
+        let ms = |topic, node| limit(&c, topic, node, "retention.ms", &MS_KEYS);
+        assert_eq!(
+            ms("t", Some(1)),
+            Some(Limit {
+                value: 5000,
+                from: "topic"
+            })
+        );
+        // log.retention.ms (cluster default) beats the node's log.retention.hours, as the
+        // broker merges the levels key by key before choosing the key.
+        assert_eq!(
+            ms("u", Some(1)),
+            Some(Limit {
+                value: 604_800_000,
+                from: "cluster default"
+            })
+        );
+        let c = configs(&[
+            (BROKER, "", "log.retention.hours", "168"),
+            (BROKER, "1", "log.retention.hours", "1"),
+        ]);
+        let ms = |node| limit(&c, "u", node, "retention.ms", &MS_KEYS);
+        assert_eq!(
+            ms(Some(1)),
+            Some(Limit {
+                value: 3_600_000,
+                from: "node"
+            })
+        );
+        assert_eq!(
+            ms(None),
+            Some(Limit {
+                value: 604_800_000,
+                from: "cluster default"
+            })
+        );
+        assert_eq!(
+            limit(&Configs::new(), "u", None, "retention.ms", &MS_KEYS),
+            None
+        );
+    }
+
+    #[test]
+    fn compacted_topics_are_never_shortened() {
+        let c = configs(&[
+            (TOPIC, "__consumer_offsets", "cleanup.policy", "compact"),
+            (TOPIC, "both", "cleanup.policy", "compact,delete"),
+            (BROKER, "", "log.cleanup.policy", "compact"),
+            (TOPIC, "plain", "cleanup.policy", "delete"),
+        ]);
+        assert!(!deletes(&c, "__consumer_offsets", None));
+        assert!(deletes(&c, "both", None));
+        assert!(deletes(&c, "plain", None));
+        assert!(!deletes(&c, "other", None), "the cluster default");
+        assert!(deletes(&Configs::new(), "other", None), "Kafka's default");
     }
 }

@@ -336,7 +336,8 @@ impl Build<'_> {
                 .into_iter()
                 .filter(|t| t.last_offset < at)
                 .collect(),
-            Err(_) => vec![],
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+            Err(e) => return Err(io(&txn_path)(e)),
         };
         if txn_path.exists() {
             fs::remove_file(&txn_path).map_err(io(&txn_path))?;

@@ -35,14 +35,14 @@ mod root_files;
 mod targets;
 
 use super::error::{io, RestoreError};
-use super::plan::{Mode, Plan};
+use super::plan::Plan;
 use crate::archive::store::Store;
 use crate::sys::blocking;
 use build::build_partition;
 use files::sync_dir;
 use journal::{Journal, JOURNAL};
 use lock::TargetLock;
-use node_files::{restore_metadata_snapshot, write_meta_properties};
+use node_files::{place_metadata_snapshot, write_meta_properties};
 use place::place;
 use root_files::{mark_clean_shutdown, write_checkpoints};
 use segvault_format::text::Uuid;
@@ -187,8 +187,9 @@ async fn restore_locked(
         write_meta_properties(to, bytes)?;
         report.wrote_meta_properties = true;
     }
-    if plan.mode == Mode::BareMetal {
-        report.metadata_snapshot = restore_metadata_snapshot(store, plan, to, opts).await?;
+    if let Some((name, bytes)) = &checked.metadata_snapshot {
+        place_metadata_snapshot(to, name, bytes)?;
+        report.metadata_snapshot = Some(name.clone());
     }
     let shared = Arc::new(plan.clone());
     let width = std::thread::available_parallelism()

@@ -61,21 +61,19 @@ pub(super) fn write_meta_properties(to: &Path, bytes: &[u8]) -> Result<(), Resto
     write_atomic(&to.join("meta.properties"), bytes)
 }
 
-/// Bare-metal: the node's newest archived KRaft snapshot, as the whole of
-/// `__cluster_metadata-0`. The broker starts from it (its log is empty, so the snapshot is
-/// ahead of it) and fetches everything later from the quorum. Skipped if the target already
-/// has a metadata log, unless `--force`.
-pub(super) async fn restore_metadata_snapshot(
+/// Bare-metal: the node's newest archived KRaft snapshot, fetched and every batch CRC
+/// verified, as `(its name, its bytes)`: `None` when there is none, or the target already has
+/// a metadata log (kept unless `--force`). Writes nothing.
+pub(super) async fn check_metadata_snapshot(
     store: &Store,
     plan: &Plan,
     to: &Path,
     opts: &WriteOptions,
-) -> Result<Option<String>, RestoreError> {
+) -> Result<Option<(String, Vec<u8>)>, RestoreError> {
     let (Some(node), Some(name)) = (plan.node_id, plan.metadata_snapshot.as_ref()) else {
         return Ok(None);
     };
-    let dir = to.join("__cluster_metadata-0");
-    if dir.exists() && !opts.force {
+    if to.join("__cluster_metadata-0").exists() && !opts.force {
         return Ok(None);
     }
     let key = layout::metadata_snapshot(&plan.cluster_id, node, name);
@@ -98,17 +96,28 @@ pub(super) async fn restore_metadata_snapshot(
             })
         }
     }
+    Ok(Some((name.clone(), bytes.to_vec())))
+}
+
+/// Places the snapshot [`check_metadata_snapshot`] gave as the whole of
+/// `__cluster_metadata-0`. The broker starts from it (its log is empty, so the snapshot is
+/// ahead of it) and fetches everything later from the quorum.
+pub(super) fn place_metadata_snapshot(
+    to: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), RestoreError> {
+    let dir = to.join("__cluster_metadata-0");
     let stage = to.join(STAGING).join("__cluster_metadata-0");
     if stage.exists() {
         fs::remove_dir_all(&stage).map_err(io(&stage))?;
     }
     fs::create_dir_all(&stage).map_err(io(&stage))?;
-    write_file(&stage.join(name), &bytes)?;
+    write_file(&stage.join(name), bytes)?;
     sync_dir(&stage)?;
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io(&dir))?;
     }
     fs::rename(&stage, &dir).map_err(io(&dir))?;
-    sync_dir(to)?;
-    Ok(Some(name.clone()))
+    sync_dir(to)
 }

@@ -5,7 +5,7 @@
 
 use super::journal::{Journal, JOURNAL};
 use super::lock::check_unlocked;
-use super::node_files::check_meta_properties;
+use super::node_files::{check_meta_properties, check_metadata_snapshot};
 use super::place::{holds_data, resumed_report};
 use super::{RestoredPartition, WriteOptions, STAGING};
 use crate::archive::store::Store;
@@ -28,6 +28,8 @@ pub(super) enum Target {
 pub(super) struct Checked {
     pub(super) targets: Vec<Target>,
     pub(super) meta_properties: Option<Vec<u8>>,
+    /// Bare-metal: the KRaft snapshot to place as the metadata log, verified.
+    pub(super) metadata_snapshot: Option<(String, Vec<u8>)>,
 }
 
 /// The checkpoint files a restore merges its partitions into.
@@ -53,9 +55,12 @@ pub(super) async fn check_targets(
             journal.cluster_id
         )));
     }
-    let meta_properties = match plan.mode {
-        Mode::BareMetal => check_meta_properties(store, plan, to, opts).await?,
-        Mode::NewCluster => None,
+    let (meta_properties, metadata_snapshot) = match plan.mode {
+        Mode::BareMetal => (
+            check_meta_properties(store, plan, to, opts).await?,
+            check_metadata_snapshot(store, plan, to, opts).await?,
+        ),
+        Mode::NewCluster => (None, None),
     };
     for name in CHECKPOINTS {
         let path = to.join(name);
@@ -105,6 +110,7 @@ pub(super) async fn check_targets(
     Ok(Checked {
         targets,
         meta_properties,
+        metadata_snapshot,
     })
 }
 
@@ -165,6 +171,10 @@ fn check_partition(
             }
         },
     };
+    segvault_format::text::Uuid::parse(&topic_id).map_err(|source| RestoreError::BadTopicId {
+        topic_id: topic_id.clone(),
+        source,
+    })?;
     if holds_data(&dir) && !opts.force {
         return Err(RestoreError::Refused(format!(
             "{}: the partition already holds data; use --force to replace it",
