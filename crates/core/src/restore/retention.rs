@@ -128,12 +128,7 @@ fn limit(
     topic_key: &str,
     broker_keys: &[(&str, i64)],
 ) -> Option<Limit> {
-    let get = |t: i8, name: &str, key: &str| {
-        configs
-            .get(&(t, name.to_string()))
-            .and_then(|c| c.get(key))
-            .and_then(|v| v.parse::<i64>().ok())
-    };
+    let get = |t: i8, name: &str, key: &str| config(configs, t, name, key)?.parse::<i64>().ok();
     if let Some(v) = get(TOPIC, topic, topic_key) {
         return Some(Limit {
             value: v,
@@ -157,11 +152,18 @@ fn limit(
     None
 }
 
+/// The value of `key` set on resource `(t, name)`, if any.
+fn config<'c>(configs: &'c Configs, t: i8, name: &str, key: &str) -> Option<&'c str> {
+    configs
+        .get(&(t, name.to_string()))?
+        .get(key)
+        .map(String::as_str)
+}
+
 /// Whether retention deletes from `topic` at all: its `cleanup.policy` (else the node's or
 /// the cluster's `log.cleanup.policy`, else Kafka's default `delete`) includes `delete`.
 fn deletes(configs: &Configs, topic: &str, node: Option<i32>) -> bool {
-    let get =
-        |t: i8, name: &str, key: &str| configs.get(&(t, name.to_string())).and_then(|c| c.get(key));
+    let get = |t: i8, name: &str, key: &str| config(configs, t, name, key);
     let policy = get(TOPIC, topic, "cleanup.policy")
         .or_else(|| node.and_then(|n| get(BROKER, &n.to_string(), "log.cleanup.policy")))
         .or_else(|| get(BROKER, "", "log.cleanup.policy"));

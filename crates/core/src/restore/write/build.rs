@@ -275,42 +275,53 @@ impl Build<'_> {
     /// and its indexes rebuilt (its aborted transactions are those whose marker is kept).
     /// Returns where the log now ends.
     fn end_before_open_transactions(&mut self, at: i64) -> Result<i64, RestoreError> {
-        while let Some(&base) = self.bases.last() {
-            if base < at {
-                break;
-            }
-            self.bases.pop();
-            for ext in ["log", "index", "timeindex", "txnindex"] {
-                let f = self.stage.join(format!("{base:020}.{ext}"));
-                if ext == "log" {
-                    self.log_bytes -= fs::metadata(&f).map_err(io(&f))?.len();
-                }
-                if f.exists() {
-                    fs::remove_file(&f).map_err(io(&f))?;
-                }
-                self.to_sync.retain(|p| p != &f);
-            }
-        }
         self.snapshot = None;
         self.cut_at = Some(at);
-        let Some(&base) = self.bases.last() else {
-            // Nothing before the first open transaction: the log restarts empty there.
-            self.empty_at = Some(at.max(self.empty_at.unwrap_or(at)));
-            self.end = at;
-            return Ok(at);
-        };
+        self.end = at;
+        loop {
+            let Some(&base) = self.bases.last() else {
+                // Nothing before the first open transaction: the log restarts empty there.
+                self.empty_at = Some(at);
+                return Ok(at);
+            };
+            let log_path = self.stage.join(format!("{base:020}.log"));
+            let pos = if base >= at {
+                Some(0)
+            } else {
+                let log = crate::sys::map(&log_path).map_err(io(&log_path))?;
+                log_entries(log.bytes())
+                    .find(|b| b.base_offset() >= at)
+                    .map(|b| b.position())
+            };
+            match pos {
+                // Nothing of this segment is below `at`.
+                Some(0) => self.drop_segment(base)?,
+                // `at` is past this segment's last batch: it is kept whole.
+                None => return Ok(at),
+                Some(pos) => return self.cut_segment(base, pos, at),
+            }
+        }
+    }
+
+    /// Removes the last segment kept, `base`, with its indexes.
+    fn drop_segment(&mut self, base: i64) -> Result<(), RestoreError> {
+        self.bases.pop();
+        for ext in ["log", "index", "timeindex", "txnindex"] {
+            let f = self.stage.join(format!("{base:020}.{ext}"));
+            if ext == "log" {
+                self.log_bytes -= fs::metadata(&f).map_err(io(&f))?.len();
+            }
+            if f.exists() {
+                fs::remove_file(&f).map_err(io(&f))?;
+            }
+            self.to_sync.retain(|p| p != &f);
+        }
+        Ok(())
+    }
+
+    /// Cuts segment `base` at byte `pos` (the batch at `at`) and rebuilds its indexes.
+    fn cut_segment(&mut self, base: i64, pos: u64, at: i64) -> Result<i64, RestoreError> {
         let log_path = self.stage.join(format!("{base:020}.log"));
-        let pos = {
-            let log = crate::sys::map(&log_path).map_err(io(&log_path))?;
-            log_entries(log.bytes())
-                .find(|b| b.base_offset() >= at)
-                .map(|b| b.position())
-        };
-        let Some(pos) = pos else {
-            // `at` is past this segment's last batch: it is kept whole.
-            self.end = at;
-            return Ok(at);
-        };
         let f = fs::OpenOptions::new()
             .write(true)
             .open(&log_path)
@@ -319,13 +330,7 @@ impl Build<'_> {
         f.set_len(pos).map_err(io(&log_path))?;
         self.log_bytes -= len - pos;
         let log = crate::sys::map(&log_path).map_err(io(&log_path))?;
-        let built = blocking(|| {
-            index_build::build_indexes(log.bytes(), base, index_build::DEFAULT_INDEX_INTERVAL_BYTES)
-        })
-        .map_err(|source| RestoreError::Corrupt {
-            key: log_path.display().to_string(),
-            source,
-        })?;
+        let built = rebuild(log.bytes(), base, || log_path.display().to_string())?;
         let txn_path = self.stage.join(format!("{base:020}.txnindex"));
         let kept: Vec<AbortedTxn> = match fs::read(&txn_path) {
             Ok(bytes) => segvault_format::index::parse_txn_index(&bytes)
@@ -393,17 +398,7 @@ impl Build<'_> {
         self.rebuilt += 1;
         let log = crate::sys::map(log_path).map_err(io(log_path))?;
         let data = log.bytes();
-        let built = blocking(|| {
-            index_build::build_indexes(
-                data,
-                m.start_offset,
-                index_build::DEFAULT_INDEX_INTERVAL_BYTES,
-            )
-        })
-        .map_err(|source| RestoreError::Corrupt {
-            key: lo.key.clone(),
-            source,
-        })?;
+        let built = rebuild(data, m.start_offset, || lo.key.clone())?;
         let aborted = txn_state(lo, check, data)?;
         let txn = index_build::encode_txn_index(&aborted);
         Ok(Indexes {
@@ -517,6 +512,17 @@ impl Build<'_> {
             sync_dir(self.stage)
         })
     }
+}
+
+/// The `.index` and `.timeindex` of a segment's bytes `data` (base `base`), as the broker
+/// builds them; an error names `key()` (the object or file the bytes came from).
+fn rebuild(
+    data: &[u8],
+    base: i64,
+    key: impl FnOnce() -> String,
+) -> Result<index_build::SegmentIndexes, RestoreError> {
+    blocking(|| index_build::build_indexes(data, base, index_build::DEFAULT_INDEX_INTERVAL_BYTES))
+        .map_err(|source| RestoreError::Corrupt { key: key(), source })
 }
 
 /// The batches must be those the manifest records (its batch digest), and the range's
